@@ -1,0 +1,233 @@
+"""The ``blastwall`` command line (DESIGN.md, "Command line": stable — extend, never rename).
+
+Every failure a user can cause or meet (bad argument, unreadable file, store held by
+another process, unreachable server) ends as one ``blastwall: …`` line on stderr and
+exit code 2; never a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import click
+from clickhouse_connect.driver.client import Client
+from clickhouse_connect.driver.exceptions import ClickHouseError
+
+from blastwall.schema import init_schema
+from blastwall.store import StoreError, close_store, open_store, reset_embedded, resolve_dsn
+
+EXIT_USAGE = 2
+
+
+class BlastwallCliError(click.ClickException):
+    """One readable line, exit code 2."""
+
+    exit_code = EXIT_USAGE
+
+    def show(self, file=None) -> None:  # noqa: ANN001 - click's signature
+        click.echo(f"blastwall: {self.format_message()}", err=True)
+
+
+@contextmanager
+def _client(ctx: click.Context, *, initialise: bool = True) -> Iterator[Client]:
+    """The store for this command, with its schema current; problems become one line."""
+    dsn = resolve_dsn(ctx.obj["dsn"])
+    try:
+        client = open_store(dsn)
+    except StoreError as exc:
+        raise BlastwallCliError(str(exc)) from None
+    try:
+        if initialise:
+            init_schema(client)
+        yield client
+    except ClickHouseError as exc:
+        raise BlastwallCliError(f"the store failed: {str(exc).strip().splitlines()[0][:300]}") from None
+    finally:
+        close_store(client)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--dsn", metavar="DSN", help="chdb:///path (embedded) or clickhouse://user:pass@host:8123/db. "
+              "Default: $BLASTWALL_DSN, else an embedded store in the user data directory.")
+@click.pass_context
+def cli(ctx: click.Context, dsn: str | None) -> None:
+    """blastwall: anomaly detection and incident response for the data paths of AI training."""
+    ctx.obj = {"dsn": dsn}
+
+
+@cli.command()
+@click.pass_context
+def init(ctx: click.Context) -> None:
+    """Create or upgrade every table (idempotent)."""
+    with _client(ctx, initialise=False) as client:
+        applied = init_schema(client)
+    if applied:
+        for step in applied:
+            click.echo(f"applied {step.package} v{step.version}")
+    else:
+        click.echo("schema is current")
+
+
+@cli.command()
+@click.option("--table", "table", default="access_log", show_default=True,
+              type=click.Choice(["access_log", "resources", "memberships", "principals"]),
+              help="Which contract table the files hold.")
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.pass_context
+def ingest(ctx: click.Context, table: str, files: tuple[Path, ...]) -> None:
+    """Load JSON Lines, CSV or Parquet files (optionally .gz) into a contract table.
+
+    Bad rows are kept in rejected_rows with file, line and reason; re-ingesting a file
+    adds nothing new.
+    """
+    from features.ingest import IngestError, IngestSummary, detect_format, ingest_file
+    from tqdm import tqdm
+
+    for path in files:  # check every file before loading any
+        if not path.is_file():
+            raise BlastwallCliError(f"{path}: no such file")
+        if not os.access(path, os.R_OK):
+            raise BlastwallCliError(f"{path}: not readable")
+        try:
+            detect_format(path)
+        except IngestError as exc:
+            raise BlastwallCliError(str(exc)) from None
+    failed = False
+    with _client(ctx) as client:
+        for path in files:
+            size = path.stat().st_size if not path.name.endswith(".gz") else None
+            with tqdm(total=size, unit="B", unit_scale=True, desc=path.name, leave=False,
+                      disable=not sys.stderr.isatty()) as bar:
+                def progress(consumed: int, bar: tqdm = bar) -> None:
+                    bar.update(consumed - bar.n)
+                try:
+                    summary: IngestSummary = ingest_file(client, path, table, on_progress=progress)
+                except IngestError as exc:
+                    click.echo(f"blastwall: {exc}", err=True)
+                    failed = True
+                    continue
+            rate = summary.rows / summary.seconds if summary.seconds else 0.0
+            click.echo(f"{path}: loaded {summary.loaded:,}, duplicates {summary.duplicates:,}, "
+                       f"rejected {summary.rejected:,} ({summary.seconds:.1f}s, {rate:,.0f} rows/s)")
+            for reason, count in sorted(summary.reasons.items(), key=lambda item: -item[1]):
+                click.echo(f"  rejected {count:,}: {reason}")
+    if failed:
+        sys.exit(EXIT_USAGE)
+
+
+@cli.command()
+@click.option("--principals", default=1000, show_default=True, type=click.IntRange(20, 1_000_000))
+@click.option("--days", default=14, show_default=True, type=click.IntRange(1, 365))
+@click.option("--seed", default=7, show_default=True, type=int)
+@click.option("--reseed", is_flag=True, help="Drop the demo store and generate it again.")
+@click.option("--no-console", is_flag=True, help="Seed (and detect) only; do not open the console.")
+@click.pass_context
+def demo(ctx: click.Context, principals: int, days: int, seed: int, reseed: bool, no_console: bool) -> None:
+    """Seed a realistic organisation (with labelled attacks) and open the console on it."""
+    from blastwall.simulation import OrgSpec, write_to_store
+
+    dsn = ctx.obj["dsn"] or demo_dsn()
+    ctx.obj["dsn"] = dsn
+    if reseed:
+        _reset_embedded(dsn)
+    with _client(ctx) as client:
+        existing = int(client.query("SELECT count() FROM access_log").result_rows[0][0])
+        if existing:
+            click.echo(f"demo store {dsn} already holds {existing:,} events (use --reseed to regenerate)")
+        else:
+            spec = OrgSpec(principals=principals, days=days, seed=seed)
+            click.echo(f"seeding {principals:,} principals x {days} days (seed {seed}) into {dsn} ...")
+            counts = write_to_store(client, spec)
+            click.echo(_describe_seed(counts))
+    click.echo("detection: not available yet (detector/ is the next milestone); showing the data as ingested")
+    if not no_console:
+        _launch_console(dsn)
+
+
+def _describe_seed(counts: dict) -> str:
+    seconds = counts.get("seconds", 0.0)
+    events = counts.get("access_log", 0)
+    rate = f", {events / seconds:,.0f} events/s" if seconds else ""
+    parts = ", ".join(f"{name} {value:,}" for name, value in counts.items() if isinstance(value, int))
+    return f"seeded {parts} in {seconds:.1f}s{rate}"
+
+
+def demo_dsn() -> str:
+    """The demo's own embedded store, apart from the user's default store."""
+    import platformdirs
+
+    return f"chdb://{Path(platformdirs.user_data_dir('blastwall')) / 'demo'}"
+
+
+def _reset_embedded(dsn: str) -> None:
+    try:
+        reset_embedded(dsn)
+    except StoreError as exc:
+        raise BlastwallCliError(str(exc)) from None
+
+
+@cli.command()
+@click.option("--port", default=8501, show_default=True, type=int)
+@click.pass_context
+def console(ctx: click.Context, port: int) -> None:
+    """Open the Streamlit console on the store."""
+    dsn = resolve_dsn(ctx.obj["dsn"])
+    with _client(ctx):  # fail here, in one line, if the store is unusable
+        pass
+    _launch_console(dsn, port)
+
+
+def _launch_console(dsn: str, port: int = 8501) -> None:
+    app = Path(__file__).resolve().parent.parent / "dashboard" / "app.py"
+    command = [sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(port),
+               "--server.headless", "true", "--browser.gatherUsageStats", "false", "--", "--dsn", dsn]
+    click.echo(f"console: http://localhost:{port}  (Ctrl-C to stop)")
+    try:
+        sys.exit(subprocess.call(command))
+    except KeyboardInterrupt:
+        sys.exit(0)
+
+
+def _not_yet(name: str, milestone: str) -> click.Command:
+    @click.command(name=name, context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+                   help=f"(Not available yet: arrives with {milestone}.)")
+    def command() -> None:
+        raise BlastwallCliError(f"'{name}' is not available in this version yet; it arrives with {milestone}")
+    return command
+
+
+for _name, _milestone in (("detect", "detector/"), ("run", "detector/"), ("incidents", "detector/"),
+                          ("eval", "detector/"), ("playbook", "playbooks/")):
+    cli.add_command(_not_yet(_name, _milestone))
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        cli.main(prog_name="blastwall", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        click.echo("blastwall: aborted", err=True)
+        sys.exit(1)
+    except BlastwallCliError as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.UsageError as exc:
+        message = exc.format_message()
+        hint = f" (see 'blastwall {exc.ctx.command_path.split(' ', 1)[1] + ' ' if exc.ctx and ' ' in exc.ctx.command_path else ''}--help')"
+        click.echo(f"blastwall: {message}{hint}", err=True)
+        sys.exit(EXIT_USAGE)
+    except click.ClickException as exc:
+        click.echo(f"blastwall: {exc.format_message()}", err=True)
+        sys.exit(EXIT_USAGE)
+
+
+if __name__ == "__main__":
+    main()

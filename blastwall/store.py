@@ -1,0 +1,240 @@
+"""Where the store is and how to reach it: DSN resolution, the client factory, the embedded lock.
+
+Every other package receives the client this module builds; none builds its own.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from urllib.parse import urlparse
+
+import clickhouse_connect
+import platformdirs
+from clickhouse_connect.driver.client import Client
+from clickhouse_connect.driver.exceptions import ClickHouseError
+
+DSN_ENV = "BLASTWALL_DSN"
+LOCK_FILE_NAME = ".blastwall.lock"
+
+
+class StoreError(Exception):
+    """A store problem explained in one line for the person at the terminal."""
+
+
+class StoreLockedError(StoreError):
+    """The embedded store directory is owned by another process."""
+
+
+def default_dsn() -> str:
+    """The embedded store in the per-user data directory (``chdb:///…/blastwall/store``)."""
+    return f"chdb://{Path(platformdirs.user_data_dir('blastwall')) / 'store'}"
+
+
+def resolve_dsn(cli_dsn: str | None) -> str:
+    """Pick the DSN: ``--dsn``, else ``BLASTWALL_DSN``, else the embedded default."""
+    return cli_dsn or os.environ.get(DSN_ENV) or default_dsn()
+
+
+@dataclass(frozen=True)
+class Dsn:
+    """A parsed DSN.
+
+    Attributes
+    ----------
+    text : str
+        The DSN as given.
+    embedded_path : Path or None
+        The data directory for ``chdb://`` DSNs, ``None`` for a server.
+    """
+
+    text: str
+    embedded_path: Path | None
+
+    @property
+    def is_embedded(self) -> bool:
+        return self.embedded_path is not None
+
+
+def parse_dsn(text: str) -> Dsn:
+    """Validate a DSN and tell embedded from server.
+
+    Raises
+    ------
+    StoreError
+        For a scheme blastwall does not know or an embedded DSN without a path.
+    """
+    parsed = urlparse(text)
+    if parsed.scheme == "chdb":
+        location = parsed.path if not parsed.netloc else parsed.netloc + parsed.path
+        if location in ("", "/", "memory", ":memory:"):
+            raise StoreError(f"embedded DSN {text!r} needs a directory, e.g. chdb:///var/lib/blastwall")
+        return Dsn(text, Path(location).expanduser().resolve())
+    if parsed.scheme in ("clickhouse", "http", "https", "clickhouse+http", "clickhouse+https"):
+        if not parsed.hostname:
+            raise StoreError(f"server DSN {text!r} has no host, e.g. clickhouse://user:pass@host:8123/db")
+        return Dsn(text, None)
+    raise StoreError(f"unknown DSN scheme in {text!r}: use chdb:///path or clickhouse://user:pass@host:8123/db")
+
+
+class _EmbeddedLock:
+    """An advisory lock on the embedded directory that names its holder.
+
+    chdb refuses a second process with an opaque engine error; taking this lock first
+    lets the second process say who holds the store and what to do instead.
+    """
+
+    def __init__(self, directory: Path):
+        self.path = directory / LOCK_FILE_NAME
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise StoreLockedError(self._held_message()) from None
+        holder = {
+            "pid": os.getpid(),
+            "command": " ".join(Path(sys.argv[0]).name.split() + sys.argv[1:]) or "python",
+            "since": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
+        os.ftruncate(fd, 0)
+        os.write(fd, json.dumps(holder).encode())
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+    def _held_message(self) -> str:
+        try:
+            holder = json.loads(self.path.read_text())
+            who = f"process {holder['pid']} ({holder['command']}, since {holder['since']})"
+        except (OSError, ValueError, KeyError):
+            who = "another process"
+        return (
+            f"the embedded store {self.path.parent} is in use by {who}; stop it first, "
+            "or share the data through a ClickHouse server (--dsn clickhouse://user:pass@host:8123/db)"
+        )
+
+
+# Clients of this process by embedded path: chdb runs one engine per process, so
+# every open_store() of the same directory shares one client and one lock.
+_embedded: dict[Path, tuple[Client, _EmbeddedLock, list[int]]] = {}
+
+
+def open_store(dsn: str) -> Client:
+    """Open a clickhouse-connect client for a DSN (embedded or server).
+
+    Parameters
+    ----------
+    dsn : str
+        ``chdb:///path`` or ``clickhouse://user:pass@host:8123/db``.
+
+    Returns
+    -------
+    clickhouse_connect.driver.client.Client
+        Close it with :func:`close_store`.
+
+    Raises
+    ------
+    StoreLockedError
+        The embedded directory belongs to another process.
+    StoreError
+        Any other reason the store cannot be reached, in one line.
+    """
+    parsed = parse_dsn(dsn)
+    if not parsed.is_embedded:
+        try:
+            interface = "https" if urlparse(dsn).scheme.endswith("https") else "http"
+            return clickhouse_connect.get_client(dsn=dsn, interface=interface)
+        except ClickHouseError as exc:
+            raise StoreError(f"cannot reach ClickHouse at {_redact(dsn)}: {_first_line(exc)}") from exc
+        except OSError as exc:
+            raise StoreError(f"cannot reach ClickHouse at {_redact(dsn)}: {exc}") from exc
+    path = parsed.embedded_path
+    assert path is not None
+    if path in _embedded:
+        client, _, refs = _embedded[path]
+        refs[0] += 1
+        return client
+    if _embedded:
+        other = next(iter(_embedded))
+        raise StoreError(f"this process already has the embedded store {other} open; one per process")
+    lock = _EmbeddedLock(path)
+    lock.acquire()
+    try:
+        client = clickhouse_connect.get_client(dsn=f"chdb://{path}")
+    except ClickHouseError as exc:
+        lock.release()
+        raise StoreLockedError(
+            f"cannot open the embedded store {path}: {_first_line(exc)} "
+            "(is another program using this directory?)"
+        ) from exc
+    _embedded[path] = (client, lock, [1])
+    return client
+
+
+def close_store(client: Client) -> None:
+    """Release a client from :func:`open_store`; the embedded engine closes with its last user."""
+    for path, (held, lock, refs) in list(_embedded.items()):
+        if held is client:
+            refs[0] -= 1
+            if refs[0] == 0:
+                client.close()
+                lock.release()
+                del _embedded[path]
+            return
+    client.close()
+
+
+def reset_embedded(dsn: str) -> None:
+    """Delete an embedded store's data, holding its lock so no other process is using it."""
+    parsed = parse_dsn(dsn)
+    if parsed.embedded_path is None:
+        raise StoreError("only an embedded store can be reset")
+    if parsed.embedded_path in _embedded:
+        raise StoreError(f"this process has {parsed.embedded_path} open; close it before resetting")
+    lock = _EmbeddedLock(parsed.embedded_path)
+    lock.acquire()
+    try:
+        for entry in parsed.embedded_path.iterdir():
+            if entry.name != LOCK_FILE_NAME:
+                shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
+    finally:
+        lock.release()
+
+
+@contextmanager
+def store(dsn: str) -> Iterator[Client]:
+    """``with store(dsn) as client:`` — open, then always close."""
+    client = open_store(dsn)
+    try:
+        yield client
+    finally:
+        close_store(client)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:300] if text else type(exc).__name__
+
+
+def _redact(dsn: str) -> str:
+    parsed = urlparse(dsn)
+    if parsed.password:
+        return dsn.replace(f":{parsed.password}@", ":***@")
+    return dsn

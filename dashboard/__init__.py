@@ -1,0 +1,1 @@
+"""The Streamlit SOC console: views only, no business logic."""

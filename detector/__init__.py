@@ -1,0 +1,1 @@
+"""PyOD scoring, baselines, explanations, severity, and incidents with their lifecycle."""

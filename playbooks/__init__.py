@@ -1,0 +1,1 @@
+"""Containment playbooks as code: the files, the engine, the action library and paging."""
