@@ -201,6 +201,11 @@ def close_store(client: Client) -> None:
     client.close()
 
 
+def is_open(dsn: str) -> bool:
+    """Whether this process holds the embedded store of ``dsn`` open."""
+    return parse_dsn(dsn).embedded_path in _embedded
+
+
 def reset_embedded(dsn: str) -> None:
     """Delete an embedded store's data, holding its lock so no other process is using it."""
     parsed = parse_dsn(dsn)

@@ -1,0 +1,94 @@
+"""The command line as a user meets it: summaries, one-line errors, exit codes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from blastwall.cli import main
+
+
+def run(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, *args: str) -> tuple[int, str, str]:
+    monkeypatch.setattr("sys.argv", ["blastwall", *args])
+    try:
+        main()
+        code = 0
+    except SystemExit as exit_:
+        code = int(exit_.code or 0)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+GOOD = {"event_time": "2026-10-05T09:00:00Z", "principal": "ann", "action": "read", "resource": "ds.a"}
+
+
+def test_init_then_init_again(capsys, monkeypatch, store_dsn: str) -> None:
+    code, out, _ = run(capsys, monkeypatch, "--dsn", store_dsn, "init")
+    assert code == 0 and "applied features.contract v1" in out
+    code, out, _ = run(capsys, monkeypatch, "--dsn", store_dsn, "init")
+    assert (code, out.strip()) == (0, "schema is current")
+
+
+def test_ingest_prints_a_summary_with_reasons(capsys, monkeypatch, store_dsn: str, tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    rows = [{**GOOD, "event_id": "a"}, {**GOOD, "event_id": "b"}, {**GOOD, "action": "steal"}]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+    code, out, err = run(capsys, monkeypatch, "--dsn", store_dsn, "ingest", str(path))
+
+    assert (code, err) == (0, "")
+    assert f"{path}: loaded 2, duplicates 0, rejected 1" in out
+    assert "rejected 1: unknown action" in out
+    code, out, _ = run(capsys, monkeypatch, "--dsn", store_dsn, "ingest", str(path))
+    assert f"{path}: loaded 0, duplicates 2, rejected 1" in out
+
+
+def test_environment_variable_selects_the_store(capsys, monkeypatch, store_dsn: str, tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    path.write_text(json.dumps(GOOD) + "\n")
+    monkeypatch.setenv("BLASTWALL_DSN", store_dsn)
+    code, out, _ = run(capsys, monkeypatch, "ingest", str(path))
+    assert code == 0 and "loaded 1" in out
+    assert (Path(store_dsn.removeprefix("chdb://")) / ".blastwall.lock").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["ingest", "{missing}"], "{missing}: no such file"),
+        (["ingest", "--table", "secrets", "{good}"], "Invalid value for '--table'"),
+        (["ingest", "{odd}"], "unknown format"),
+        (["ingest"], "Missing argument"),
+        (["frobnicate"], "No such command"),
+        (["detect", "--since", "x"], "'detect' is not available in this version yet"),
+    ],
+)
+def test_bad_arguments_are_one_line_and_exit_2(capsys, monkeypatch, store_dsn: str, tmp_path: Path,
+                                               args: list[str], message: str) -> None:
+    good = tmp_path / "good.jsonl"
+    good.write_text(json.dumps(GOOD) + "\n")
+    odd = tmp_path / "data.xlsx"
+    odd.write_text("x")
+    paths = {"missing": str(tmp_path / "missing.jsonl"), "good": str(good), "odd": str(odd)}
+    argv = ["--dsn", store_dsn, *(a.format(**paths) for a in args)]
+
+    code, out, err = run(capsys, monkeypatch, *argv)
+
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("blastwall: ") and message.format(**paths) in lines[0], err
+
+
+def test_a_bad_dsn_is_one_line(capsys, monkeypatch) -> None:
+    code, _, err = run(capsys, monkeypatch, "--dsn", "postgres://db/x", "init")
+    assert code == 2 and err.strip() == (
+        "blastwall: unknown DSN scheme in 'postgres://db/x': use chdb:///path or clickhouse://user:pass@host:8123/db"
+    )
+
+
+def test_an_unreachable_server_is_one_line(capsys, monkeypatch) -> None:
+    code, _, err = run(capsys, monkeypatch, "--dsn", "clickhouse://u:secret@127.0.0.1:9/db", "init")
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert err.startswith("blastwall: cannot reach ClickHouse at clickhouse://u:***@127.0.0.1:9/db")
