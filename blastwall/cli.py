@@ -122,9 +122,9 @@ def ingest(ctx: click.Context, table: str, files: tuple[Path, ...]) -> None:
 
 
 @cli.command()
-@click.option("--principals", default=1000, show_default=True, type=click.IntRange(20, 1_000_000))
-@click.option("--days", default=14, show_default=True, type=click.IntRange(1, 365))
-@click.option("--seed", default=7, show_default=True, type=int)
+@click.option("--principals", default=1000, show_default=True, type=click.IntRange(40, 1_000_000))
+@click.option("--days", default=14, show_default=True, type=click.IntRange(5, 365))
+@click.option("--seed", default=7, show_default=True, type=click.IntRange(0))
 @click.option("--reseed", is_flag=True, help="Drop the demo store and generate it again.")
 @click.option("--no-console", is_flag=True, help="Seed (and detect) only; do not open the console.")
 @click.pass_context
@@ -151,11 +151,28 @@ def demo(ctx: click.Context, principals: int, days: int, seed: int, reseed: bool
 
 
 def _describe_seed(counts: dict) -> str:
-    seconds = counts.get("seconds", 0.0)
-    events = counts.get("access_log", 0)
-    rate = f", {events / seconds:,.0f} events/s" if seconds else ""
-    parts = ", ".join(f"{name} {value:,}" for name, value in counts.items() if isinstance(value, int))
-    return f"seeded {parts} in {seconds:.1f}s{rate}"
+    return (f"seeded {counts['access_log']:,} events, {counts['principals']:,} principals, "
+            f"{counts['resources']:,} resources, {counts['memberships']:,} memberships and "
+            f"{counts['scenario_labels']} labelled attacks in {counts['seconds']:.1f}s "
+            f"({counts['events_per_second']:,.0f} events/s)")
+
+
+@cli.command()
+@click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--format", "fmt", default="jsonl", show_default=True, type=click.Choice(["jsonl", "csv", "parquet"]))
+@click.option("--gzip", "compress", is_flag=True, help="gzip the files (.gz; Parquet: compressed pages).")
+@click.option("--principals", default=1000, show_default=True, type=click.IntRange(40, 1_000_000))
+@click.option("--days", default=14, show_default=True, type=click.IntRange(5, 3650))
+@click.option("--seed", default=7, show_default=True, type=click.IntRange(0))
+def generate(out_dir: Path, fmt: str, compress: bool, principals: int, days: int, seed: int) -> None:
+    """Write the labelled organisation as contract files (+ labels.json) for `ingest` or other tools."""
+    from blastwall.simulation import OrgSpec, write_files
+
+    try:
+        counts = write_files(OrgSpec(principals=principals, days=days, seed=seed), out_dir, fmt=fmt, gzip=compress)
+    except OSError as exc:
+        raise BlastwallCliError(f"{out_dir}: cannot write ({exc.strerror or exc})") from None
+    click.echo(f"wrote {out_dir}: " + ", ".join(f"{name} {value:,}" for name, value in counts.items()))
 
 
 def demo_dsn() -> str:

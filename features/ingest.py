@@ -32,7 +32,7 @@ from features.contract import COLUMNS, Column
 
 #: Read this much of a JSON Lines file per batch: large enough to amortise a round
 #: trip, small enough that memory stays flat whatever the file size.
-DEFAULT_BATCH_BYTES = 64 * 1024 * 1024
+DEFAULT_BATCH_BYTES = 16 * 1024 * 1024
 #: Rows per batch for CSV and Parquet, which are re-encoded row by row.
 DEFAULT_BATCH_ROWS = 100_000
 
@@ -233,10 +233,14 @@ def _parquet_batches(path: Path, batch_rows: int) -> Iterator[_Batch]:
     except (pa.ArrowException, OSError) as exc:
         raise IngestError(f"{path}: not a readable Parquet file ({exc})") from exc
     row_no = 1
+    total_rows = max(parquet.metadata.num_rows, 1)
+    size = path.stat().st_size
     for record_batch in parquet.iter_batches(batch_size=batch_rows):
-        rows = [orjson.dumps(row, default=_json_default, option=orjson.OPT_NON_STR_KEYS) for row in _parquet_rows(record_batch)]
-        yield _rows_to_batch(list(range(row_no, row_no + len(rows))), rows, 0)
+        rows = [orjson.dumps(row, default=_json_default, option=orjson.OPT_NON_STR_KEYS)
+                for row in _parquet_rows(record_batch)]
         row_no += len(rows)
+        # Progress in file bytes, prorated by rows (Parquet is read by row group, not by byte).
+        yield _rows_to_batch(list(range(row_no - len(rows), row_no)), rows, size * (row_no - 1) // total_rows)
 
 
 def _parquet_rows(batch: pa.RecordBatch) -> Iterator[dict[str, Any]]:

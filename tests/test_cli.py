@@ -92,3 +92,31 @@ def test_an_unreachable_server_is_one_line(capsys, monkeypatch) -> None:
     code, _, err = run(capsys, monkeypatch, "--dsn", "clickhouse://u:secret@127.0.0.1:9/db", "init")
     assert code == 2 and len(err.strip().splitlines()) == 1
     assert err.startswith("blastwall: cannot reach ClickHouse at clickhouse://u:***@127.0.0.1:9/db")
+
+
+def test_demo_seeds_once_and_reseeds_on_request(capsys, monkeypatch, store_dsn: str) -> None:
+    args = ["--dsn", store_dsn, "demo", "--principals", "60", "--days", "6", "--no-console"]
+    code, out, err = run(capsys, monkeypatch, *args)
+    assert (code, err) == (0, "")
+    assert "seeded " in out and "9 labelled attacks" in out
+    code, out, _ = run(capsys, monkeypatch, *args)
+    assert code == 0 and "already holds" in out
+    code, out, _ = run(capsys, monkeypatch, *args, "--reseed")
+    assert code == 0 and "seeded " in out
+
+
+def test_demo_rejects_a_too_small_organisation(capsys, monkeypatch, store_dsn: str) -> None:
+    code, _, err = run(capsys, monkeypatch, "--dsn", store_dsn, "demo", "--principals", "5", "--no-console")
+    assert code == 2 and "Invalid value for '--principals'" in err
+
+
+def test_generate_writes_files_that_ingest_cleanly(capsys, monkeypatch, store_dsn: str, tmp_path: Path) -> None:
+    out_dir = tmp_path / "org"
+    code, out, _ = run(capsys, monkeypatch, "generate", str(out_dir), "--format", "csv", "--gzip",
+                       "--principals", "50", "--days", "5")
+    assert code == 0 and f"wrote {out_dir}" in out
+    for table in ("resources", "memberships", "principals", "access_log"):
+        code, out, err = run(capsys, monkeypatch, "--dsn", store_dsn, "ingest", "--table", table,
+                             str(out_dir / f"{table}.csv.gz"))
+        assert code == 0 and ", rejected 0 " in out, (table, out, err)
+    assert json.loads((out_dir / "labels.json").read_text())
