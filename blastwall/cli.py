@@ -203,7 +203,8 @@ def console(ctx: click.Context, port: int) -> None:
 def _launch_console(dsn: str, port: int = 8501) -> None:
     app = Path(__file__).resolve().parent.parent / "dashboard" / "app.py"
     command = [sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(port),
-               "--server.headless", "true", "--browser.gatherUsageStats", "false", "--", "--dsn", dsn]
+               "--server.headless", "true", "--browser.gatherUsageStats", "false",
+               "--client.toolbarMode", "viewer", "--", "--dsn", dsn]
     click.echo(f"console: http://localhost:{port}  (Ctrl-C to stop)")
     try:
         sys.exit(subprocess.call(command))

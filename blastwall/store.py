@@ -92,8 +92,9 @@ class _EmbeddedLock:
     lets the second process say who holds the store and what to do instead.
     """
 
-    def __init__(self, directory: Path):
+    def __init__(self, directory: Path, holder: str | None = None):
         self.path = directory / LOCK_FILE_NAME
+        self.holder = holder or " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]).strip() or "python"
         self._fd: int | None = None
 
     def acquire(self) -> None:
@@ -106,7 +107,7 @@ class _EmbeddedLock:
             raise StoreLockedError(self._held_message()) from None
         holder = {
             "pid": os.getpid(),
-            "command": " ".join(Path(sys.argv[0]).name.split() + sys.argv[1:]) or "python",
+            "command": self.holder,
             "since": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
         os.ftruncate(fd, 0)
@@ -136,13 +137,15 @@ class _EmbeddedLock:
 _embedded: dict[Path, tuple[Client, _EmbeddedLock, list[int]]] = {}
 
 
-def open_store(dsn: str) -> Client:
+def open_store(dsn: str, holder: str | None = None) -> Client:
     """Open a clickhouse-connect client for a DSN (embedded or server).
 
     Parameters
     ----------
     dsn : str
         ``chdb:///path`` or ``clickhouse://user:pass@host:8123/db``.
+    holder : str, optional
+        How another process's error names this one (default: this command line).
 
     Returns
     -------
@@ -174,7 +177,7 @@ def open_store(dsn: str) -> Client:
     if _embedded:
         other = next(iter(_embedded))
         raise StoreError(f"this process already has the embedded store {other} open; one per process")
-    lock = _EmbeddedLock(path)
+    lock = _EmbeddedLock(path, holder)
     lock.acquire()
     try:
         client = clickhouse_connect.get_client(dsn=f"chdb://{path}")

@@ -22,4 +22,4 @@ def dsn_from_argv(argv: list[str] | None = None) -> str:
 @st.cache_resource(show_spinner=False)
 def store_client(dsn: str) -> Client:
     """One client per DSN for the console process (the embedded engine allows one)."""
-    return open_store(dsn)
+    return open_store(dsn, holder="blastwall console")
