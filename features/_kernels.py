@@ -1,0 +1,178 @@
+"""numba kernels for what SQL does badly: sequences within an entity, and graph traversal.
+
+Each kernel takes and returns NumPy arrays only (no pandas, no I/O, no client), has an
+explicit signature and ``cache=True`` so a second process does not recompile it. The
+per-entity inputs are *segments*: ``offsets`` of length n + 1 delimit entity i's values
+as ``values[offsets[i]:offsets[i + 1]]`` (an Arrow list column's offsets and values).
+Each kernel is tested against a slow NumPy oracle in ``tests/test_kernels.py``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+
+@njit("int64[:](int64[:], int64[:], int64)", cache=True, nogil=True)
+def max_events_in_span(offsets: np.ndarray, times: np.ndarray, span: int) -> np.ndarray:
+    """Per segment, the most values in any half-open span ``[t, t + span)`` starting at a value.
+
+    Parameters
+    ----------
+    offsets : int64 array, shape (n + 1,)
+    times : int64 array
+        Each segment sorted ascending (e.g. epoch milliseconds).
+    span : int
+        Width of the span, same unit as ``times``.
+
+    Returns
+    -------
+    int64 array, shape (n,)
+        0 for an empty segment.
+    """
+    n = offsets.shape[0] - 1
+    out = np.zeros(n, dtype=np.int64)
+    for i in range(n):
+        lo, hi = offsets[i], offsets[i + 1]
+        best = 0
+        end = lo
+        for begin in range(lo, hi):  # two pointers: end only moves forward
+            if end < begin:
+                end = begin
+            limit = times[begin] + span
+            while end < hi and times[end] < limit:
+                end += 1
+            if end - begin > best:
+                best = end - begin
+        out[i] = best
+    return out
+
+
+@njit("float64[:](int64[:], int64[:], int64)", cache=True, nogil=True)
+def timing_regularity(offsets: np.ndarray, times: np.ndarray, min_events: int) -> np.ndarray:
+    """Per segment, ``max(0, 1 - std(gaps) / mean(gaps))`` of consecutive sorted times.
+
+    1 means perfectly periodic (machine-like), 0 irregular. Segments with fewer than
+    ``min_events`` values give 0; all values equal (mean gap 0) gives 1.
+    """
+    n = offsets.shape[0] - 1
+    out = np.zeros(n, dtype=np.float64)
+    for i in range(n):
+        lo, hi = offsets[i], offsets[i + 1]
+        count = hi - lo
+        if count < min_events:
+            continue
+        gaps = count - 1
+        total = 0.0
+        for k in range(lo + 1, hi):
+            total += times[k] - times[k - 1]
+        mean = total / gaps
+        if mean == 0.0:
+            out[i] = 1.0
+            continue
+        squares = 0.0
+        for k in range(lo + 1, hi):
+            delta = (times[k] - times[k - 1]) - mean
+            squares += delta * delta
+        regularity = 1.0 - np.sqrt(squares / gaps) / mean
+        out[i] = regularity if regularity > 0.0 else 0.0
+    return out
+
+
+@njit("float64[:](int64[:], uint8[:], int64[:, :], int64, float64)", cache=True, nogil=True)
+def off_hours_share(offsets: np.ndarray, hours: np.ndarray, history: np.ndarray,
+                    min_history: int, usual_share: float) -> np.ndarray:
+    """Per segment, the share of its values falling in hours that are unusual for that entity.
+
+    Parameters
+    ----------
+    offsets : int64 array, shape (n + 1,)
+    hours : uint8 array
+        Hour of week (0..167) of each event.
+    history : int64 array, shape (n, 168)
+        Entity i's past event count per hour of week.
+    min_history : int
+        Fewer past events than this: no usual hours known, the share is 0.
+    usual_share : float
+        An hour is usual when it holds at least this share of the past events.
+    """
+    n = offsets.shape[0] - 1
+    out = np.zeros(n, dtype=np.float64)
+    for i in range(n):
+        lo, hi = offsets[i], offsets[i + 1]
+        total = 0
+        for h in range(history.shape[1]):
+            total += history[i, h]
+        if total == 0 or total < min_history or hi == lo:
+            continue
+        unusual = 0
+        for k in range(lo, hi):
+            if history[i, hours[k]] / total < usual_share:
+                unusual += 1
+        out[i] = unusual / (hi - lo)
+    return out
+
+
+@njit("int64(int64[:], int64[:], boolean[:], int64, int64[:], int64)", cache=True, nogil=True)
+def _mark_reachable(indptr: np.ndarray, indices: np.ndarray, is_group: np.ndarray, source: int,
+                    stamp: np.ndarray, mark: int) -> int:
+    """Mark (with ``mark``) every principal reachable from ``source``; return how many were new."""
+    if stamp[source] == mark:
+        return 0
+    stack = np.empty(stamp.shape[0], dtype=np.int64)  # each node is pushed at most once
+    top = 0
+    stack[top] = source
+    top += 1
+    stamp[source] = mark
+    added = 0
+    while top > 0:
+        top -= 1
+        node = stack[top]
+        if not is_group[node]:
+            added += 1
+            continue
+        for edge in range(indptr[node], indptr[node + 1]):
+            member = indices[edge]
+            if stamp[member] != mark:
+                stamp[member] = mark
+                stack[top] = member
+                top += 1
+    return added
+
+
+@njit("Tuple((int64[:], int64[:]))(int64[:], int64[:], boolean[:], int64[:], int64[:], int64[:])",
+      cache=True, nogil=True)
+def grant_audiences(indptr: np.ndarray, indices: np.ndarray, is_group: np.ndarray,
+                    base_offsets: np.ndarray, base_sources: np.ndarray, grantees: np.ndarray):
+    """Effective audiences before and after each grant, over a CSR membership graph.
+
+    Parameters
+    ----------
+    indptr, indices : int64 arrays
+        CSR adjacency: the members of node g are ``indices[indptr[g]:indptr[g + 1]]``.
+    is_group : bool array
+        Whether each node is a group; only non-group nodes count as audience.
+    base_offsets, base_sources : int64 arrays
+        Segments: grant k's already-active grantees are
+        ``base_sources[base_offsets[k]:base_offsets[k + 1]]``.
+    grantees : int64 array
+        The node granted access by grant k.
+
+    Returns
+    -------
+    before, after : int64 arrays
+        Distinct principals reachable from the active grantees, and from those plus the
+        new grantee. Cycles in the graph are harmless (each node is visited once).
+    """
+    n = grantees.shape[0]
+    before = np.zeros(n, dtype=np.int64)
+    after = np.zeros(n, dtype=np.int64)
+    stamp = np.zeros(is_group.shape[0], dtype=np.int64)
+    for k in range(n):
+        mark = k + 1  # a fresh mark per grant: no clearing of the visited array
+        reached = 0
+        for s in range(base_offsets[k], base_offsets[k + 1]):
+            reached += _mark_reachable(indptr, indices, is_group, base_sources[s], stamp, mark)
+        before[k] = reached
+        after[k] = reached + _mark_reachable(indptr, indices, is_group, grantees[k], stamp, mark)
+    return before, after

@@ -1,0 +1,390 @@
+"""The feature step: one window ``[start, end)`` in, one feature matrix per entity out.
+
+What runs where (see :mod:`features.registry` for every definition):
+
+- ClickHouse does what it does fastest — counts, sums and distincts over the window,
+  joins against the catalogue and against the history tables — in a few statements.
+- The principal pass also returns, per principal, its sorted event times and hours as
+  Arrow list columns, streamed batch by batch; the numba kernels of
+  :mod:`features._kernels` run over each batch's list offsets and values.
+- The membership graph is loaded once per step as CSR arrays for the audience kernel.
+- Peer ratios are computed with numpy over the finished principal matrix.
+
+The history is advanced to ``start`` first (see :mod:`features.history`), so a step
+sees only events before its end.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+from clickhouse_connect.driver.client import Client
+
+from features import _kernels
+from features.history import advance_history
+from features.registry import (
+    BURST_WINDOW_MS,
+    ENTITY_KEYS,
+    MIN_HOURS_HISTORY,
+    MIN_REGULARITY_EVENTS,
+    READING_ACTIONS,
+    SENSITIVE_CATEGORIES,
+    SENSITIVE_SENSITIVITIES,
+    USUAL_HOUR_SHARE,
+    Entity,
+    features_of,
+)
+
+ENTITIES: tuple[Entity, ...] = ("principal", "grant", "resource", "training_run")
+
+
+def _tuple(values: tuple[str, ...]) -> str:
+    return "(" + ", ".join(f"'{v}'" for v in values) + ")"
+
+
+_READING = _tuple(READING_ACTIONS)
+_SENSITIVE = _tuple(SENSITIVE_SENSITIVITIES)
+_SENSITIVE_CATEGORIES = "[" + ", ".join(f"'{c}'" for c in SENSITIVE_CATEGORIES) + "]"
+_RANK = "multiIf(c.sensitivity = 'public', 0, c.sensitivity = 'internal', 1, c.sensitivity = 'confidential', 2, " \
+        "c.sensitivity = 'restricted', 3, 1)"
+_HOUR_OF_WEEK = "toUInt8((toDayOfWeek(event_time) - 1) * 24 + toHour(event_time))"
+
+# Times travel as epoch milliseconds: no time-zone interpretation on either side.
+_WINDOW = "event_time >= fromUnixTimestamp64Milli({lo:Int64}, 'UTC') AND event_time < fromUnixTimestamp64Milli({hi:Int64}, 'UTC')"
+
+_CATALOGUE = """cat AS (
+    SELECT resource, argMax(kind, updated_at) AS kind, argMax(sensitivity, updated_at) AS sensitivity,
+           argMax(categories, updated_at) AS categories, argMax(sanitized, updated_at) AS sanitized, 1 AS known
+    FROM resources GROUP BY resource)"""
+
+_PRINCIPAL_PASS = f"""WITH {_CATALOGUE}
+SELECT a.principal AS principal,
+    count() AS events,
+    uniqExact(a.resource) AS distinct_resources,
+    countIf(a.action IN {_READING} AND c.sensitivity IN {_SENSITIVE}) AS sensitive_reads,
+    sumIf(a.bytes, a.action IN ('read', 'query', 'join')) AS bytes_read,
+    sumIf(a.bytes, a.action = 'export') AS bytes_exported,
+    sumIf(a.bytes, a.action = 'download') AS bytes_downloaded,
+    countIf(a.action = 'export') AS exports,
+    sumIf(a.bytes, a.action = 'export' AND c.kind = 'embedding') AS embedding_export_bytes,
+    countIf(a.action = 'join') AS joins,
+    countIf(a.action = 'grant') AS grants,
+    countIf(a.action = 'download' AND c.kind = 'model') AS artifact_downloads,
+    uniqExactIf(a.resource, c.kind = 'secret' AND a.action IN {_READING}) AS distinct_secrets,
+    countIf(a.status IN ('denied', 'error')) AS failed_actions,
+    uniqExactIf(a.source_ip, a.source_ip != '') AS source_ips,
+    countIf(a.via = 'ai_assistant') AS ai_assistant_actions,
+    arraySort(groupArray(toUnixTimestamp64Milli(a.event_time))) AS times,
+    groupArray({_HOUR_OF_WEEK.replace('event_time', 'a.event_time')}) AS hours
+FROM access_log AS a LEFT JOIN cat AS c ON a.resource = c.resource
+WHERE {_WINDOW.replace('event_time', 'a.event_time')}
+GROUP BY principal ORDER BY principal"""
+
+_JOIN_CATEGORIES = f"""WITH {_CATALOGUE}
+SELECT principal, max(n) FROM (
+    SELECT j.principal AS principal,
+           length(arrayDistinct(arrayFilter(x -> has({_SENSITIVE_CATEGORIES}, x), arrayFlatten(groupArray(c.categories))))) AS n
+    FROM (SELECT principal, k, arrayJoin(rs) AS r FROM (
+            SELECT principal, rowNumberInAllBlocks() AS k, arrayDistinct(arrayPushFront(related, resource)) AS rs
+            FROM access_log WHERE {_WINDOW} AND action = 'join')) AS j
+    LEFT JOIN cat AS c ON j.r = c.resource
+    GROUP BY j.principal, j.k)
+GROUP BY principal"""
+
+_JOIN_PAIR_RARITY = f"""WITH pairs AS (
+    SELECT principal, pair.1 AS a, pair.2 AS b FROM (
+        SELECT principal, arrayDistinct(arrayPushFront(related, resource)) AS rs,
+               arrayJoin(arrayFilter(p -> p.1 < p.2, arrayFlatten(arrayMap(x -> arrayMap(y -> (x, y), rs), rs)))) AS pair
+        FROM access_log WHERE {_WINDOW} AND action = 'join')),
+  seen AS (SELECT a, b, principal, sum(joins) AS n FROM history_join_pairs
+           WHERE (a, b) IN (SELECT a, b FROM pairs) GROUP BY a, b, principal),
+  everyone AS (SELECT a, b, sum(n) AS n FROM seen GROUP BY a, b)
+SELECT pairs.principal, 1 / (1 + min(everyone.n)), 1 / (1 + min(seen.n))
+FROM pairs
+LEFT JOIN everyone ON pairs.a = everyone.a AND pairs.b = everyone.b
+LEFT JOIN seen ON pairs.a = seen.a AND pairs.b = seen.b AND pairs.principal = seen.principal
+GROUP BY pairs.principal"""
+
+_NEW_RESOURCES = f"""SELECT w.principal, uniqExactIf(w.resource, h.seen = 0)
+FROM (SELECT DISTINCT principal, resource FROM access_log WHERE {_WINDOW}) AS w
+LEFT JOIN (SELECT DISTINCT principal, resource, 1 AS seen FROM history_principal_resources
+           WHERE principal IN (SELECT principal FROM access_log WHERE {_WINDOW})) AS h
+    ON w.principal = h.principal AND w.resource = h.resource
+GROUP BY w.principal"""
+
+_NEW_DESTINATIONS = f"""SELECT w.principal, uniqExactIf(w.destination, h.seen = 0)
+FROM (SELECT DISTINCT principal, attributes['destination'] AS destination FROM access_log
+      WHERE {_WINDOW} AND action = 'export' AND destination != '') AS w
+LEFT JOIN (SELECT DISTINCT principal, destination, 1 AS seen FROM history_export_destinations
+           WHERE principal IN (SELECT principal FROM access_log WHERE {_WINDOW} AND action = 'export')) AS h
+    ON w.principal = h.principal AND w.destination = h.destination
+GROUP BY w.principal"""
+
+_HOURS_HISTORY = f"""SELECT principal, hour_of_week, sum(events) FROM history_principal_hours
+WHERE principal IN (SELECT principal FROM access_log WHERE {_WINDOW}) GROUP BY principal, hour_of_week"""
+
+_TEAMS = f"""SELECT principal, argMax(team, updated_at) FROM principals
+WHERE principal IN (SELECT principal FROM access_log WHERE {_WINDOW}) GROUP BY principal"""
+
+_GRANTS = f"""WITH {_CATALOGUE}
+SELECT a.event_id AS event_id, a.principal AS principal, a.resource AS resource, a.grantee AS grantee,
+       a.event_time AS event_time, {_RANK} AS sensitivity_rank,
+       length(arrayDistinct(arrayFilter(x -> has({_SENSITIVE_CATEGORIES}, x), c.categories))) AS sensitive_categories,
+       toInt64(a.grantee NOT IN (SELECT principal FROM principals) AND a.grantee NOT IN (SELECT `group` FROM memberships))
+           AS grantee_external,
+       toInt64(a.principal_type = 'agent') AS initiator_is_agent,
+       toInt64(a.via = 'ai_assistant') AS via_ai_assistant
+FROM access_log AS a LEFT JOIN cat AS c ON a.resource = c.resource
+WHERE {_WINDOW.replace('event_time', 'a.event_time')} AND a.action = 'grant'
+ORDER BY event_id"""
+
+_ACTIVE_GRANTEES = f"""SELECT resource, grantee FROM (
+    SELECT resource, grantee, argMax(action, (event_time, event_id)) AS last FROM history_grant_state
+    WHERE resource IN (SELECT resource FROM access_log WHERE {_WINDOW} AND action = 'grant')
+    GROUP BY resource, grantee)
+WHERE last = 'grant'"""
+
+_MEMBERSHIPS = """SELECT `group`, member FROM (
+    SELECT `group`, member, argMax(removed, updated_at) AS removed FROM memberships GROUP BY `group`, member)
+WHERE removed = 0"""
+
+_RESOURCES = f"""WITH {_CATALOGUE}
+SELECT w.resource AS resource, uniqExact(w.principal) AS readers, uniqExactIf(w.principal, h.seen = 0) AS first_time_readers,
+       any({_RANK}) AS resource_sensitivity_rank
+FROM (SELECT DISTINCT resource, principal FROM access_log WHERE {_WINDOW} AND action IN {_READING}) AS w
+LEFT JOIN (SELECT DISTINCT principal, resource, 1 AS seen FROM history_principal_resources
+           WHERE (principal, resource) IN (SELECT principal, resource FROM access_log
+                                           WHERE {_WINDOW} AND action IN {_READING})) AS h
+    ON w.principal = h.principal AND w.resource = h.resource
+LEFT JOIN cat AS c ON w.resource = c.resource
+GROUP BY w.resource ORDER BY resource"""
+
+_TRAINING_RUNS = f"""WITH {_CATALOGUE}
+SELECT t.resource AS resource,
+       uniqExactIf(t.input, t.input != '') AS inputs,
+       uniqExactIf(t.input, t.input != '' AND c.known = 1 AND c.sanitized = 0) AS unsanitised_inputs,
+       uniqExactIf(t.input, t.input != '' AND (c.sensitivity IN {_SENSITIVE}
+                   OR hasAny(c.categories, {_SENSITIVE_CATEGORIES}))) AS sensitive_inputs,
+       uniqExactIf(t.input, t.input != '' AND c.known = 0) AS uncatalogued_inputs
+FROM (SELECT resource, input FROM access_log LEFT ARRAY JOIN related AS input
+      WHERE {_WINDOW} AND action = 'train') AS t
+LEFT JOIN cat AS c ON t.input = c.resource
+GROUP BY t.resource ORDER BY resource"""
+
+
+@dataclass(frozen=True)
+class FeatureSet:
+    """The feature matrices of one window.
+
+    Attributes
+    ----------
+    start, end : datetime
+        The window ``[start, end)``.
+    frames : dict
+        Per entity a DataFrame: the key columns (``ENTITY_KEYS``), then the features in
+        registry order; rows sorted by key.
+    """
+
+    start: datetime
+    end: datetime
+    frames: dict[str, pd.DataFrame]
+
+    def frame(self, entity: Entity) -> pd.DataFrame:
+        """The keys and features of one entity."""
+        return self.frames[entity]
+
+    def matrix(self, entity: Entity) -> tuple[pd.DataFrame, np.ndarray, list[str]]:
+        """Keys, a float64 feature matrix (rows = entities) and its column names, for scoring."""
+        columns = [feature.name for feature in features_of(entity)]
+        frame = self.frames[entity]
+        return frame[list(ENTITY_KEYS[entity])], frame[columns].to_numpy(dtype=np.float64), columns
+
+
+def _ms(moment: datetime) -> int:
+    if moment.tzinfo is None:
+        raise ValueError(f"window bounds must be timezone-aware, got {moment!r}")
+    return int(round(moment.timestamp() * 1000))
+
+
+def _empty(entity: Entity) -> pd.DataFrame:
+    columns = list(ENTITY_KEYS[entity]) + [feature.name for feature in features_of(entity)]
+    return pd.DataFrame({column: pd.Series(dtype=_dtype(column)) for column in columns})
+
+
+def _dtype(column: str) -> str:
+    from features.registry import BY_NAME
+
+    feature = BY_NAME.get(column)
+    if feature is None:
+        return "datetime64[ms, UTC]" if column == "event_time" else "object"
+    return "float64" if feature.unit in ("share", "ratio") else "int64"
+
+
+def _typed(frame: pd.DataFrame, entity: Entity) -> pd.DataFrame:
+    """Registry column order and dtypes (integers int64, shares and ratios float64)."""
+    columns = list(ENTITY_KEYS[entity]) + [feature.name for feature in features_of(entity)]
+    out = frame[columns].copy()
+    for column in columns:
+        if column == "event_time":
+            out[column] = pd.to_datetime(out[column], utc=True).astype("datetime64[ms, UTC]")
+        elif column in ENTITY_KEYS[entity]:
+            out[column] = out[column].astype(object)
+        else:
+            out[column] = out[column].astype(_dtype(column))
+    return out.reset_index(drop=True)
+
+
+def _lookup(rows: list[tuple], keys: pd.Series, default: float = 0) -> np.ndarray:
+    """Values of ``(key, value)`` rows, aligned with ``keys`` (``default`` where absent)."""
+    values = dict(rows)
+    return np.array([values.get(key, default) for key in keys])
+
+
+def _principal_pass(client: Client, params: dict[str, int]) -> pd.DataFrame:
+    """SQL aggregates plus the sequence kernels, streamed in Arrow batches."""
+    sql_columns = [f.name for f in features_of("principal") if f.implementation == "sql"
+                   and f.name != "join_sensitive_categories"]
+    parts: list[pd.DataFrame] = []
+    hour_rows: dict[str, np.ndarray] = {}
+    for principal, hour, count in client.query(_HOURS_HISTORY, parameters=params).result_rows:
+        hour_rows.setdefault(principal, np.zeros(168, dtype=np.int64))[hour] = count
+    with client.query_arrow_stream(_PRINCIPAL_PASS, parameters=params) as stream:
+        for batch in stream:
+            names = batch.column("principal").to_pylist()
+            part = pd.DataFrame({"principal": names})
+            for column in sql_columns:
+                part[column] = batch.column(column).to_numpy().astype(np.int64)
+            times: pa.ListArray = batch.column("times")
+            hours: pa.ListArray = batch.column("hours")
+            offsets = times.offsets.to_numpy().astype(np.int64)
+            time_values = times.values.to_numpy().astype(np.int64)
+            hour_offsets = hours.offsets.to_numpy().astype(np.int64)
+            hour_values = hours.values.to_numpy().astype(np.uint8)
+            history = np.zeros((len(names), 168), dtype=np.int64)
+            for row, name in enumerate(names):
+                if name in hour_rows:
+                    history[row] = hour_rows[name]
+            part["max_events_per_minute"] = _kernels.max_events_in_span(offsets, time_values, BURST_WINDOW_MS)
+            part["timing_regularity"] = _kernels.timing_regularity(offsets, time_values, MIN_REGULARITY_EVENTS)
+            part["off_hours_share"] = _kernels.off_hours_share(
+                hour_offsets, hour_values, history, MIN_HOURS_HISTORY, USUAL_HOUR_SHARE)
+            parts.append(part)
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame({"principal": []})
+
+
+@dataclass(frozen=True)
+class _Graph:
+    """The membership graph as CSR arrays, with a node id per name."""
+
+    ids: dict[str, int]
+    indptr: np.ndarray
+    indices: np.ndarray
+    is_group: np.ndarray
+
+    @classmethod
+    def load(cls, client: Client, extra_names: list[str]) -> _Graph:
+        edges = client.query(_MEMBERSHIPS).result_rows
+        ids: dict[str, int] = {}
+        for name in [n for edge in edges for n in edge] + extra_names:
+            ids.setdefault(name, len(ids))
+        sources = np.array([ids[g] for g, _ in edges], dtype=np.int64)
+        targets = np.array([ids[m] for _, m in edges], dtype=np.int64)
+        order = np.argsort(sources, kind="stable")
+        indptr = np.zeros(len(ids) + 1, dtype=np.int64)
+        np.add.at(indptr, sources + 1, 1)
+        is_group = np.zeros(len(ids), dtype=np.bool_)
+        is_group[sources] = True
+        return cls(ids, np.cumsum(indptr), targets[order], is_group)
+
+    def audiences(self, grantees: list[str], active: list[list[str]]) -> tuple[np.ndarray, np.ndarray]:
+        """Audience before (the active grantees) and after (plus each grantee) per grant."""
+        base_offsets = np.zeros(len(grantees) + 1, dtype=np.int64)
+        base_offsets[1:] = np.cumsum([len(a) for a in active])
+        base = np.array([self.ids[name] for names in active for name in names], dtype=np.int64)
+        targets = np.array([self.ids[name] for name in grantees], dtype=np.int64)
+        return _kernels.grant_audiences(self.indptr, self.indices, self.is_group, base_offsets, base, targets)
+
+
+def _grant_features(client: Client, params: dict[str, int]) -> tuple[pd.DataFrame, pd.Series]:
+    """The grant matrix, and each granting principal's largest single-grantee audience."""
+    result = client.query(_GRANTS, parameters=params)
+    grants = pd.DataFrame(result.result_rows, columns=result.column_names)
+    if grants.empty:
+        return _empty("grant"), pd.Series(dtype=np.int64)
+    active: dict[str, list[str]] = {}
+    for resource, grantee in client.query(_ACTIVE_GRANTEES, parameters=params).result_rows:
+        active.setdefault(resource, []).append(grantee)
+    per_grant = [sorted(active.get(resource, [])) for resource in grants["resource"]]
+    names = list(grants["grantee"]) + [name for names in per_grant for name in names]
+    graph = _Graph.load(client, names)
+    grants["audience_before"], grants["audience_after"] = graph.audiences(list(grants["grantee"]), per_grant)
+    grants["audience_gain"] = grants["audience_after"] - grants["audience_before"]
+    _, alone = graph.audiences(list(grants["grantee"]), [[] for _ in per_grant])
+    largest = pd.Series(alone, index=grants["principal"]).groupby(level=0).max()
+    return _typed(grants, "grant"), largest
+
+
+def _peer_ratio(values: np.ndarray, groups: np.ndarray, smoothing: float) -> np.ndarray:
+    """``(value + smoothing) / (median of the group + smoothing)`` for each row."""
+    medians = pd.Series(values, dtype=np.float64).groupby(groups).transform("median").to_numpy()
+    return (values + smoothing) / (medians + smoothing)
+
+
+def extract(client: Client, start: datetime, end: datetime) -> FeatureSet:
+    """Compute every registered feature for the window ``[start, end)``.
+
+    Parameters
+    ----------
+    client : Client
+        The store (initialised).
+    start, end : datetime
+        Timezone-aware window bounds.
+
+    Returns
+    -------
+    FeatureSet
+        One matrix per entity. The history is first advanced to ``start``.
+
+    Raises
+    ------
+    features.history.HistoryAheadError
+        The history already covers events after ``start`` (reset it to replay).
+    """
+    if end <= start:
+        raise ValueError(f"empty window: end {end} is not after start {start}")
+    start, end = start.astimezone(timezone.utc), end.astimezone(timezone.utc)
+    advance_history(client, start)
+    params = {"lo": _ms(start), "hi": _ms(end)}
+
+    principals = _principal_pass(client, params)
+    if principals.empty:
+        principal_frame = _empty("principal")
+        grants, _ = _grant_features(client, params)
+    else:
+        keys = principals["principal"]
+        principals["join_sensitive_categories"] = _lookup(client.query(_JOIN_CATEGORIES, parameters=params).result_rows, keys)
+        new = _lookup(client.query(_NEW_RESOURCES, parameters=params).result_rows, keys)
+        principals["new_resource_share"] = new / principals["distinct_resources"].to_numpy()
+        principals["new_export_destinations"] = _lookup(
+            client.query(_NEW_DESTINATIONS, parameters=params).result_rows, keys)
+        rarity = {p: (g, s) for p, g, s in client.query(_JOIN_PAIR_RARITY, parameters=params).result_rows}
+        principals["join_pair_rarity_global"] = [rarity.get(p, (0.0, 0.0))[0] for p in keys]
+        principals["join_pair_rarity_personal"] = [rarity.get(p, (0.0, 0.0))[1] for p in keys]
+        grants, largest = _grant_features(client, params)
+        principals["largest_grant_audience"] = largest.reindex(keys).fillna(0).to_numpy()
+        teams = _lookup(client.query(_TEAMS, parameters=params).result_rows, keys, default="")
+        principals["events_vs_team"] = _peer_ratio(principals["events"].to_numpy(np.float64), teams, 0.0)
+        principals["bytes_exported_vs_team"] = _peer_ratio(
+            principals["bytes_exported"].to_numpy(np.float64), teams, 1.0)
+        principal_frame = _typed(principals.sort_values("principal", kind="stable"), "principal")
+
+    frames = {"principal": principal_frame, "grant": grants}
+    for entity, sql in (("resource", _RESOURCES), ("training_run", _TRAINING_RUNS)):
+        result = client.query(sql, parameters=params)
+        frame = pd.DataFrame(result.result_rows, columns=result.column_names)
+        frames[entity] = _typed(frame, entity) if not frame.empty else _empty(entity)
+    return FeatureSet(start, end, frames)

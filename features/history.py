@@ -1,0 +1,133 @@
+"""History state: what each principal touched, joined, exported to, and when — kept incrementally.
+
+A feature step over ``[start, end)`` needs facts about everything before ``start``
+(has this principal touched this resource before? which pairs were ever joined? what
+are their usual hours?). Rescanning weeks of raw logs every step would not scale, so
+these facts are aggregated into small tables, one step at a time, as the history
+advances. ``history_progress`` records how far it has advanced; every row carries the
+``step_end`` of the advance that wrote it, so an advance that crashed half-way is
+removed before it is retried (nothing is counted twice).
+
+Late events (ingested after the history advanced past their time) are not folded in.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from clickhouse_connect.driver.client import Client
+
+
+HISTORY_TABLES = (
+    "history_principal_resources",
+    "history_principal_hours",
+    "history_export_destinations",
+    "history_join_pairs",
+    "history_grant_state",
+)
+
+MIGRATIONS: list[tuple[int, list[str]]] = [
+    (1, [
+        """CREATE TABLE IF NOT EXISTS history_principal_resources (
+    principal String, resource String, events UInt64,
+    first_seen DateTime64(3, 'UTC'), last_seen DateTime64(3, 'UTC'), step_end DateTime64(3, 'UTC')
+) ENGINE = MergeTree ORDER BY (principal, resource, step_end)""",
+        """CREATE TABLE IF NOT EXISTS history_principal_hours (
+    principal String, hour_of_week UInt8, events UInt64, step_end DateTime64(3, 'UTC')
+) ENGINE = MergeTree ORDER BY (principal, hour_of_week, step_end)""",
+        """CREATE TABLE IF NOT EXISTS history_export_destinations (
+    principal String, destination String, exports UInt64, step_end DateTime64(3, 'UTC')
+) ENGINE = MergeTree ORDER BY (principal, destination, step_end)""",
+        # One row per (pair, principal, step): global counts sum over principals.
+        """CREATE TABLE IF NOT EXISTS history_join_pairs (
+    a String, b String, principal String, joins UInt64, step_end DateTime64(3, 'UTC')
+) ENGINE = MergeTree ORDER BY (a, b, principal, step_end)""",
+        # Successful grants and revokes: the newest per (resource, grantee) is the state.
+        """CREATE TABLE IF NOT EXISTS history_grant_state (
+    resource String, grantee String, action LowCardinality(String), event_time DateTime64(3, 'UTC'),
+    event_id String, step_end DateTime64(3, 'UTC')
+) ENGINE = MergeTree ORDER BY (resource, grantee, event_time, event_id)""",
+        # 'started' is written before an advance inserts anything, 'done' after all of it.
+        """CREATE TABLE IF NOT EXISTS history_progress (
+    history_end DateTime64(3, 'UTC'), state LowCardinality(String), at DateTime64(3, 'UTC') DEFAULT now64(3)
+) ENGINE = MergeTree ORDER BY (history_end, state)""",
+    ]),
+]
+
+class HistoryAheadError(Exception):
+    """The history already covers events after the requested start (replay needs a reset)."""
+
+
+def history_end(client: Client) -> datetime | None:
+    """How far the history has advanced (exclusive), or ``None`` before the first advance."""
+    rows = client.query("SELECT max(history_end), count() FROM history_progress WHERE state = 'done'").result_rows[0]
+    return rows[0] if rows[1] else None
+
+
+def reset_history(client: Client) -> None:
+    """Forget all history state (a replay from the beginning rebuilds it)."""
+    for table in (*HISTORY_TABLES, "history_progress"):
+        client.command(f"TRUNCATE TABLE IF EXISTS {table}")
+
+
+def advance_history(client: Client, to: datetime) -> bool:
+    """Fold every event before ``to`` that the history has not seen yet into the state.
+
+    Parameters
+    ----------
+    client : Client
+    to : datetime
+        New (exclusive) end of the history.
+
+    Returns
+    -------
+    bool
+        Whether anything was advanced (False when the history already ends at ``to``).
+
+    Raises
+    ------
+    HistoryAheadError
+        The history already ends after ``to``.
+    """
+    to = to.astimezone(timezone.utc)
+    current = history_end(client)
+    if current is not None:
+        current = current.replace(tzinfo=timezone.utc)  # stored in UTC, read back naive
+        if current > to:
+            raise HistoryAheadError(f"history already covers events up to {current}, after {to}; reset it to replay")
+        if current == to:
+            return False
+    # Epoch milliseconds: no time-zone interpretation on either side.
+    params = {"lo": round(current.timestamp() * 1000) if current else 0, "hi": round(to.timestamp() * 1000)}
+    lo, hi = "fromUnixTimestamp64Milli({lo:Int64}, 'UTC')", "fromUnixTimestamp64Milli({hi:Int64}, 'UTC')"
+    window = f"event_time >= {lo} AND event_time < {hi}"
+    unfinished = client.query(
+        f"SELECT count() FROM history_progress WHERE state = 'started' AND history_end > {lo}",
+        parameters=params,
+    ).result_rows[0][0]
+    if unfinished:  # an advance crashed half-way: remove what it wrote before redoing it
+        for table in HISTORY_TABLES:
+            client.command(f"DELETE FROM {table} WHERE step_end > {lo}", parameters=params)
+    client.insert("history_progress", [[to, "started"]], column_names=["history_end", "state"])
+    client.command(f"""INSERT INTO history_principal_resources
+SELECT principal, resource, count(), min(event_time), max(event_time), {hi}
+FROM access_log WHERE {window} GROUP BY principal, resource""", parameters=params)
+    client.command(f"""INSERT INTO history_principal_hours
+SELECT principal, toUInt8((toDayOfWeek(event_time) - 1) * 24 + toHour(event_time)), count(), {hi}
+FROM access_log WHERE {window} GROUP BY 1, 2""", parameters=params)
+    client.command(f"""INSERT INTO history_export_destinations
+SELECT principal, attributes['destination'] AS destination, count(), {hi}
+FROM access_log WHERE {window} AND action = 'export' AND destination != '' GROUP BY principal, destination""",
+                   parameters=params)
+    client.command(f"""INSERT INTO history_join_pairs
+SELECT pair.1, pair.2, principal, count(), {hi}
+FROM (
+    SELECT principal, arrayDistinct(arrayPushFront(related, resource)) AS rs,
+           arrayJoin(arrayFilter(p -> p.1 < p.2, arrayFlatten(arrayMap(x -> arrayMap(y -> (x, y), rs), rs)))) AS pair
+    FROM access_log WHERE {window} AND action = 'join'
+) GROUP BY pair, principal""", parameters=params)
+    client.command(f"""INSERT INTO history_grant_state
+SELECT resource, grantee, action, event_time, event_id, {hi}
+FROM access_log WHERE {window} AND action IN ('grant', 'revoke') AND status = 'ok'""", parameters=params)
+    client.insert("history_progress", [[to, "done"]], column_names=["history_end", "state"])
+    return True
