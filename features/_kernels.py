@@ -79,37 +79,45 @@ def timing_regularity(offsets: np.ndarray, times: np.ndarray, min_events: int) -
     return out
 
 
-@njit("float64[:](int64[:], uint8[:], int64[:, :], int64, float64)", cache=True, nogil=True)
-def off_hours_share(offsets: np.ndarray, hours: np.ndarray, history: np.ndarray,
-                    min_history: int, usual_share: float) -> np.ndarray:
-    """Per segment, the share of its values falling in hours that are unusual for that entity.
+@njit("int64[:, :](int64[:], uint8[:], int64)", cache=True, nogil=True)
+def segment_histograms(offsets: np.ndarray, values: np.ndarray, bins: int) -> np.ndarray:
+    """Per segment, the count of each value ``0 .. bins - 1`` (e.g. events per hour of week)."""
+    n = offsets.shape[0] - 1
+    out = np.zeros((n, bins), dtype=np.int64)
+    for i in range(n):
+        for k in range(offsets[i], offsets[i + 1]):
+            out[i, values[k]] += 1
+    return out
+
+
+@njit("float64[:](int64[:, :], int64[:, :], int64, float64)", cache=True, nogil=True)
+def off_hours_share(window: np.ndarray, history: np.ndarray, min_history: int, usual_share: float) -> np.ndarray:
+    """Per row, the share of window events that fall in hours unusual for that entity.
 
     Parameters
     ----------
-    offsets : int64 array, shape (n + 1,)
-    hours : uint8 array
-        Hour of week (0..167) of each event.
-    history : int64 array, shape (n, 168)
-        Entity i's past event count per hour of week.
+    window, history : int64 arrays, shape (n, 168)
+        Entity i's events per hour of week in the window, and in its history.
     min_history : int
-        Fewer past events than this: no usual hours known, the share is 0.
+        Fewer (or no) past events than this: no usual hours known, the share is 0.
     usual_share : float
         An hour is usual when it holds at least this share of the past events.
     """
-    n = offsets.shape[0] - 1
+    n = window.shape[0]
     out = np.zeros(n, dtype=np.float64)
     for i in range(n):
-        lo, hi = offsets[i], offsets[i + 1]
         total = 0
+        events = 0
         for h in range(history.shape[1]):
             total += history[i, h]
-        if total == 0 or total < min_history or hi == lo:
+            events += window[i, h]
+        if total == 0 or total < min_history or events == 0:
             continue
         unusual = 0
-        for k in range(lo, hi):
-            if history[i, hours[k]] / total < usual_share:
-                unusual += 1
-        out[i] = unusual / (hi - lo)
+        for h in range(history.shape[1]):
+            if history[i, h] / total < usual_share:
+                unusual += window[i, h]
+        out[i] = unusual / events
     return out
 
 

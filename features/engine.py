@@ -17,7 +17,7 @@ sees only events before its end.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import numpy as np
 import pandas as pd
@@ -66,11 +66,11 @@ SELECT a.principal AS principal,
     count() AS events,
     uniqExact(a.resource) AS distinct_resources,
     countIf(a.action IN {_READING} AND c.sensitivity IN {_SENSITIVE}) AS sensitive_reads,
-    sumIf(a.bytes, a.action IN ('read', 'query', 'join')) AS bytes_read,
-    sumIf(a.bytes, a.action = 'export') AS bytes_exported,
-    sumIf(a.bytes, a.action = 'download') AS bytes_downloaded,
+    toInt64(least(sumIf(toUInt128(a.bytes), a.action IN ('read', 'query', 'join')), 9223372036854775807)) AS bytes_read,
+    toInt64(least(sumIf(toUInt128(a.bytes), a.action = 'export'), 9223372036854775807)) AS bytes_exported,
+    toInt64(least(sumIf(toUInt128(a.bytes), a.action = 'download'), 9223372036854775807)) AS bytes_downloaded,
     countIf(a.action = 'export') AS exports,
-    sumIf(a.bytes, a.action = 'export' AND c.kind = 'embedding') AS embedding_export_bytes,
+    toInt64(least(sumIf(toUInt128(a.bytes), a.action = 'export' AND c.kind = 'embedding'), 9223372036854775807)) AS embedding_export_bytes,
     countIf(a.action = 'join') AS joins,
     countIf(a.action = 'grant') AS grants,
     countIf(a.action = 'download' AND c.kind = 'model') AS artifact_downloads,
@@ -89,32 +89,31 @@ SELECT principal, max(n) FROM (
     SELECT j.principal AS principal,
            length(arrayDistinct(arrayFilter(x -> has({_SENSITIVE_CATEGORIES}, x), arrayFlatten(groupArray(c.categories))))) AS n
     FROM (SELECT principal, k, arrayJoin(rs) AS r FROM (
-            SELECT principal, rowNumberInAllBlocks() AS k, arrayDistinct(arrayPushFront(related, resource)) AS rs
+            SELECT principal, rowNumberInAllBlocks() AS k, arrayDistinct(arrayPushFront(arrayFilter(x -> x != '', related), resource)) AS rs
             FROM access_log WHERE {_WINDOW} AND action = 'join')) AS j
     LEFT JOIN cat AS c ON j.r = c.resource
     GROUP BY j.principal, j.k)
 GROUP BY principal"""
 
-_JOIN_PAIR_RARITY = f"""WITH pairs AS (
-    SELECT principal, pair.1 AS a, pair.2 AS b FROM (
-        SELECT principal, arrayDistinct(arrayPushFront(related, resource)) AS rs,
-               arrayJoin(arrayFilter(p -> p.1 < p.2, arrayFlatten(arrayMap(x -> arrayMap(y -> (x, y), rs), rs)))) AS pair
-        FROM access_log WHERE {_WINDOW} AND action = 'join')),
-  seen AS (SELECT a, b, principal, sum(joins) AS n FROM history_join_pairs
-           WHERE (a, b) IN (SELECT a, b FROM pairs) GROUP BY a, b, principal),
-  everyone AS (SELECT a, b, sum(n) AS n FROM seen GROUP BY a, b)
-SELECT pairs.principal, 1 / (1 + min(everyone.n)), 1 / (1 + min(seen.n))
-FROM pairs
-LEFT JOIN everyone ON pairs.a = everyone.a AND pairs.b = everyone.b
-LEFT JOIN seen ON pairs.a = seen.a AND pairs.b = seen.b AND pairs.principal = seen.principal
-GROUP BY pairs.principal"""
+_WINDOW_JOIN_PAIRS = f"""SELECT DISTINCT principal, pair.1 AS a, pair.2 AS b FROM (
+    SELECT principal, arrayDistinct(arrayPushFront(arrayFilter(x -> x != '', related), resource)) AS rs,
+           arrayJoin(arrayFilter(p -> p.1 < p.2, arrayFlatten(arrayMap(x -> arrayMap(y -> (x, y), rs), rs)))) AS pair
+    FROM access_log WHERE {_WINDOW} AND action = 'join')"""
 
-_NEW_RESOURCES = f"""SELECT w.principal, uniqExactIf(w.resource, h.seen = 0)
-FROM (SELECT DISTINCT principal, resource FROM access_log WHERE {_WINDOW}) AS w
+_HISTORY_JOIN_PAIRS = f"""SELECT a, b, principal, sum(joins) FROM history_join_pairs
+WHERE (a, b) IN (SELECT a, b FROM ({_WINDOW_JOIN_PAIRS})) GROUP BY a, b, principal"""
+
+# Every (principal, resource) pair of the window, whether it was a read, and whether the
+# history has seen it: novelty per principal and first-time readers per resource both
+# come from this one look-up (the history filter is on its sorting key: pruned, not scanned).
+_WINDOW_PAIRS = f"""WITH {_CATALOGUE}
+SELECT w.principal AS principal, w.resource AS resource, w.read AS read, h.seen AS seen, {_RANK} AS rank
+FROM (SELECT principal, resource, max(action IN {_READING}) AS read FROM access_log
+      WHERE {_WINDOW} GROUP BY principal, resource) AS w
 LEFT JOIN (SELECT DISTINCT principal, resource, 1 AS seen FROM history_principal_resources
-           WHERE principal IN (SELECT principal FROM access_log WHERE {_WINDOW})) AS h
+           WHERE (principal, resource) IN (SELECT principal, resource FROM access_log WHERE {_WINDOW})) AS h
     ON w.principal = h.principal AND w.resource = h.resource
-GROUP BY w.principal"""
+LEFT JOIN cat AS c ON w.resource = c.resource"""
 
 _NEW_DESTINATIONS = f"""SELECT w.principal, uniqExactIf(w.destination, h.seen = 0)
 FROM (SELECT DISTINCT principal, attributes['destination'] AS destination FROM access_log
@@ -124,17 +123,24 @@ LEFT JOIN (SELECT DISTINCT principal, destination, 1 AS seen FROM history_export
     ON w.principal = h.principal AND w.destination = h.destination
 GROUP BY w.principal"""
 
-_HOURS_HISTORY = f"""SELECT principal, hour_of_week, sum(events) FROM history_principal_hours
-WHERE principal IN (SELECT principal FROM access_log WHERE {_WINDOW}) GROUP BY principal, hour_of_week"""
+# Look-ups keyed by the window's principals filter with a subquery over the window: cheaper
+# than passing thousands of names as an array parameter (which ClickHouse must parse).
+_HOURS_HISTORY = f"""SELECT principal, sumForEach(hours) FROM history_principal_hours
+WHERE principal IN (SELECT principal FROM access_log WHERE {_WINDOW}) GROUP BY principal"""
 
 _TEAMS = f"""SELECT principal, argMax(team, updated_at) FROM principals
 WHERE principal IN (SELECT principal FROM access_log WHERE {_WINDOW}) GROUP BY principal"""
+
+# Effective memberships: the newest row per (group, member), withdrawn ones dropped.
+_MEMBERSHIPS = """SELECT `group`, member FROM (
+    SELECT `group`, member, argMax(removed, updated_at) AS removed FROM memberships GROUP BY `group`, member)
+WHERE removed = 0"""
 
 _GRANTS = f"""WITH {_CATALOGUE}
 SELECT a.event_id AS event_id, a.principal AS principal, a.resource AS resource, a.grantee AS grantee,
        a.event_time AS event_time, {_RANK} AS sensitivity_rank,
        length(arrayDistinct(arrayFilter(x -> has({_SENSITIVE_CATEGORIES}, x), c.categories))) AS sensitive_categories,
-       toInt64(a.grantee NOT IN (SELECT principal FROM principals) AND a.grantee NOT IN (SELECT `group` FROM memberships))
+       toInt64(a.grantee NOT IN (SELECT principal FROM principals) AND a.grantee NOT IN (SELECT `group` FROM ({_MEMBERSHIPS})))
            AS grantee_external,
        toInt64(a.principal_type = 'agent') AS initiator_is_agent,
        toInt64(a.via = 'ai_assistant') AS via_ai_assistant
@@ -147,21 +153,6 @@ _ACTIVE_GRANTEES = f"""SELECT resource, grantee FROM (
     WHERE resource IN (SELECT resource FROM access_log WHERE {_WINDOW} AND action = 'grant')
     GROUP BY resource, grantee)
 WHERE last = 'grant'"""
-
-_MEMBERSHIPS = """SELECT `group`, member FROM (
-    SELECT `group`, member, argMax(removed, updated_at) AS removed FROM memberships GROUP BY `group`, member)
-WHERE removed = 0"""
-
-_RESOURCES = f"""WITH {_CATALOGUE}
-SELECT w.resource AS resource, uniqExact(w.principal) AS readers, uniqExactIf(w.principal, h.seen = 0) AS first_time_readers,
-       any({_RANK}) AS resource_sensitivity_rank
-FROM (SELECT DISTINCT resource, principal FROM access_log WHERE {_WINDOW} AND action IN {_READING}) AS w
-LEFT JOIN (SELECT DISTINCT principal, resource, 1 AS seen FROM history_principal_resources
-           WHERE (principal, resource) IN (SELECT principal, resource FROM access_log
-                                           WHERE {_WINDOW} AND action IN {_READING})) AS h
-    ON w.principal = h.principal AND w.resource = h.resource
-LEFT JOIN cat AS c ON w.resource = c.resource
-GROUP BY w.resource ORDER BY resource"""
 
 _TRAINING_RUNS = f"""WITH {_CATALOGUE}
 SELECT t.resource AS resource,
@@ -205,9 +196,11 @@ class FeatureSet:
 
 
 def _ms(moment: datetime) -> int:
-    if moment.tzinfo is None:
-        raise ValueError(f"window bounds must be timezone-aware, got {moment!r}")
-    return int(round(moment.timestamp() * 1000))
+    """A bound in epoch milliseconds, rounded up: events carry milliseconds, so an event is at
+    or after a bound exactly when it is at or after the bound's next millisecond."""
+    since_epoch = moment - datetime(1970, 1, 1, tzinfo=timezone.utc)
+    milliseconds, rest = divmod(since_epoch, timedelta(milliseconds=1))
+    return milliseconds + (1 if rest else 0)
 
 
 def _empty(entity: Entity) -> pd.DataFrame:
@@ -245,35 +238,41 @@ def _lookup(rows: list[tuple], keys: pd.Series, default: float = 0) -> np.ndarra
 
 
 def _principal_pass(client: Client, params: dict[str, int]) -> pd.DataFrame:
-    """SQL aggregates plus the sequence kernels, streamed in Arrow batches."""
+    """SQL aggregates plus the sequence kernels, streamed in Arrow batches.
+
+    Each batch is reduced to fixed-size results (kernel outputs and a 168-bin hour
+    histogram per principal) before the next is read, so memory follows the batch, not
+    the window. No other query may run on the client while the stream is open.
+    """
     sql_columns = [f.name for f in features_of("principal") if f.implementation == "sql"
                    and f.name != "join_sensitive_categories"]
     parts: list[pd.DataFrame] = []
-    hour_rows: dict[str, np.ndarray] = {}
-    for principal, hour, count in client.query(_HOURS_HISTORY, parameters=params).result_rows:
-        hour_rows.setdefault(principal, np.zeros(168, dtype=np.int64))[hour] = count
+    hour_counts: list[np.ndarray] = []
     with client.query_arrow_stream(_PRINCIPAL_PASS, parameters=params) as stream:
         for batch in stream:
-            names = batch.column("principal").to_pylist()
-            part = pd.DataFrame({"principal": names})
+            part = pd.DataFrame({"principal": batch.column("principal").to_pylist()})
             for column in sql_columns:
                 part[column] = batch.column(column).to_numpy().astype(np.int64)
             times: pa.ListArray = batch.column("times")
-            hours: pa.ListArray = batch.column("hours")
             offsets = times.offsets.to_numpy().astype(np.int64)
-            time_values = times.values.to_numpy().astype(np.int64)
-            hour_offsets = hours.offsets.to_numpy().astype(np.int64)
-            hour_values = hours.values.to_numpy().astype(np.uint8)
-            history = np.zeros((len(names), 168), dtype=np.int64)
-            for row, name in enumerate(names):
-                if name in hour_rows:
-                    history[row] = hour_rows[name]
-            part["max_events_per_minute"] = _kernels.max_events_in_span(offsets, time_values, BURST_WINDOW_MS)
-            part["timing_regularity"] = _kernels.timing_regularity(offsets, time_values, MIN_REGULARITY_EVENTS)
-            part["off_hours_share"] = _kernels.off_hours_share(
-                hour_offsets, hour_values, history, MIN_HOURS_HISTORY, USUAL_HOUR_SHARE)
+            values = times.values.to_numpy().astype(np.int64)
+            part["max_events_per_minute"] = _kernels.max_events_in_span(offsets, values, BURST_WINDOW_MS)
+            part["timing_regularity"] = _kernels.timing_regularity(offsets, values, MIN_REGULARITY_EVENTS)
+            hours: pa.ListArray = batch.column("hours")
+            hour_counts.append(_kernels.segment_histograms(
+                hours.offsets.to_numpy().astype(np.int64), hours.values.to_numpy().astype(np.uint8), 168))
             parts.append(part)
-    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame({"principal": []})
+    if not parts:
+        return pd.DataFrame({"principal": []})
+    principals = pd.concat(parts, ignore_index=True)
+    past = client.query_arrow(_HOURS_HISTORY, parameters=params)
+    history = np.zeros((len(principals), 168), dtype=np.int64)
+    if past.num_rows:
+        rows = pd.Index(principals["principal"]).get_indexer(past.column(0).to_pandas())
+        history[rows] = past.column(1).combine_chunks().flatten().to_numpy().astype(np.int64).reshape(-1, 168)
+    principals["off_hours_share"] = _kernels.off_hours_share(
+        np.concatenate(hour_counts), history, MIN_HOURS_HISTORY, USUAL_HOUR_SHARE)
+    return principals
 
 
 @dataclass(frozen=True)
@@ -328,6 +327,22 @@ def _grant_features(client: Client, params: dict[str, int]) -> tuple[pd.DataFram
     return _typed(grants, "grant"), largest
 
 
+def _join_pair_rarity(client: Client, params: dict[str, int]) -> pd.DataFrame:
+    """Per joining principal, ``1 / (1 + c)`` for the rarest pair it joined, everyone's and its own."""
+    pairs = pd.DataFrame(client.query(_WINDOW_JOIN_PAIRS, parameters=params).result_rows,
+                         columns=["principal", "a", "b"])
+    if pairs.empty:
+        return pd.DataFrame(columns=["global", "personal"], dtype=np.float64)
+    seen = pd.DataFrame(client.query(_HISTORY_JOIN_PAIRS, parameters=params).result_rows,
+                        columns=["a", "b", "principal", "joins"])
+    everyone = seen.groupby(["a", "b"], as_index=False)["joins"].sum().rename(columns={"joins": "everyone"})
+    merged = pairs.merge(everyone, on=["a", "b"], how="left").merge(seen, on=["a", "b", "principal"], how="left")
+    counts = merged[["everyone", "joins"]].fillna(0).astype(np.int64)
+    per_principal = counts.groupby(merged["principal"]).min()
+    return pd.DataFrame({"global": 1.0 / (1 + per_principal["everyone"]),
+                         "personal": 1.0 / (1 + per_principal["joins"])})
+
+
 def _peer_ratio(values: np.ndarray, groups: np.ndarray, smoothing: float) -> np.ndarray:
     """``(value + smoothing) / (median of the group + smoothing)`` for each row."""
     medians = pd.Series(values, dtype=np.float64).groupby(groups).transform("median").to_numpy()
@@ -354,6 +369,8 @@ def extract(client: Client, start: datetime, end: datetime) -> FeatureSet:
     features.history.HistoryAheadError
         The history already covers events after ``start`` (reset it to replay).
     """
+    if start.tzinfo is None or end.tzinfo is None:
+        raise ValueError(f"window bounds must be timezone-aware, got {start!r} and {end!r}")
     if end <= start:
         raise ValueError(f"empty window: end {end} is not after start {start}")
     start, end = start.astimezone(timezone.utc), end.astimezone(timezone.utc)
@@ -361,19 +378,20 @@ def extract(client: Client, start: datetime, end: datetime) -> FeatureSet:
     params = {"lo": _ms(start), "hi": _ms(end)}
 
     principals = _principal_pass(client, params)
+    pairs = _query_frame(client, _WINDOW_PAIRS, params)
     if principals.empty:
         principal_frame = _empty("principal")
         grants, _ = _grant_features(client, params)
     else:
         keys = principals["principal"]
         principals["join_sensitive_categories"] = _lookup(client.query(_JOIN_CATEGORIES, parameters=params).result_rows, keys)
-        new = _lookup(client.query(_NEW_RESOURCES, parameters=params).result_rows, keys)
+        new = pairs.loc[pairs["seen"] == 0].groupby("principal").size().reindex(keys).fillna(0).to_numpy()
         principals["new_resource_share"] = new / principals["distinct_resources"].to_numpy()
         principals["new_export_destinations"] = _lookup(
             client.query(_NEW_DESTINATIONS, parameters=params).result_rows, keys)
-        rarity = {p: (g, s) for p, g, s in client.query(_JOIN_PAIR_RARITY, parameters=params).result_rows}
-        principals["join_pair_rarity_global"] = [rarity.get(p, (0.0, 0.0))[0] for p in keys]
-        principals["join_pair_rarity_personal"] = [rarity.get(p, (0.0, 0.0))[1] for p in keys]
+        rarity = _join_pair_rarity(client, params)
+        principals["join_pair_rarity_global"] = rarity["global"].reindex(keys).fillna(0.0).to_numpy()
+        principals["join_pair_rarity_personal"] = rarity["personal"].reindex(keys).fillna(0.0).to_numpy()
         grants, largest = _grant_features(client, params)
         principals["largest_grant_audience"] = largest.reindex(keys).fillna(0).to_numpy()
         teams = _lookup(client.query(_TEAMS, parameters=params).result_rows, keys, default="")
@@ -382,9 +400,30 @@ def extract(client: Client, start: datetime, end: datetime) -> FeatureSet:
             principals["bytes_exported"].to_numpy(np.float64), teams, 1.0)
         principal_frame = _typed(principals.sort_values("principal", kind="stable"), "principal")
 
-    frames = {"principal": principal_frame, "grant": grants}
-    for entity, sql in (("resource", _RESOURCES), ("training_run", _TRAINING_RUNS)):
-        result = client.query(sql, parameters=params)
-        frame = pd.DataFrame(result.result_rows, columns=result.column_names)
-        frames[entity] = _typed(frame, entity) if not frame.empty else _empty(entity)
+    runs = _query_frame(client, _TRAINING_RUNS, params)
+    frames = {
+        "principal": principal_frame,
+        "grant": grants,
+        "resource": _resource_features(pairs),
+        "training_run": _typed(runs, "training_run") if not runs.empty else _empty("training_run"),
+    }
     return FeatureSet(start, end, frames)
+
+
+def _query_frame(client: Client, sql: str, params: dict[str, int]) -> pd.DataFrame:
+    """A query result as a DataFrame, through Arrow (columns, not Python row tuples)."""
+    return client.query_arrow(sql, parameters=params).to_pandas()
+
+
+def _resource_features(pairs: pd.DataFrame) -> pd.DataFrame:
+    """Readers and first-time readers per resource read in the window, from the window's pairs."""
+    reads = pairs.loc[pairs["read"] == 1].assign(first_time=lambda frame: (frame["seen"] == 0).astype(np.int64))
+    if reads.empty:
+        return _empty("resource")
+    grouped = reads.groupby("resource", sort=True)
+    frame = pd.DataFrame({
+        "readers": grouped.size(),
+        "first_time_readers": grouped["first_time"].sum(),
+        "resource_sensitivity_rank": grouped["rank"].first(),
+    }).reset_index()
+    return _typed(frame, "resource")

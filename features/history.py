@@ -13,7 +13,7 @@ Late events (ingested after the history advanced past their time) are not folded
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 from clickhouse_connect.driver.client import Client
 
@@ -32,9 +32,11 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
     principal String, resource String, events UInt64,
     first_seen DateTime64(3, 'UTC'), last_seen DateTime64(3, 'UTC'), step_end DateTime64(3, 'UTC')
 ) ENGINE = MergeTree ORDER BY (principal, resource, step_end)""",
+        # One row per principal and step: its events per hour of week (168 counts), so a
+        # step reads one row per principal rather than 168.
         """CREATE TABLE IF NOT EXISTS history_principal_hours (
-    principal String, hour_of_week UInt8, events UInt64, step_end DateTime64(3, 'UTC')
-) ENGINE = MergeTree ORDER BY (principal, hour_of_week, step_end)""",
+    principal String, hours Array(UInt64), step_end DateTime64(3, 'UTC')
+) ENGINE = MergeTree ORDER BY (principal, step_end)""",
         """CREATE TABLE IF NOT EXISTS history_export_destinations (
     principal String, destination String, exports UInt64, step_end DateTime64(3, 'UTC')
 ) ENGINE = MergeTree ORDER BY (principal, destination, step_end)""",
@@ -53,6 +55,13 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
 ) ENGINE = MergeTree ORDER BY (history_end, state)""",
     ]),
 ]
+
+def _ms(moment: datetime) -> int:
+    """Epoch milliseconds, rounded up (see ``features.engine._ms``: the same bound semantics)."""
+    since_epoch = moment - datetime(1970, 1, 1, tzinfo=timezone.utc)
+    milliseconds, rest = divmod(since_epoch, timedelta(milliseconds=1))
+    return milliseconds + (1 if rest else 0)
+
 
 class HistoryAheadError(Exception):
     """The history already covers events after the requested start (replay needs a reset)."""
@@ -98,7 +107,7 @@ def advance_history(client: Client, to: datetime) -> bool:
         if current == to:
             return False
     # Epoch milliseconds: no time-zone interpretation on either side.
-    params = {"lo": round(current.timestamp() * 1000) if current else 0, "hi": round(to.timestamp() * 1000)}
+    params = {"lo": _ms(current) if current else 0, "hi": _ms(to)}
     lo, hi = "fromUnixTimestamp64Milli({lo:Int64}, 'UTC')", "fromUnixTimestamp64Milli({hi:Int64}, 'UTC')"
     window = f"event_time >= {lo} AND event_time < {hi}"
     unfinished = client.query(
@@ -113,8 +122,12 @@ def advance_history(client: Client, to: datetime) -> bool:
 SELECT principal, resource, count(), min(event_time), max(event_time), {hi}
 FROM access_log WHERE {window} GROUP BY principal, resource""", parameters=params)
     client.command(f"""INSERT INTO history_principal_hours
-SELECT principal, toUInt8((toDayOfWeek(event_time) - 1) * 24 + toHour(event_time)), count(), {hi}
-FROM access_log WHERE {window} GROUP BY 1, 2""", parameters=params)
+SELECT principal, arrayMap(h -> toUInt64(arraySum(arrayMap(p -> if(p.1 = h, p.2, 0), counts))), range(168)), {hi}
+FROM (
+    SELECT principal, groupArray((hour, events)) AS counts FROM (
+        SELECT principal, toUInt8((toDayOfWeek(event_time) - 1) * 24 + toHour(event_time)) AS hour, count() AS events
+        FROM access_log WHERE {window} GROUP BY principal, hour)
+    GROUP BY principal)""", parameters=params)
     client.command(f"""INSERT INTO history_export_destinations
 SELECT principal, attributes['destination'] AS destination, count(), {hi}
 FROM access_log WHERE {window} AND action = 'export' AND destination != '' GROUP BY principal, destination""",
@@ -122,7 +135,7 @@ FROM access_log WHERE {window} AND action = 'export' AND destination != '' GROUP
     client.command(f"""INSERT INTO history_join_pairs
 SELECT pair.1, pair.2, principal, count(), {hi}
 FROM (
-    SELECT principal, arrayDistinct(arrayPushFront(related, resource)) AS rs,
+    SELECT principal, arrayDistinct(arrayPushFront(arrayFilter(x -> x != '', related), resource)) AS rs,
            arrayJoin(arrayFilter(p -> p.1 < p.2, arrayFlatten(arrayMap(x -> arrayMap(y -> (x, y), rs), rs)))) AS pair
     FROM access_log WHERE {window} AND action = 'join'
 ) GROUP BY pair, principal""", parameters=params)

@@ -9,7 +9,9 @@ Vocabulary used by the definitions
 ----------------------------------
 - *window* W: events with ``start <= event_time < end``; *history* H: events with
   ``event_time < start`` (kept incrementally in the history tables, never rescanned).
-- *catalogue*: for each resource its newest ``resources`` row (by ``updated_at``);
+- *catalogue*: for each resource its newest ``resources`` row (by ``updated_at``; which of
+  several rows with the same newest ``updated_at`` wins is unspecified — likewise for
+  memberships and principals);
   an uncatalogued resource has kind ``''``, sensitivity ``''``, no categories and is
   not counted as sanitised or unsanitised.
 - *reading actions*: ``read, query, join, export, download``.
@@ -20,6 +22,10 @@ Vocabulary used by the definitions
   where a principal is a member that is not itself a group; a grantee that is not a
   group is an audience of 1 (itself). Cycles are allowed and harmless.
 - *hour of week*: ``(ISO weekday - 1) * 24 + hour`` in UTC, 0..167.
+- *groups* are the names that are a ``group`` of at least one effective membership
+  (newest row, ``removed = 0``); a name whose memberships were all removed is a person.
+- empty strings in ``related`` are ignored everywhere (they name no resource).
+- byte sums saturate at ``2**63 - 1`` (int64), whatever the inputs.
 """
 
 from __future__ import annotations
@@ -159,7 +165,7 @@ FEATURES: tuple[Feature, ...] = (
     Feature("sensitive_categories", "grant", "sensitive data categories of the resource", "count", "sql",
             "number of distinct sensitive categories of the resource"),
     Feature("grantee_external", "grant", "grantee is outside the organisation", "flag", "sql",
-            "1 if the grantee is neither in the principals catalogue nor a group in memberships, else 0"),
+            "1 if the grantee is neither in the principals catalogue nor a group, else 0"),
     Feature("initiator_is_agent", "grant", "granted by an AI agent", "flag", "sql",
             "1 if the event's principal_type is agent, else 0"),
     Feature("via_ai_assistant", "grant", "granted through an AI assistant", "flag", "sql",

@@ -56,18 +56,28 @@ def test_timing_edge_cases() -> None:
     assert _kernels.max_events_in_span(offsets, values, 60_000).tolist() == [1, 5, 3, 0]
 
 
-# ---------------------------------------------------------------- off-hours share
+# ---------------------------------------------------------------- hours: histograms and off-hours share
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.lists(st.integers(0, 167), max_size=40), max_size=6))
+def test_segment_histograms_match_bincount(groups: list[list[int]]) -> None:
+    offsets, values = to_arrays(groups)
+    got = _kernels.segment_histograms(offsets, values.astype(np.uint8), 168)
+    expected = np.array([np.bincount(np.array(g, dtype=np.int64), minlength=168) for g in groups],
+                        dtype=np.int64).reshape(len(groups), 168)
+    np.testing.assert_array_equal(got, expected)
+
 
 @settings(max_examples=150, deadline=None)
 @given(st.lists(st.tuples(st.lists(st.integers(0, 167), max_size=20),
                           st.lists(st.integers(0, 30), min_size=168, max_size=168)), max_size=6),
        st.integers(0, 200), st.sampled_from([0.0, 0.01, 0.05]))
 def test_off_hours_share_matches_oracle(rows, min_history: int, usual_share: float) -> None:
-    hours_groups = [hours for hours, _ in rows]
-    offsets, hours = to_arrays(hours_groups)
+    window = np.array([np.bincount(np.array(hours, dtype=np.int64), minlength=168) for hours, _ in rows],
+                      dtype=np.int64).reshape(len(rows), 168)
     history = np.array([h for _, h in rows], dtype=np.int64).reshape(len(rows), 168)
 
-    got = _kernels.off_hours_share(offsets, hours.astype(np.uint8), history, min_history, usual_share)
+    got = _kernels.off_hours_share(window, history, min_history, usual_share)
 
     expected = []
     for events, past in rows:
