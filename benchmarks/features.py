@@ -63,10 +63,6 @@ def _window(spec_start: datetime, days: int, width: timedelta) -> tuple[datetime
     return end - width, end
 
 
-def _ms(moment: datetime) -> int:
-    return round(moment.timestamp() * 1000)
-
-
 # ------------------------------------------------------------------ child steps (fresh processes)
 
 def _child_generate(store_dir: str, principals: int, days: int) -> dict:
@@ -78,6 +74,12 @@ def _child_generate(store_dir: str, principals: int, days: int) -> dict:
         init_schema(client)
         counts = write_to_store(client, OrgSpec(principals=principals, days=days, seed=3))
     return {"events": counts["access_log"], "seconds": counts["seconds"]}
+
+
+def epoch_ms(moment: datetime) -> int:
+    from features.history import epoch_ms as to_epoch_ms
+
+    return to_epoch_ms(moment)
 
 
 def _child_engine(store_dir: str, start: str, end: str) -> dict:
@@ -102,7 +104,7 @@ def _child_engine(store_dir: str, start: str, end: str) -> dict:
         window_events = int(client.query(
             "SELECT count() FROM access_log WHERE event_time >= fromUnixTimestamp64Milli({lo:Int64}, 'UTC') "
             "AND event_time < fromUnixTimestamp64Milli({hi:Int64}, 'UTC')",
-            parameters={"lo": _ms(lo), "hi": _ms(hi)}).result_rows[0][0])
+            parameters={"lo": epoch_ms(lo), "hi": epoch_ms(hi)}).result_rows[0][0])
     return {"seconds": statistics.median(timings), "runs": timings, "history_catch_up_seconds": catch_up,
             "rows": shapes, "window_events": window_events,
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
@@ -111,7 +113,7 @@ def _child_engine(store_dir: str, start: str, end: str) -> dict:
 def _child_floor(store_dir: str, start: str, end: str) -> dict:
     from blastwall.store import store
 
-    params = {"lo": _ms(datetime.fromisoformat(start)), "hi": _ms(datetime.fromisoformat(end))}
+    params = {"lo": epoch_ms(datetime.fromisoformat(start)), "hi": epoch_ms(datetime.fromisoformat(end))}
     with store(f"chdb://{store_dir}") as client:
         timings = []
         for _ in range(3):
@@ -132,7 +134,7 @@ def _child_reference(store_dir: str, start: str, end: str) -> dict:
         begin = time.perf_counter()
         events = client.query_df(
             "SELECT * EXCEPT ingested_at FROM access_log WHERE event_time < fromUnixTimestamp64Milli({hi:Int64}, 'UTC')",
-            parameters={"hi": _ms(hi)})
+            parameters={"hi": epoch_ms(hi)})
         tables = {name: client.query_df(f"SELECT * FROM {name}") for name in ("resources", "memberships", "principals")}
         load = time.perf_counter() - begin
     events["event_time"] = pd.to_datetime(events["event_time"], utc=True)

@@ -17,7 +17,7 @@ sees only events before its end.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 
 import numpy as np
 import pandas as pd
@@ -25,7 +25,7 @@ import pyarrow as pa
 from clickhouse_connect.driver.client import Client
 
 from features import _kernels
-from features.history import advance_history
+from features.history import advance_history, epoch_ms
 from features.registry import (
     BURST_WINDOW_MS,
     ENTITY_KEYS,
@@ -193,14 +193,6 @@ class FeatureSet:
         columns = [feature.name for feature in features_of(entity)]
         frame = self.frames[entity]
         return frame[list(ENTITY_KEYS[entity])], frame[columns].to_numpy(dtype=np.float64), columns
-
-
-def _ms(moment: datetime) -> int:
-    """A bound in epoch milliseconds, rounded up: events carry milliseconds, so an event is at
-    or after a bound exactly when it is at or after the bound's next millisecond."""
-    since_epoch = moment - datetime(1970, 1, 1, tzinfo=timezone.utc)
-    milliseconds, rest = divmod(since_epoch, timedelta(milliseconds=1))
-    return milliseconds + (1 if rest else 0)
 
 
 def _empty(entity: Entity) -> pd.DataFrame:
@@ -375,7 +367,7 @@ def extract(client: Client, start: datetime, end: datetime) -> FeatureSet:
         raise ValueError(f"empty window: end {end} is not after start {start}")
     start, end = start.astimezone(timezone.utc), end.astimezone(timezone.utc)
     advance_history(client, start)
-    params = {"lo": _ms(start), "hi": _ms(end)}
+    params = {"lo": epoch_ms(start), "hi": epoch_ms(end)}
 
     principals = _principal_pass(client, params)
     pairs = _query_frame(client, _WINDOW_PAIRS, params)

@@ -56,8 +56,13 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
     ]),
 ]
 
-def _ms(moment: datetime) -> int:
-    """Epoch milliseconds, rounded up (see ``features.engine._ms``: the same bound semantics)."""
+def epoch_ms(moment: datetime) -> int:
+    """A window bound in epoch milliseconds, rounded up.
+
+    Events carry milliseconds, so an event is at or after a bound exactly when it is at or
+    after the bound's next whole millisecond. Bounds travel to ClickHouse in this form, so
+    no time zone is interpreted on either side.
+    """
     since_epoch = moment - datetime(1970, 1, 1, tzinfo=timezone.utc)
     milliseconds, rest = divmod(since_epoch, timedelta(milliseconds=1))
     return milliseconds + (1 if rest else 0)
@@ -107,7 +112,7 @@ def advance_history(client: Client, to: datetime) -> bool:
         if current == to:
             return False
     # Epoch milliseconds: no time-zone interpretation on either side.
-    params = {"lo": _ms(current) if current else 0, "hi": _ms(to)}
+    params = {"lo": epoch_ms(current) if current else 0, "hi": epoch_ms(to)}
     lo, hi = "fromUnixTimestamp64Milli({lo:Int64}, 'UTC')", "fromUnixTimestamp64Milli({hi:Int64}, 'UTC')"
     window = f"event_time >= {lo} AND event_time < {hi}"
     unfinished = client.query(
