@@ -371,35 +371,37 @@ def extract(client: Client, start: datetime, end: datetime) -> FeatureSet:
 
     principals = _principal_pass(client, params)
     pairs = _query_frame(client, _WINDOW_PAIRS, params)
-    if principals.empty:
-        principal_frame = _empty("principal")
-        grants, _ = _grant_features(client, params)
-    else:
-        keys = principals["principal"]
-        principals["join_sensitive_categories"] = _lookup(client.query(_JOIN_CATEGORIES, parameters=params).result_rows, keys)
-        new = pairs.loc[pairs["seen"] == 0].groupby("principal").size().reindex(keys).fillna(0).to_numpy()
-        principals["new_resource_share"] = new / principals["distinct_resources"].to_numpy()
-        principals["new_export_destinations"] = _lookup(
-            client.query(_NEW_DESTINATIONS, parameters=params).result_rows, keys)
-        rarity = _join_pair_rarity(client, params)
-        principals["join_pair_rarity_global"] = rarity["global"].reindex(keys).fillna(0.0).to_numpy()
-        principals["join_pair_rarity_personal"] = rarity["personal"].reindex(keys).fillna(0.0).to_numpy()
-        grants, largest = _grant_features(client, params)
-        principals["largest_grant_audience"] = largest.reindex(keys).fillna(0).to_numpy()
-        teams = _lookup(client.query(_TEAMS, parameters=params).result_rows, keys, default="")
-        principals["events_vs_team"] = _peer_ratio(principals["events"].to_numpy(np.float64), teams, 0.0)
-        principals["bytes_exported_vs_team"] = _peer_ratio(
-            principals["bytes_exported"].to_numpy(np.float64), teams, 1.0)
-        principal_frame = _typed(principals.sort_values("principal", kind="stable"), "principal")
-
+    grants, largest_audience = _grant_features(client, params)
     runs = _query_frame(client, _TRAINING_RUNS, params)
     frames = {
-        "principal": principal_frame,
+        "principal": _principal_features(client, params, principals, pairs, largest_audience),
         "grant": grants,
         "resource": _resource_features(pairs),
         "training_run": _typed(runs, "training_run") if not runs.empty else _empty("training_run"),
     }
     return FeatureSet(start, end, frames)
+
+
+def _principal_features(client: Client, params: dict[str, int], principals: pd.DataFrame, pairs: pd.DataFrame,
+                        largest_audience: pd.Series) -> pd.DataFrame:
+    """Complete the principal pass with the history look-ups, grant audiences and peer ratios."""
+    if principals.empty:
+        return _empty("principal")
+    keys = principals["principal"]
+    principals["join_sensitive_categories"] = _lookup(client.query(_JOIN_CATEGORIES, parameters=params).result_rows,
+                                                      keys)
+    new = pairs.loc[pairs["seen"] == 0].groupby("principal").size().reindex(keys).fillna(0).to_numpy()
+    principals["new_resource_share"] = new / principals["distinct_resources"].to_numpy()
+    principals["new_export_destinations"] = _lookup(client.query(_NEW_DESTINATIONS, parameters=params).result_rows,
+                                                    keys)
+    rarity = _join_pair_rarity(client, params)
+    principals["join_pair_rarity_global"] = rarity["global"].reindex(keys).fillna(0.0).to_numpy()
+    principals["join_pair_rarity_personal"] = rarity["personal"].reindex(keys).fillna(0.0).to_numpy()
+    principals["largest_grant_audience"] = largest_audience.reindex(keys).fillna(0).to_numpy()
+    teams = _lookup(client.query(_TEAMS, parameters=params).result_rows, keys, default="")
+    principals["events_vs_team"] = _peer_ratio(principals["events"].to_numpy(np.float64), teams, 0.0)
+    principals["bytes_exported_vs_team"] = _peer_ratio(principals["bytes_exported"].to_numpy(np.float64), teams, 1.0)
+    return _typed(principals.sort_values("principal", kind="stable"), "principal")
 
 
 def _query_frame(client: Client, sql: str, params: dict[str, int]) -> pd.DataFrame:
