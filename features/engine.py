@@ -39,7 +39,6 @@ from features.registry import (
     features_of,
 )
 
-ENTITIES: tuple[Entity, ...] = ("principal", "grant", "resource", "training_run")
 
 
 def _tuple(values: tuple[str, ...]) -> str:

@@ -42,6 +42,7 @@ import pandas as pd
 
 from features.registry import (
     BURST_WINDOW_MS,
+    ENTITIES,
     ENTITY_KEYS,
     MIN_HOURS_HISTORY,
     MIN_REGULARITY_EVENTS,
@@ -54,7 +55,6 @@ from features.registry import (
     features_of,
 )
 
-ENTITIES = ("principal", "grant", "resource", "training_run")
 #: Byte sums saturate here (the largest int64).
 BYTES_CAP = 2**63 - 1
 _EPOCH = pd.Timestamp(0, tz="UTC")

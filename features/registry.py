@@ -34,6 +34,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 Entity = Literal["principal", "grant", "resource", "training_run"]
+#: Every entity kind, in the order feature sets list them.
+ENTITIES: tuple[Entity, ...] = ("principal", "grant", "resource", "training_run")
 Implementation = Literal["sql", "history", "kernel", "peer"]
 
 READING_ACTIONS = ("read", "query", "join", "export", "download")

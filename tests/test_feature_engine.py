@@ -24,7 +24,7 @@ from features.contract import ACTIONS, COLUMNS, CONTRACT_TABLES, PRINCIPAL_TYPES
 from features.engine import extract
 from features.history import reset_history
 from features.reference import reference_features
-from features.registry import ENTITY_KEYS, SENSITIVE_CATEGORIES, features_of
+from features.registry import ENTITIES, ENTITY_KEYS, SENSITIVE_CATEGORIES, features_of
 
 UTC = timezone.utc
 #: A Monday 00:00 UTC; the generated logs span three days from here.
@@ -32,7 +32,6 @@ BASE = datetime(2026, 10, 5, tzinfo=UTC)
 DAY_MS = 86_400_000
 SPAN_MS = 3 * DAY_MS
 U64 = 2**64 - 1
-ENTITIES = ("principal", "grant", "resource", "training_run")
 
 UNICODE_PRINCIPAL = "名前@corp.example"
 PRINCIPAL_POOL = ("ann", "bob", "svc-etl", "agent-7", "zoë")
