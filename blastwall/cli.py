@@ -8,7 +8,6 @@ exit code 2; never a traceback.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator

@@ -42,7 +42,6 @@ import pandas as pd
 
 from features.registry import (
     BURST_WINDOW_MS,
-    ENTITIES,
     ENTITY_KEYS,
     MIN_HOURS_HISTORY,
     MIN_REGULARITY_EVENTS,
