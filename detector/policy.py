@@ -1,0 +1,145 @@
+"""Policy checks: what is a violation whatever the baselines say (deterministic, no scoring).
+
+Anomaly scores answer "is this unusual?"; some things are wrong even when usual. These
+rules read the feature matrices of a window (:class:`features.engine.FeatureSet`) and
+return one :class:`PolicyViolation` per offending entity, with the evidence that
+triggered it. Thresholds are parameters of :class:`PolicyThresholds` so a deployment
+can tighten them; the defaults are documented on each field.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from features.engine import FeatureSet
+
+RESTRICTED_RANK = 3  # features.registry.SENSITIVITY_RANK["restricted"]
+CONFIDENTIAL_RANK = 2
+
+
+@dataclass(frozen=True)
+class PolicyThresholds:
+    """Tunable limits of the policy checks.
+
+    Attributes
+    ----------
+    mass_grant_audience : int
+        A grant of confidential or restricted data that makes at least this many people
+        newly able to read it is a violation (default 500: "a group of thousands" with
+        room for large teams below it).
+    mass_grant_share : float
+        ... or that makes at least this share of the organisation newly able to read it
+        (default 0.25), so "granted to everyone" is caught in a small company too.
+    """
+
+    mass_grant_audience: int = 500
+    mass_grant_share: float = 0.25
+
+
+@dataclass(frozen=True)
+class PolicyViolation:
+    """One entity breaking one rule in one window.
+
+    Attributes
+    ----------
+    detector : str
+        The detector family it belongs to (``unsanitised_training``, ``permission_fanout``).
+    rule : str
+        Which rule, stable, e.g. ``training.unsanitised_inputs``.
+    entity : str
+        ``training_run`` or ``grant``.
+    key : dict
+        The entity's key columns (e.g. ``{"resource": "run.llm-7b.42"}``).
+    evidence : dict
+        The feature values that triggered the rule.
+    reason : str
+        One sentence for an analyst.
+    grade : str
+        ``violation`` (page-worthy: unsanitised or uncatalogued training data, restricted
+        data granted outside or to a mass audience) or ``notice`` (to record: sensitive
+        data that did pass sanitisation went into training).
+    """
+
+    detector: str
+    rule: str
+    entity: str
+    key: dict[str, Any]
+    evidence: dict[str, Any]
+    reason: str
+    principals: tuple[str, ...] = field(default=())
+    resources: tuple[str, ...] = field(default=())
+    grade: str = "violation"
+
+
+def _rows(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    return frame.to_dict("records")
+
+
+def training_violations(runs: pd.DataFrame) -> list[PolicyViolation]:
+    """Training runs that consumed unsanitised, sensitive or uncatalogued inputs."""
+    found = []
+    for run in _rows(runs):
+        problems = [(name, int(run[name])) for name in ("unsanitised_inputs", "sensitive_inputs", "uncatalogued_inputs")
+                    if int(run[name]) > 0]
+        for name, count in problems:
+            what = {"unsanitised_inputs": "inputs that did not pass sanitisation",
+                    "sensitive_inputs": "inputs holding sensitive data",
+                    "uncatalogued_inputs": "inputs missing from the catalogue"}[name]
+            found.append(PolicyViolation(
+                detector="unsanitised_training",
+                rule=f"training.{name}",
+                entity="training_run",
+                key={"resource": run["resource"]},
+                evidence={"inputs": int(run["inputs"]), name: count},
+                reason=f"training run {run['resource']} consumed {count} of {int(run['inputs'])} {what}",
+                resources=(run["resource"],),
+                # Sensitive categories alone are expected in sanctioned, sanitised training sets.
+                grade="notice" if name == "sensitive_inputs" else "violation",
+            ))
+    return found
+
+
+def grant_violations(grants: pd.DataFrame, thresholds: PolicyThresholds = PolicyThresholds(),
+                     organisation_size: int | None = None) -> list[PolicyViolation]:
+    """Grants of confidential or restricted data to an outside account or to a mass audience.
+
+    ``organisation_size`` (people in the principals catalogue), when known, enables the
+    share-of-the-organisation limit of :class:`PolicyThresholds`.
+    """
+    mass = thresholds.mass_grant_audience
+    if organisation_size:
+        mass = min(mass, max(1, math.ceil(thresholds.mass_grant_share * organisation_size)))
+    found = []
+    for grant in _rows(grants):
+        rank = int(grant["sensitivity_rank"])
+        if rank < CONFIDENTIAL_RANK:
+            continue
+        level = "restricted" if rank >= RESTRICTED_RANK else "confidential"
+        key = {"event_id": grant["event_id"]}
+        evidence = {name: int(grant[name]) for name in
+                    ("sensitivity_rank", "sensitive_categories", "audience_before", "audience_after", "audience_gain",
+                     "grantee_external", "initiator_is_agent", "via_ai_assistant")}
+        common = {"entity": "grant", "key": key, "evidence": evidence, "detector": "permission_fanout",
+                  "principals": (grant["principal"],), "resources": (grant["resource"],)}
+        if int(grant["grantee_external"]):
+            found.append(PolicyViolation(
+                rule="grant.external", **common,
+                reason=f"{grant['principal']} granted {level} {grant['resource']} to the outside account "
+                       f"{grant['grantee']}"))
+        if int(grant["audience_gain"]) >= mass:
+            found.append(PolicyViolation(
+                rule="grant.mass_audience", **common,
+                reason=f"{grant['principal']} granted {level} {grant['resource']} to {grant['grantee']}, making "
+                       f"{int(grant['audience_gain']):,} more people able to read it"))
+    return found
+
+
+def policy_violations(features: FeatureSet, thresholds: PolicyThresholds = PolicyThresholds(),
+                      organisation_size: int | None = None) -> list[PolicyViolation]:
+    """Every policy violation in one window's features (see :func:`grant_violations` for the size)."""
+    return training_violations(features.frame("training_run")) + grant_violations(
+        features.frame("grant"), thresholds, organisation_size)
