@@ -1,0 +1,98 @@
+"""Severity: one documented function of detector, score, data, blast radius and actor.
+
+``SEV1`` page now, ``SEV2`` page, ``SEV3`` notify/ticket, ``SEV4`` record (DESIGN.md).
+The function adds points, each for one reason an analyst can read back:
+
+=====================  ==========================================================  ======
+factor                 condition                                                   points
+=====================  ==========================================================  ======
+evidence               policy violation (deterministic)                             3
+                       policy notice                                                0
+                       anomaly score >= 0.999 / >= 0.99 / >= 0.95                   3 / 2 / 1
+data                   restricted / confidential                                    2 / 1
+                       any sensitive category (telemetry, chat, pii, …)             1
+blast radius           people newly able to read >= 100 / >= 10                     2 / 1
+                       records exposed >= 1,000,000 / >= 10,000                     2 / 1
+                       data leaves the organisation (outside grantee/destination)  2
+actor                  an AI agent, or a change made via an AI assistant            1
+detector               unsanitised_training (trained in: cannot be un-learned)      1
+                       behaviour_outlier (the catch-all: least specific)            -1
+=====================  ==========================================================  ======
+
+Blast radius counts the larger of its people and records points (plus leaving the
+organisation). Total >= 7: SEV1; >= 5: SEV2; >= 3: SEV3; else SEV4.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+Severity = Literal["SEV1", "SEV2", "SEV3", "SEV4"]
+SEVERITIES: tuple[Severity, ...] = ("SEV1", "SEV2", "SEV3", "SEV4")
+_THRESHOLDS: tuple[tuple[int, Severity], ...] = ((7, "SEV1"), (5, "SEV2"), (3, "SEV3"))
+
+
+@dataclass(frozen=True)
+class SeverityInputs:
+    """What severity depends on, for one alert.
+
+    Attributes
+    ----------
+    detector : str
+        The detector family (``permission_fanout``, ``bulk_export``, …).
+    score : float
+        Calibrated anomaly score in [0, 1] (a baseline percentile); ignored for policy findings.
+    policy : str or None
+        ``violation`` or ``notice`` for a policy finding, ``None`` for an anomaly.
+    sensitivity_rank : int
+        0 public, 1 internal, 2 confidential, 3 restricted (the most sensitive resource involved).
+    sensitive_categories : int
+        How many sensitive data categories are involved.
+    people_exposed : int
+        People newly able to read the data (audience gain, first-time readers).
+    records_exposed : int
+        Rows exported, downloaded or made readable.
+    leaves_organisation : bool
+        An outside grantee or a destination outside the company.
+    actor_is_agent : bool
+        The actor is an AI agent, or acted via an AI assistant.
+    """
+
+    detector: str
+    score: float = 0.0
+    policy: str | None = None
+    sensitivity_rank: int = 1
+    sensitive_categories: int = 0
+    people_exposed: int = 0
+    records_exposed: int = 0
+    leaves_organisation: bool = False
+    actor_is_agent: bool = False
+
+
+def severity_points(alert: SeverityInputs) -> dict[str, int]:
+    """The points of each factor (see the module table), for explanations and tests."""
+    if not 0.0 <= alert.score <= 1.0:
+        raise ValueError(f"score must be within [0, 1], got {alert.score}")
+    if alert.policy not in (None, "violation", "notice"):
+        raise ValueError(f"policy must be 'violation', 'notice' or None, got {alert.policy!r}")
+    if alert.policy is not None:
+        evidence = 3 if alert.policy == "violation" else 0
+    else:
+        evidence = 3 if alert.score >= 0.999 else 2 if alert.score >= 0.99 else 1 if alert.score >= 0.95 else 0
+    data = {3: 2, 2: 1}.get(alert.sensitivity_rank, 0) + (1 if alert.sensitive_categories > 0 else 0)
+    people = 2 if alert.people_exposed >= 100 else 1 if alert.people_exposed >= 10 else 0
+    records = 2 if alert.records_exposed >= 1_000_000 else 1 if alert.records_exposed >= 10_000 else 0
+    radius = max(people, records) + (2 if alert.leaves_organisation else 0)
+    detector = {"unsanitised_training": 1, "behaviour_outlier": -1}.get(alert.detector, 0)
+    return {"evidence": evidence, "data": data, "blast_radius": radius, "actor": int(alert.actor_is_agent),
+            "detector": detector}
+
+
+def severity(alert: SeverityInputs) -> Severity:
+    """``SEV1``…``SEV4`` for one alert: the sum of :func:`severity_points` against the thresholds."""
+    total = sum(severity_points(alert).values())
+    for minimum, level in _THRESHOLDS:
+        if total >= minimum:
+            return level
+    return "SEV4"
