@@ -46,7 +46,7 @@ _MAD_TO_SIGMA = 1.4826  # MAD of a normal distribution is 0.6745 sigma
 _IQR_TO_SIGMA = 1.349  # IQR of a normal distribution is 1.349 sigma
 
 
-def _robust_scale(a: NDArray[np.float64], center: NDArray[np.float64]) -> NDArray[np.float64]:
+def robust_scale(a: NDArray[np.float64], center: NDArray[np.float64]) -> NDArray[np.float64]:
     """Column-wise robust spread of ``a`` around ``center``, never 0, inf or NaN.
 
     MAD (as a normal sigma), else IQR (as sigma) when over half the values tie, else the
@@ -116,7 +116,7 @@ def combine_scores(scores: ArrayLike, baseline: ArrayLike, rule: str) -> NDArray
             spread = np.where(spread > 0, spread, 1.0)
         else:
             center = np.median(baseline, axis=0)
-            spread = _robust_scale(baseline, center)
+            spread = robust_scale(baseline, center)
         with np.errstate(over="ignore", invalid="ignore"):
             standard = np.clip((scores - center) / spread, -_Z_CAP, _Z_CAP)
     return standard.max(axis=1) if aggregate == "max" else standard.mean(axis=1)
@@ -348,7 +348,7 @@ class EnsembleScorer(BaseEstimator):
         X = validate_data(self, X, reset=True, dtype=np.float64, ensure_all_finite=True, ensure_min_samples=2)
         self.n_samples_fit_ = X.shape[0]
         self.feature_center_ = np.median(X, axis=0)
-        self.feature_scale_ = _robust_scale(X, self.feature_center_)
+        self.feature_scale_ = robust_scale(X, self.feature_center_)
         Z = self._scale(X)
 
         detectors: dict[str, BaseDetector] = {}
