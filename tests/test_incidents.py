@@ -1,0 +1,227 @@
+"""Incidents: dedup, grouping, idempotent replay, lifecycle, false-positive feedback, reading."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from clickhouse_connect.driver.client import Client
+
+from detector.incidents import (
+    DETECTOR_TECHNIQUES,
+    Alert,
+    IncidentError,
+    false_positive_counts,
+    get_incident,
+    incident_id_for,
+    incident_timeline,
+    list_incidents,
+    record_alert,
+    suppressed_counts,
+    transition,
+)
+
+T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+FIELDS = {"id", "detector", "title", "severity", "status", "score", "principals", "resources", "first_seen",
+          "last_seen", "detected_at", "explanation", "techniques", "playbook_runs", "entity", "entity_key",
+          "group_id", "assignee"}
+
+
+def alert(detector: str = "bulk_export", key: str = "alice", at: datetime = T0, severity: str = "SEV3",
+          score: float = 0.96, **extra) -> Alert:
+    """An alert whose id is built like a detector builds it: detector + entity key + window end."""
+    fields: dict = {
+        "alert_id": f"{detector}|{key}|{at.isoformat()}", "detector": detector, "entity": "principal",
+        "entity_key": key, "title": f"{detector} by {key}", "severity": severity, "score": score,
+        "principals": (key,), "resources": ("ds.chat",), "first_seen": at,
+        "last_seen": at + timedelta(minutes=5), "detected_at": at + timedelta(minutes=10),
+        "explanation": [{"feature": "export_bytes", "value": 9e9, "baseline": 1e6, "weight": 0.8}],
+    }
+    return Alert(**(fields | extra))
+
+
+def test_opening_returns_the_design_fields(client: Client) -> None:
+    out = record_alert(client, alert())
+    assert out.outcome == "opened" and out.incident_id == incident_id_for(alert().alert_id)
+    inc = get_incident(client, out.incident_id)
+    assert inc is not None and FIELDS <= set(inc)
+    assert inc["status"] == "open" and inc["severity"] == "SEV3" and inc["principals"] == ["alice"]
+    assert inc["first_seen"] == T0 and inc["detected_at"] == T0 + timedelta(minutes=10)
+    assert inc["explanation"][0]["feature"] == "export_bytes"
+    assert inc["techniques"] == DETECTOR_TECHNIQUES["bulk_export"] and inc["playbook_runs"] == []
+    assert inc["group_id"] == out.incident_id and inc["assignee"] is None
+    assert get_incident(client, 12345) is None
+
+
+def test_dedup_within_window_updates_and_outside_opens(client: Client) -> None:
+    first = record_alert(client, alert())
+    later = alert(at=T0 + timedelta(hours=3), severity="SEV2", score=0.995, principals=("alice", "bob"),
+                  resources=("ds.telemetry",),
+                  explanation=[{"feature": "destinations", "value": 4, "baseline": 1, "weight": 0.9}])
+    out = record_alert(client, later)
+    assert out.outcome == "updated" and out.incident_id == first.incident_id and out.severity_rose
+    inc = get_incident(client, first.incident_id)
+    assert inc["severity"] == "SEV2" and inc["score"] == pytest.approx(0.995)
+    assert inc["principals"] == ["alice", "bob"] and inc["resources"] == ["ds.chat", "ds.telemetry"]
+    assert inc["last_seen"] == later.last_seen and inc["first_seen"] == T0
+    assert inc["explanation"][0]["feature"] == "destinations"
+    # Lower severity and score: kept at the max, explanation not replaced, no rise reported.
+    weaker = record_alert(client, alert(at=T0 + timedelta(hours=5), severity="SEV4", score=0.5))
+    assert weaker.outcome == "updated" and not weaker.severity_rose
+    inc = get_incident(client, first.incident_id)
+    assert inc["severity"] == "SEV2" and inc["score"] == pytest.approx(0.995)
+    assert inc["explanation"][0]["feature"] == "destinations"
+    # Beyond the window after last_seen: a new incident.
+    far = record_alert(client, alert(at=T0 + timedelta(days=3)))
+    assert far.outcome == "opened" and far.incident_id != first.incident_id
+    # Another entity or detector never merges.
+    assert record_alert(client, alert(key="bob")).outcome == "opened"
+    assert record_alert(client, alert(detector="artifact_download")).outcome == "opened"
+    assert len(list_incidents(client)) == 4
+
+
+def test_resolved_incident_is_not_updated(client: Client) -> None:
+    first = record_alert(client, alert())
+    transition(client, first.incident_id, "resolve", "ana", reason="revoked")
+    assert record_alert(client, alert(at=T0 + timedelta(hours=1))).outcome == "opened"
+
+
+def test_replaying_the_same_alerts_is_a_no_op(client: Client) -> None:
+    alerts = [alert(), alert(at=T0 + timedelta(hours=1), severity="SEV1"), alert(key="bob"),
+              alert(detector="permission_fanout", key="grant:ds.chat", group_key="ds.chat")]
+    first = [record_alert(client, a) for a in alerts]
+    before = (list_incidents(client), client.query("SELECT count() FROM incident_events").result_rows)
+    second = [record_alert(client, a) for a in alerts]
+    assert [o.outcome for o in second] == ["duplicate"] * 4
+    assert [o.incident_id for o in second] == [o.incident_id for o in first]
+    after = (list_incidents(client), client.query("SELECT count() FROM incident_events").result_rows)
+    assert after == before
+
+
+def test_crash_before_alerts_seen_is_not_applied_twice(client: Client) -> None:
+    first = record_alert(client, alert())
+    # As if the process died after the incident and its event were written.
+    client.command("TRUNCATE TABLE alerts_seen")
+    again = record_alert(client, alert())
+    assert again.outcome == "duplicate" and again.incident_id == first.incident_id
+    assert len(incident_timeline(client, first.incident_id)) == 1
+
+
+def test_grant_and_exposure_share_a_group(client: Client) -> None:
+    grant = record_alert(client, alert(detector="permission_fanout", key="grant:ds.chat->all",
+                                       severity="SEV2", group_key="ds.chat"))
+    exposure = record_alert(client, alert(detector="exposure_spike", key="ds.chat", at=T0 + timedelta(hours=2),
+                                          group_key="ds.chat"))
+    other = record_alert(client, alert(detector="exposure_spike", key="ds.other", group_key="ds.other"))
+    assert exposure.outcome == "opened" and exposure.incident_id != grant.incident_id
+    assert exposure.group_id == grant.incident_id == get_incident(client, exposure.incident_id)["group_id"]
+    assert other.group_id == other.incident_id
+
+
+def test_every_legal_transition_and_illegal_ones(client: Client) -> None:
+    inc = record_alert(client, alert()).incident_id
+    assert transition(client, inc, "assign", "lead", assignee="ana")["assignee"] == "ana"
+    assert transition(client, inc, "acknowledge", "ana")["status"] == "acknowledged"
+    with pytest.raises(IncidentError, match="cannot acknowledge"):
+        transition(client, inc, "acknowledge", "ana")
+    assert transition(client, inc, "note", "ana", reason="looked at the export")["status"] == "acknowledged"
+    assert transition(client, inc, "contain", "ana", reason="token revoked")["status"] == "contained"
+    with pytest.raises(IncidentError, match="cannot contain"):
+        transition(client, inc, "contain", "ana")
+    assert transition(client, inc, "resolve", "ana", reason="done")["status"] == "resolved"
+    for action in ("acknowledge", "contain", "resolve", "false_positive"):
+        with pytest.raises(IncidentError):
+            transition(client, inc, action, "ana", reason="x")
+    with pytest.raises(IncidentError, match="cannot assign"):
+        transition(client, inc, "assign", "ana", assignee="bob")
+    with pytest.raises(IncidentError, match="unknown action"):
+        transition(client, inc, "reopen", "ana")
+    with pytest.raises(IncidentError, match="no incident"):
+        transition(client, 42, "acknowledge", "ana")
+    # Shorter paths: open -> contained, open -> resolved, acknowledged -> false_positive.
+    b = record_alert(client, alert(key="b")).incident_id
+    assert transition(client, b, "contain", "ana")["status"] == "contained"
+    c = record_alert(client, alert(key="c")).incident_id
+    assert transition(client, c, "resolve", "ana")["status"] == "resolved"
+    d = record_alert(client, alert(key="d")).incident_id
+    transition(client, d, "acknowledge", "ana")
+    assert transition(client, d, "false_positive", "ana", reason="backup job")["status"] == "false_positive"
+
+
+def test_false_positive_needs_reason_and_suppresses_until_it_ends(client: Client) -> None:
+    inc = record_alert(client, alert()).incident_id
+    with pytest.raises(IncidentError, match="reason"):
+        transition(client, inc, "false_positive", "ana")
+    verdict_at = T0 + timedelta(hours=1)
+    transition(client, inc, "false_positive", "ana", reason="nightly backup", at=verdict_at,
+               suppress_for=timedelta(days=2))
+    suppressed = record_alert(client, alert(at=T0 + timedelta(days=1)))
+    assert suppressed.outcome == "suppressed" and suppressed.incident_id == inc
+    assert record_alert(client, alert(key="bob", at=T0 + timedelta(days=1))).outcome == "opened"
+    assert suppressed_counts(client) == {"bulk_export": 1}
+    reopened = record_alert(client, alert(at=verdict_at + timedelta(days=2, minutes=1)))
+    assert reopened.outcome == "opened" and reopened.incident_id != inc
+    # A suppressed alert replayed stays a duplicate (counted once).
+    assert record_alert(client, alert(at=T0 + timedelta(days=1))).outcome == "duplicate"
+    assert suppressed_counts(client) == {"bulk_export": 1}
+
+
+def test_false_positive_counts_per_detector(client: Client) -> None:
+    for key in ("a", "b"):
+        transition(client, record_alert(client, alert(key=key)).incident_id, "false_positive", "ana", reason="fp")
+    fanout = record_alert(client, alert(detector="permission_fanout", key="g")).incident_id
+    transition(client, fanout, "false_positive", "ana", reason="fp")
+    transition(client, record_alert(client, alert(key="c")).incident_id, "resolve", "ana")
+    assert false_positive_counts(client) == {"bulk_export": 2, "permission_fanout": 1}
+
+
+def test_list_ordering_and_filters(client: Client) -> None:
+    specs = [("a", "SEV3", 0.99), ("b", "SEV1", 0.96), ("c", "SEV3", 0.999), ("d", "SEV2", 0.97),
+             ("e", "SEV4", 0.5), ("f", "SEV1", 0.999)]
+    ids = {key: record_alert(client, alert(key=key, severity=sev, score=score)).incident_id
+           for key, sev, score in specs}
+    assert [i["entity_key"] for i in list_incidents(client)] == ["f", "b", "d", "c", "a", "e"]
+    assert [i["entity_key"] for i in list_incidents(client, min_severity="SEV2")] == ["f", "b", "d"]
+    assert [i["entity_key"] for i in list_incidents(client, limit=2)] == ["f", "b"]
+    transition(client, ids["b"], "acknowledge", "ana")
+    assert [i["entity_key"] for i in list_incidents(client, status="acknowledged")] == ["b"]
+    assert [i["entity_key"] for i in list_incidents(client, status="open", min_severity="SEV1")] == ["f"]
+    with pytest.raises(IncidentError):
+        list_incidents(client, min_severity="SEV9")
+
+
+def test_audit_trail_in_order(client: Client) -> None:
+    out = record_alert(client, alert())
+    record_alert(client, alert(at=T0 + timedelta(hours=1), severity="SEV2"))
+    inc = out.incident_id
+    before = get_incident(client, inc)["updated_at"]
+    transition(client, inc, "assign", "lead", reason="on call", assignee="ana")
+    transition(client, inc, "acknowledge", "ana", reason="looking")
+    transition(client, inc, "note", "ana", reason="export went to a personal bucket")
+    transition(client, inc, "contain", "ana", reason="revoked the token")
+    transition(client, inc, "resolve", "bob", reason="confirmed and closed")
+    assert get_incident(client, inc)["updated_at"] > before
+    events = incident_timeline(client, inc)
+    assert [(e["actor"], e["action"], e["from_status"], e["to_status"]) for e in events] == [
+        ("blastwall", "opened", "", "open"),
+        ("blastwall", "updated", "open", "open"),
+        ("lead", "assign", "open", "open"),
+        ("ana", "acknowledge", "open", "acknowledged"),
+        ("ana", "note", "acknowledged", "acknowledged"),
+        ("ana", "contain", "acknowledged", "contained"),
+        ("bob", "resolve", "contained", "resolved"),
+    ]
+    assert [e["reason"] for e in events[2:]] == [
+        "on call", "looking", "export went to a personal bucket", "revoked the token", "confirmed and closed"]
+    assert events[0]["alert_id"] == alert().alert_id and events[1]["details"]["severity_to"] == "SEV2"
+    assert events[2]["details"]["assignee"] == "ana"
+
+
+def test_alert_validation() -> None:
+    with pytest.raises(ValueError):
+        alert(severity="SEV5")
+    with pytest.raises(ValueError):
+        alert(score=1.5)
+    a = alert()
+    assert incident_id_for(a.alert_id) == incident_id_for(replace(a).alert_id) < 2**63
