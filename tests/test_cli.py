@@ -120,3 +120,37 @@ def test_generate_writes_files_that_ingest_cleanly(capsys, monkeypatch, store_ds
                              str(out_dir / f"{table}.csv.gz"))
         assert code == 0 and ", rejected 0 " in out, (table, out, err)
     assert json.loads((out_dir / "labels.json").read_text())
+
+
+def test_incidents_lists_what_the_store_holds(capsys, monkeypatch, store_dsn: str) -> None:
+    from datetime import datetime, timezone
+
+    from blastwall.schema import init_schema
+    from blastwall.store import close_store, open_store
+    from detector.incidents import Alert, record_alert
+
+    code, out, _ = run(capsys, monkeypatch, "--dsn", store_dsn, "incidents", "--json")
+    assert (code, json.loads(out)) == (0, [])
+    when = datetime(2026, 10, 8, 11, 42, tzinfo=timezone.utc)
+    client = open_store(store_dsn)
+    try:
+        init_schema(client)
+        for alert_id, severity, score in (("a1", "SEV3", 0.97), ("a2", "SEV1", 0.999)):
+            record_alert(client, Alert(
+                alert_id=alert_id, detector="permission_fanout", entity="grant", entity_key=alert_id,
+                title=f"grant {alert_id}", severity=severity, score=score, principals=("agent-7",),
+                resources=("ds.telemetry",), first_seen=when, last_seen=when, detected_at=when,
+                explanation=[{"feature": "audience_gain", "value": 900, "baseline": 3, "weight": 1.0}]))
+    finally:
+        close_store(client)
+
+    code, out, _ = run(capsys, monkeypatch, "--dsn", store_dsn, "incidents", "--json")
+    listed = json.loads(out)
+    assert code == 0 and [i["severity"] for i in listed] == ["SEV1", "SEV3"]
+    required = {"id", "detector", "title", "severity", "status", "score", "principals", "resources", "first_seen",
+                "last_seen", "detected_at", "explanation", "techniques", "playbook_runs"}
+    assert required <= set(listed[0]) and listed[0]["first_seen"] == "2026-10-08T11:42:00.000Z"
+    code, out, _ = run(capsys, monkeypatch, "--dsn", store_dsn, "incidents", "--min-severity", "SEV2")
+    assert code == 0 and "grant a2" in out and "grant a1" not in out
+    code, _, err = run(capsys, monkeypatch, "--dsn", store_dsn, "incidents", "--status", "burning")
+    assert code == 2 and "Invalid value for '--status'" in err
