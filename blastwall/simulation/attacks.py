@@ -67,6 +67,11 @@ class _Planner:
         self.rows.append((time_ms, scenario, len(self.rows), (principal, action, resource), kwargs))
         return True
 
+    def describe(self, scenario: int, principals: list[str], resources: list[str], description: str) -> None:
+        """Fill in what the scenario's label says: its key principals, resources and story."""
+        label = self.scenarios[scenario]
+        label.principals, label.resources, label.description = principals, resources, description
+
     def volume(self, resource: int, action: str, scale: float = 1.0) -> dict[str, int]:
         rows, nbytes = volumes(self.model, np.array([resource]), np.array([ACTION[action]]), self.rng, scale)
         return {"nrows": int(rows[0]), "nbytes": int(nbytes[0])}
@@ -145,12 +150,10 @@ def _permission_fanout(p: _Planner, day: int, repeat: int) -> None:
             via = ("console", "notebook", "ai_assistant")[p.rng.choice(3, p=[0.6, 0.25, 0.15])]
             p.emit(s, when + k * int(p.rng.integers(15_000, 400_000)), person, action, dataset, via=via,
                    ip=p.ip(person), **p.volume(dataset, action))
-    sc = p.scenarios[s]
-    sc.principals = [p.name(agent), p.name(owner)]
-    sc.resources = [dataset_name]
-    sc.description = (f"{p.name(agent)} (AI assistant acting for {p.name(owner)}) granted restricted employee "
-                      f"telemetry {dataset_name} to {ALL_STAFF}; {readers} people read it for the first time "
-                      f"within hours.")
+    p.describe(s, [p.name(agent), p.name(owner)], [dataset_name],
+               f"{p.name(agent)} (AI assistant acting for {p.name(owner)}) granted restricted employee "
+               f"telemetry {dataset_name} to {ALL_STAFF}; {readers} people read it for the first time "
+               f"within hours.")
 
 
 def _unusual_join(p: _Planner, day: int, repeat: int) -> None:
@@ -174,12 +177,11 @@ def _unusual_join(p: _Planner, day: int, repeat: int) -> None:
     destination = int(p.model.people.dest[actor, 0])
     p.emit(s, t, actor, "export", primary, related=others, nbytes=nbytes, nrows=nbytes // row_bytes, via="notebook",
            ip=p.ip(actor), attributes={ATTR["destination"]: destination})
-    sc = p.scenarios[s]
-    sc.principals = [p.name(actor)]
-    sc.resources = ["ds.people.chat_logs", "ds.hr.performance_reviews", "ds.people.keystroke_telemetry"]
-    sc.description = (f"{p.name(actor)} joined employee chat logs with performance reviews and keystroke telemetry "
-                      f"and exported {nbytes / 1e9:.1f} GB of the result to "
-                      f"{p.model.value_vocab.names[destination]}.")
+    joined = ["ds.people.chat_logs", "ds.hr.performance_reviews", "ds.people.keystroke_telemetry"]
+    p.describe(s, [p.name(actor)], joined,
+               f"{p.name(actor)} joined employee chat logs with performance reviews and keystroke telemetry "
+               f"and exported {nbytes / 1e9:.1f} GB of the result to "
+               f"{p.model.value_vocab.names[destination]}.")
 
 
 def _embedding_export(p: _Planner, day: int, repeat: int) -> None:
@@ -201,11 +203,9 @@ def _embedding_export(p: _Planner, day: int, repeat: int) -> None:
         p.emit(s, t + 2 * MINUTE_MS + k * int(p.rng.integers(90_000, 240_000)), actor, "export", store,
                nbytes=nbytes, nrows=nbytes // row_bytes, via="api", ip=p.ip(actor, True),
                attributes={ATTR["destination"]: destination})
-    sc = p.scenarios[s]
-    sc.principals = [p.name(actor)]
-    sc.resources = [store_name]
-    sc.description = (f"{p.name(actor)} exported {total / 1e9:.0f} GB of {store_name} to a destination never used "
-                      f"before ({destination_name}).")
+    p.describe(s, [p.name(actor)], [store_name],
+               f"{p.name(actor)} exported {total / 1e9:.0f} GB of {store_name} to a destination never used "
+               f"before ({destination_name}).")
 
 
 def _artifact_download(p: _Planner, day: int, repeat: int) -> None:
@@ -224,12 +224,10 @@ def _artifact_download(p: _Planner, day: int, repeat: int) -> None:
         ckpt = int(ckpt)
         p.emit(s, t, actor, "download", ckpt, nbytes=int(model.res_size[ckpt]), via="api", ip=p.ip(actor, True))
         t += int(p.rng.integers(40_000, 240_000))
-    sc = p.scenarios[s]
-    sc.principals = [p.name(actor)]
-    sc.resources = sorted(model.resources[int(c)].name for c in chosen)
     total = sum(model.res_size[int(c)] for c in chosen)
-    sc.description = (f"{p.name(actor)} ({model.principals[actor].team}), who never downloads model artifacts, "
-                      f"downloaded {len(chosen)} checkpoints ({total / 1e9:.0f} GB) in the middle of their night.")
+    p.describe(s, [p.name(actor)], sorted(model.resources[int(c)].name for c in chosen),
+               f"{p.name(actor)} ({model.principals[actor].team}), who never downloads model artifacts, "
+               f"downloaded {len(chosen)} checkpoints ({total / 1e9:.0f} GB) in the middle of their night.")
 
 
 def _unsanitised_training(p: _Planner, day: int, repeat: int) -> None:
@@ -253,11 +251,9 @@ def _unsanitised_training(p: _Planner, day: int, repeat: int) -> None:
     p.emit(s, t + 3 * MINUTE_MS, trainer, "train", run, related=consumed, nrows=sum(rows), nbytes=sum(nbytes),
            via="pipeline", ip=ip, attributes={ATTR["framework"]: model.value_vocab.code("pytorch"),
                                               ATTR["gpus"]: model.value_vocab.code("64")})
-    sc = p.scenarios[s]
-    sc.principals = ["svc-trainer-llm"]
-    sc.resources = [run_name, *consumed_names]
-    sc.description = (f"Training run {run_name} consumed unsanitised employee chat logs, keystroke telemetry and "
-                      f"raw human feedback.")
+    p.describe(s, ["svc-trainer-llm"], [run_name, *consumed_names],
+               f"Training run {run_name} consumed unsanitised employee chat logs, keystroke telemetry and "
+               f"raw human feedback.")
 
 
 def _runaway_agent(p: _Planner, day: int, repeat: int) -> None:
@@ -293,11 +289,9 @@ def _runaway_agent(p: _Planner, day: int, repeat: int) -> None:
                status="denied" if denied[k] else "ok", ip=loop.ip, nrows=0 if denied[k] else int(rows[k]),
                nbytes=0 if denied[k] else int(nbytes[k]))
     touched = {model.resources[int(r)].name for r in np.unique(resource)}
-    sc = p.scenarios[s]
-    sc.principals = [p.name(agent)]
-    sc.resources = sorted(touched)
-    sc.description = (f"{p.name(agent)} issued {n} requests every {period / 1000:.1f} s over {len(touched)} "
-                      f"resources it had never used, for {duration / HOUR_MS:.1f} h.")
+    p.describe(s, [p.name(agent)], sorted(touched),
+               f"{p.name(agent)} issued {n} requests every {period / 1000:.1f} s over {len(touched)} "
+               f"resources it had never used, for {duration / HOUR_MS:.1f} h.")
 
 
 def _external_grant(p: _Planner, day: int, repeat: int) -> None:
@@ -325,11 +319,9 @@ def _external_grant(p: _Planner, day: int, repeat: int) -> None:
         action = "read" if k % 2 == 0 else "download"
         p.emit(s, when, outsider, action, dataset, via="api", ip=outsider_ip, **p.volume(dataset, "export", 5.0))
         when += int(p.rng.integers(30_000, 900_000))
-    sc = p.scenarios[s]
-    sc.principals = [p.name(actor)]
-    sc.resources = [dataset_name]
-    sc.description = (f"{p.name(actor)} granted restricted {dataset_name} to the outside account {outsider_name}, "
-                      f"which then read it from {model.ip_vocab.names[outsider_ip]}.")
+    p.describe(s, [p.name(actor)], [dataset_name],
+               f"{p.name(actor)} granted restricted {dataset_name} to the outside account {outsider_name}, "
+               f"which then read it from {model.ip_vocab.names[outsider_ip]}.")
 
 
 def _secrets_sweep(p: _Planner, day: int, repeat: int) -> None:
@@ -348,10 +340,8 @@ def _secrets_sweep(p: _Planner, day: int, repeat: int) -> None:
         vol = {"nrows": 0, "nbytes": 0} if refused else p.volume(secret, "read")
         p.emit(s, t, actor, "read", secret, via="api", status="denied" if refused else "ok", ip=p.ip(actor), **vol)
         t += int(p.rng.integers(4_000, 25_000))
-    sc = p.scenarios[s]
-    sc.principals = [p.name(actor)]
-    sc.resources = sorted(model.resources[int(c)].name for c in chosen)
-    sc.description = f"{p.name(actor)} read {len(chosen)} secrets within minutes; {denied} were denied."
+    p.describe(s, [p.name(actor)], sorted(model.resources[int(c)].name for c in chosen),
+               f"{p.name(actor)} read {len(chosen)} secrets within minutes; {denied} were denied.")
 
 
 def _low_and_slow(p: _Planner, day: int, repeat: int, span: int = 5) -> None:
@@ -383,11 +373,9 @@ def _low_and_slow(p: _Planner, day: int, repeat: int, span: int = 5) -> None:
             exported += vol["nbytes"]
             p.emit(s, p.work_time(actor, d, p.rng.uniform(0.6, 0.98)), actor, "export", r, via="console",
                    ip=p.ip(actor), attributes={ATTR["destination"]: destination}, **vol)
-    sc = p.scenarios[s]
-    sc.principals = [p.name(actor)]
-    sc.resources = sorted({model.resources[r].name for r in targets})
-    sc.description = (f"{p.name(actor)} read and exported restricted data a little above their normal every working "
-                      f"day for {len(days)} days ({exported / 1e6:.0f} MB exported in total).")
+    p.describe(s, [p.name(actor)], sorted({model.resources[r].name for r in targets}),
+               f"{p.name(actor)} read and exported restricted data a little above their normal every working "
+               f"day for {len(days)} days ({exported / 1e6:.0f} MB exported in total).")
 
 
 SCENARIOS: dict[str, Callable[[_Planner, int, int], None]] = {
