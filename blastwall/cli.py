@@ -144,7 +144,8 @@ def demo(ctx: click.Context, principals: int, days: int, seed: int, reseed: bool
             click.echo(f"seeding {principals:,} principals x {days} days (seed {seed}) into {dsn} ...")
             counts = write_to_store(client, spec)
             click.echo(_describe_seed(counts))
-    click.echo("detection: not available yet (detector/ is the next milestone); showing the data as ingested")
+    click.echo(f"to detect on it: blastwall --dsn {dsn} detect --since {OrgSpec().start.date()} --until <end> "
+               "--step 15m (the console hosting live detection arrives with the console milestone)")
     if not no_console:
         _launch_console(dsn)
 
@@ -247,6 +248,132 @@ def _json_value(value: object) -> object:
     return str(value)
 
 
+class _Moment(click.ParamType):
+    """An ISO-8601 time (``Z`` or an offset; a time without one is taken as UTC)."""
+
+    name = "TIME"
+
+    def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> object:
+        from datetime import datetime, timezone
+
+        if isinstance(value, datetime):
+            return value
+        try:
+            moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+        except ValueError:
+            self.fail(f"{value!r} is not an ISO-8601 time (e.g. 2026-10-05T00:00:00Z)", param, ctx)
+        return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+class _Duration(click.ParamType):
+    """A duration: a number and a unit, ``30s``, ``5m``/``5min``, ``1h``, ``1d``."""
+
+    name = "DURATION"
+    _UNITS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "d": 86400}
+
+    def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> object:
+        import re
+        from datetime import timedelta
+
+        if isinstance(value, timedelta):
+            return value
+        match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|d)\s*", str(value))
+        if not match or float(match.group(1)) <= 0:
+            self.fail(f"{value!r} is not a positive duration (e.g. 30s, 5m, 1h, 1d)", param, ctx)
+        return timedelta(seconds=float(match.group(1)) * self._UNITS[match.group(2)])
+
+
+@cli.command()
+@click.option("--since", type=_Moment(), help="Start of the replay (when nothing was processed yet, or later).")
+@click.option("--until", type=_Moment(), required=True, help="No step ends after this.")
+@click.option("--step", type=_Duration(), default="5m", show_default=True, help="Window per step.")
+@click.option("--reset", is_flag=True, help="Forget history, baselines and progress first (incidents are kept).")
+@click.pass_context
+def detect(ctx: click.Context, since, until, step, reset: bool) -> None:  # noqa: ANN001 - click types
+    """Replay or backfill detection step by step over [--since, --until).
+
+    Each step sees only events before its end; steps already done are skipped, so
+    running the same range again opens no duplicate incident. A failed step leaves the
+    progress at its start: run the command again to resume.
+    """
+    from tqdm import tqdm
+
+    from detector.replay import StepFailed, reset_detection, run_steps
+    from features.history import HistoryAheadError
+
+    if since is not None and since >= until:
+        raise BlastwallCliError(f"--since {since.isoformat()} is not before --until {until.isoformat()}")
+    with _client(ctx) as client:
+        if reset:
+            reset_detection(client)
+        total = int((until - since) / step) if since is not None else None
+        with tqdm(total=total, unit="step", disable=not sys.stderr.isatty(), leave=False) as bar:
+            try:
+                summary = run_steps(client, until, step, since=since, on_step=lambda _: bar.update())
+            except ValueError as exc:
+                raise BlastwallCliError(str(exc)) from None
+            except HistoryAheadError as exc:
+                raise BlastwallCliError(f"{exc} (blastwall detect --reset ...)") from None
+            except StepFailed as exc:
+                raise BlastwallCliError(f"{exc}; progress stays at {exc.start.isoformat()}: run again to resume"
+                                        ) from None
+    if summary.steps == 0:
+        click.echo(f"nothing to do: {summary.skipped} steps of this range were already processed"
+                   if summary.skipped else "nothing to do: no whole step fits before --until")
+        return
+    click.echo(f"processed {summary.steps:,} steps [{summary.first.isoformat()}, {summary.last.isoformat()}): "
+               f"{summary.events:,} events, {summary.alerts:,} alerts, {summary.opened:,} incidents opened "
+               f"in {summary.seconds:.1f}s ({summary.events_per_second:,.0f} events/s, "
+               f"{summary.ms_per_step:.0f} ms/step)")
+    for error in summary.errors[:10]:
+        click.echo(f"  stage error (an incident was opened): {error}", err=True)
+
+
+@cli.command()
+@click.option("--step", type=_Duration(), default="5m", show_default=True, help="Window per step.")
+@click.option("--lateness", type=_Duration(), default="2m", show_default=True,
+              help="Process a step only this long after it ended.")
+@click.pass_context
+def run(ctx: click.Context, step, lateness) -> None:  # noqa: ANN001 - click types
+    """The live scheduler: detect every minute from the watermark, until Ctrl-C."""
+    import logging
+
+    from apscheduler.schedulers.blocking import BlockingScheduler
+
+    from blastwall.jobs import DetectionJobs, LiveSettings, schedule
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    with _client(ctx) as client:
+        jobs = DetectionJobs(client, LiveSettings(step=step, lateness=lateness))
+        scheduler = schedule(BlockingScheduler(timezone="UTC"), jobs)
+        click.echo(f"blastwall run: detecting every minute in {step} steps, {lateness} behind now (Ctrl-C to stop)")
+        try:
+            scheduler.start()
+        except (KeyboardInterrupt, SystemExit):
+            scheduler.shutdown(wait=False)
+
+
+@cli.command(name="eval")
+@click.option("--json", "as_json", is_flag=True, help="Print the whole report as JSON.")
+@click.option("--seeds", default="1,2,3", show_default=True, help="Comma-separated organisation seeds.")
+@click.option("--principals", default=300, show_default=True, type=click.IntRange(40, 100_000))
+@click.option("--days", default=10, show_default=True, type=click.IntRange(5, 60))
+@click.option("--step", type=_Duration(), default="15m", show_default=True, help="Replay step.")
+@click.option("--jobs", default=2, show_default=True, type=click.IntRange(1, 16), help="Seeds replayed at once.")
+def evaluate(as_json: bool, seeds: str, principals: int, days: int, step, jobs: int) -> None:  # noqa: ANN001
+    """Replay labelled organisations and report recall, severity, precision, false pages and time to detect."""
+    from blastwall.evaluation import EvalSettings, evaluate as run_eval, format_report, to_json
+
+    try:
+        seed_list = tuple(int(part) for part in seeds.split(",") if part.strip())
+    except ValueError:
+        raise BlastwallCliError(f"--seeds must be comma-separated integers, got {seeds!r}") from None
+    if not seed_list or min(seed_list) < 0:
+        raise BlastwallCliError(f"--seeds must name at least one non-negative seed, got {seeds!r}")
+    report = run_eval(EvalSettings(seeds=seed_list, principals=principals, days=days, step=step, jobs=jobs))
+    click.echo(to_json(report) if as_json else format_report(report))
+
+
 def _not_yet(name: str, milestone: str) -> click.Command:
     @click.command(name=name, context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
                    help=f"(Not available yet: arrives with {milestone}.)")
@@ -255,9 +382,7 @@ def _not_yet(name: str, milestone: str) -> click.Command:
     return command
 
 
-for _name, _milestone in (("detect", "detector/"), ("run", "detector/"), ("eval", "detector/"),
-                          ("playbook", "playbooks/")):
-    cli.add_command(_not_yet(_name, _milestone))
+cli.add_command(_not_yet("playbook", "playbooks/"))
 
 
 def main() -> None:

@@ -14,7 +14,10 @@ from importlib import import_module
 from clickhouse_connect.driver.client import Client
 
 #: Packages that own tables, in dependency order.
-MIGRATING_PACKAGES = ("features.contract", "features.history", "blastwall.simulation", "detector.incidents")
+MIGRATING_PACKAGES = (
+    "features.contract", "features.history", "blastwall.simulation", "detector.incidents", "detector.baselines",
+    "detector.runs",
+)
 
 _LEDGER_DDL = """CREATE TABLE IF NOT EXISTS schema_migrations (
     `package` LowCardinality(String),

@@ -422,7 +422,12 @@ class EnsembleScorer(BaseEstimator):
             Share of baseline rows whose combined score is below the row's (ties count
             half): 0.99 means "more anomalous than 99% of the baseline".
         """
-        return _midrank_percentile(self.decision_function(X), self._train_sorted_)
+        return self.percentile(self.decision_function(X))
+
+    def percentile(self, combined: ArrayLike) -> NDArray[np.float64]:
+        """Calibrate combined scores (from :meth:`decision_function`) to baseline percentiles in [0, 1]."""
+        check_is_fitted(self)
+        return _midrank_percentile(np.asarray(combined, dtype=np.float64), self._train_sorted_)
 
     def detector_scores(self, X: ArrayLike) -> dict[str, NDArray[np.float64]]:
         """Each member's own calibrated score: its raw score's percentile in its baseline.

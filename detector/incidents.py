@@ -82,6 +82,7 @@ DETECTOR_TECHNIQUES: dict[str, list[str]] = {
     "secrets": ["T1552"],                      # ATT&CK Unsecured Credentials
     "runaway_agent": [],
     "behaviour_outlier": [],
+    "pipeline_error": [],                      # blastwall's own failures (no adversary technique)
 }
 
 STATUSES = ("open", "acknowledged", "contained", "resolved", "false_positive")

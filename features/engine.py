@@ -45,26 +45,31 @@ def _tuple(values: tuple[str, ...]) -> str:
     return "(" + ", ".join(f"'{v}'" for v in values) + ")"
 
 
-_READING = _tuple(READING_ACTIONS)
+# SQL fragments shared with the detector's context queries (one definition of each).
+#: The reading actions as a SQL tuple.
+READING_SQL = _tuple(READING_ACTIONS)
 _SENSITIVE = _tuple(SENSITIVE_SENSITIVITIES)
-_SENSITIVE_CATEGORIES = "[" + ", ".join(f"'{c}'" for c in SENSITIVE_CATEGORIES) + "]"
-_RANK = "multiIf(c.sensitivity = 'public', 0, c.sensitivity = 'internal', 1, c.sensitivity = 'confidential', 2, " \
+#: The sensitive categories as a SQL array literal.
+SENSITIVE_CATEGORIES_SQL = "[" + ", ".join(f"'{c}'" for c in SENSITIVE_CATEGORIES) + "]"
+#: Sensitivity rank (0 public .. 3 restricted, 1 uncatalogued) of the catalogue row aliased ``c``.
+RANK_SQL = "multiIf(c.sensitivity = 'public', 0, c.sensitivity = 'internal', 1, c.sensitivity = 'confidential', 2, " \
         "c.sensitivity = 'restricted', 3, 1)"
 _HOUR_OF_WEEK = "toUInt8((toDayOfWeek(event_time) - 1) * 24 + toHour(event_time))"
 
-# Times travel as epoch milliseconds: no time-zone interpretation on either side.
-_WINDOW = "event_time >= fromUnixTimestamp64Milli({lo:Int64}, 'UTC') AND event_time < fromUnixTimestamp64Milli({hi:Int64}, 'UTC')"
+#: ``[lo, hi)`` on ``event_time``; times travel as epoch milliseconds (no time-zone interpretation).
+WINDOW_SQL = "event_time >= fromUnixTimestamp64Milli({lo:Int64}, 'UTC') AND event_time < fromUnixTimestamp64Milli({hi:Int64}, 'UTC')"
 
-_CATALOGUE = """cat AS (
+#: ``cat``: the newest catalogue row per resource, as a WITH clause.
+CATALOGUE_CTE = """cat AS (
     SELECT resource, argMax(kind, updated_at) AS kind, argMax(sensitivity, updated_at) AS sensitivity,
            argMax(categories, updated_at) AS categories, argMax(sanitized, updated_at) AS sanitized, 1 AS known
     FROM resources GROUP BY resource)"""
 
-_PRINCIPAL_PASS = f"""WITH {_CATALOGUE}
+_PRINCIPAL_PASS = f"""WITH {CATALOGUE_CTE}
 SELECT a.principal AS principal,
     count() AS events,
     uniqExact(a.resource) AS distinct_resources,
-    countIf(a.action IN {_READING} AND c.sensitivity IN {_SENSITIVE}) AS sensitive_reads,
+    countIf(a.action IN {READING_SQL} AND c.sensitivity IN {_SENSITIVE}) AS sensitive_reads,
     toInt64(least(sumIf(toUInt128(a.bytes), a.action IN ('read', 'query', 'join')), 9223372036854775807)) AS bytes_read,
     toInt64(least(sumIf(toUInt128(a.bytes), a.action = 'export'), 9223372036854775807)) AS bytes_exported,
     toInt64(least(sumIf(toUInt128(a.bytes), a.action = 'download'), 9223372036854775807)) AS bytes_downloaded,
@@ -73,23 +78,23 @@ SELECT a.principal AS principal,
     countIf(a.action = 'join') AS joins,
     countIf(a.action = 'grant') AS grants,
     countIf(a.action = 'download' AND c.kind = 'model') AS artifact_downloads,
-    uniqExactIf(a.resource, c.kind = 'secret' AND a.action IN {_READING}) AS distinct_secrets,
+    uniqExactIf(a.resource, c.kind = 'secret' AND a.action IN {READING_SQL}) AS distinct_secrets,
     countIf(a.status IN ('denied', 'error')) AS failed_actions,
     uniqExactIf(a.source_ip, a.source_ip != '') AS source_ips,
     countIf(a.via = 'ai_assistant') AS ai_assistant_actions,
     arraySort(groupArray(toUnixTimestamp64Milli(a.event_time))) AS times,
     groupArray({_HOUR_OF_WEEK.replace('event_time', 'a.event_time')}) AS hours
 FROM access_log AS a LEFT JOIN cat AS c ON a.resource = c.resource
-WHERE {_WINDOW.replace('event_time', 'a.event_time')}
+WHERE {WINDOW_SQL.replace('event_time', 'a.event_time')}
 GROUP BY principal ORDER BY principal"""
 
-_JOIN_CATEGORIES = f"""WITH {_CATALOGUE}
+_JOIN_CATEGORIES = f"""WITH {CATALOGUE_CTE}
 SELECT principal, max(n) FROM (
     SELECT j.principal AS principal,
-           length(arrayDistinct(arrayFilter(x -> has({_SENSITIVE_CATEGORIES}, x), arrayFlatten(groupArray(c.categories))))) AS n
+           length(arrayDistinct(arrayFilter(x -> has({SENSITIVE_CATEGORIES_SQL}, x), arrayFlatten(groupArray(c.categories))))) AS n
     FROM (SELECT principal, k, arrayJoin(rs) AS r FROM (
             SELECT principal, rowNumberInAllBlocks() AS k, arrayDistinct(arrayPushFront(arrayFilter(x -> x != '', related), resource)) AS rs
-            FROM access_log WHERE {_WINDOW} AND action = 'join')) AS j
+            FROM access_log WHERE {WINDOW_SQL} AND action = 'join')) AS j
     LEFT JOIN cat AS c ON j.r = c.resource
     GROUP BY j.principal, j.k)
 GROUP BY principal"""
@@ -97,7 +102,7 @@ GROUP BY principal"""
 _WINDOW_JOIN_PAIRS = f"""SELECT DISTINCT principal, pair.1 AS a, pair.2 AS b FROM (
     SELECT principal, arrayDistinct(arrayPushFront(arrayFilter(x -> x != '', related), resource)) AS rs,
            arrayJoin(arrayFilter(p -> p.1 < p.2, arrayFlatten(arrayMap(x -> arrayMap(y -> (x, y), rs), rs)))) AS pair
-    FROM access_log WHERE {_WINDOW} AND action = 'join')"""
+    FROM access_log WHERE {WINDOW_SQL} AND action = 'join')"""
 
 _HISTORY_JOIN_PAIRS = f"""SELECT a, b, principal, sum(joins) FROM history_join_pairs
 WHERE (a, b) IN (SELECT a, b FROM ({_WINDOW_JOIN_PAIRS})) GROUP BY a, b, principal"""
@@ -105,63 +110,63 @@ WHERE (a, b) IN (SELECT a, b FROM ({_WINDOW_JOIN_PAIRS})) GROUP BY a, b, princip
 # Every (principal, resource) pair of the window, whether it was a read, and whether the
 # history has seen it: novelty per principal and first-time readers per resource both
 # come from this one look-up (the history filter is on its sorting key: pruned, not scanned).
-_WINDOW_PAIRS = f"""WITH {_CATALOGUE}
-SELECT w.principal AS principal, w.resource AS resource, w.read AS read, h.seen AS seen, {_RANK} AS rank
-FROM (SELECT principal, resource, max(action IN {_READING}) AS read FROM access_log
-      WHERE {_WINDOW} GROUP BY principal, resource) AS w
+_WINDOW_PAIRS = f"""WITH {CATALOGUE_CTE}
+SELECT w.principal AS principal, w.resource AS resource, w.read AS read, h.seen AS seen, {RANK_SQL} AS rank
+FROM (SELECT principal, resource, max(action IN {READING_SQL}) AS read FROM access_log
+      WHERE {WINDOW_SQL} GROUP BY principal, resource) AS w
 LEFT JOIN (SELECT DISTINCT principal, resource, 1 AS seen FROM history_principal_resources
-           WHERE (principal, resource) IN (SELECT principal, resource FROM access_log WHERE {_WINDOW})) AS h
+           WHERE (principal, resource) IN (SELECT principal, resource FROM access_log WHERE {WINDOW_SQL})) AS h
     ON w.principal = h.principal AND w.resource = h.resource
 LEFT JOIN cat AS c ON w.resource = c.resource"""
 
 _NEW_DESTINATIONS = f"""SELECT w.principal, uniqExactIf(w.destination, h.seen = 0)
 FROM (SELECT DISTINCT principal, attributes['destination'] AS destination FROM access_log
-      WHERE {_WINDOW} AND action = 'export' AND destination != '') AS w
+      WHERE {WINDOW_SQL} AND action = 'export' AND destination != '') AS w
 LEFT JOIN (SELECT DISTINCT principal, destination, 1 AS seen FROM history_export_destinations
-           WHERE principal IN (SELECT principal FROM access_log WHERE {_WINDOW} AND action = 'export')) AS h
+           WHERE principal IN (SELECT principal FROM access_log WHERE {WINDOW_SQL} AND action = 'export')) AS h
     ON w.principal = h.principal AND w.destination = h.destination
 GROUP BY w.principal"""
 
 # Look-ups keyed by the window's principals filter with a subquery over the window: cheaper
 # than passing thousands of names as an array parameter (which ClickHouse must parse).
 _HOURS_HISTORY = f"""SELECT principal, sumForEach(hours) FROM history_principal_hours
-WHERE principal IN (SELECT principal FROM access_log WHERE {_WINDOW}) GROUP BY principal"""
+WHERE principal IN (SELECT principal FROM access_log WHERE {WINDOW_SQL}) GROUP BY principal"""
 
 _TEAMS = f"""SELECT principal, argMax(team, updated_at) FROM principals
-WHERE principal IN (SELECT principal FROM access_log WHERE {_WINDOW}) GROUP BY principal"""
+WHERE principal IN (SELECT principal FROM access_log WHERE {WINDOW_SQL}) GROUP BY principal"""
 
 # Effective memberships: the newest row per (group, member), withdrawn ones dropped.
 _MEMBERSHIPS = """SELECT `group`, member FROM (
     SELECT `group`, member, argMax(removed, updated_at) AS removed FROM memberships GROUP BY `group`, member)
 WHERE removed = 0"""
 
-_GRANTS = f"""WITH {_CATALOGUE}
+_GRANTS = f"""WITH {CATALOGUE_CTE}
 SELECT a.event_id AS event_id, a.principal AS principal, a.resource AS resource, a.grantee AS grantee,
-       a.event_time AS event_time, {_RANK} AS sensitivity_rank,
-       length(arrayDistinct(arrayFilter(x -> has({_SENSITIVE_CATEGORIES}, x), c.categories))) AS sensitive_categories,
+       a.event_time AS event_time, {RANK_SQL} AS sensitivity_rank,
+       length(arrayDistinct(arrayFilter(x -> has({SENSITIVE_CATEGORIES_SQL}, x), c.categories))) AS sensitive_categories,
        toInt64(a.grantee NOT IN (SELECT principal FROM principals) AND a.grantee NOT IN (SELECT `group` FROM ({_MEMBERSHIPS})))
            AS grantee_external,
        toInt64(a.principal_type = 'agent') AS initiator_is_agent,
        toInt64(a.via = 'ai_assistant') AS via_ai_assistant
 FROM access_log AS a LEFT JOIN cat AS c ON a.resource = c.resource
-WHERE {_WINDOW.replace('event_time', 'a.event_time')} AND a.action = 'grant'
+WHERE {WINDOW_SQL.replace('event_time', 'a.event_time')} AND a.action = 'grant'
 ORDER BY event_id"""
 
 _ACTIVE_GRANTEES = f"""SELECT resource, grantee FROM (
     SELECT resource, grantee, argMax(action, (event_time, event_id)) AS last FROM history_grant_state
-    WHERE resource IN (SELECT resource FROM access_log WHERE {_WINDOW} AND action = 'grant')
+    WHERE resource IN (SELECT resource FROM access_log WHERE {WINDOW_SQL} AND action = 'grant')
     GROUP BY resource, grantee)
 WHERE last = 'grant'"""
 
-_TRAINING_RUNS = f"""WITH {_CATALOGUE}
+_TRAINING_RUNS = f"""WITH {CATALOGUE_CTE}
 SELECT t.resource AS resource,
        uniqExactIf(t.input, t.input != '') AS inputs,
        uniqExactIf(t.input, t.input != '' AND c.known = 1 AND c.sanitized = 0) AS unsanitised_inputs,
        uniqExactIf(t.input, t.input != '' AND (c.sensitivity IN {_SENSITIVE}
-                   OR hasAny(c.categories, {_SENSITIVE_CATEGORIES}))) AS sensitive_inputs,
+                   OR hasAny(c.categories, {SENSITIVE_CATEGORIES_SQL}))) AS sensitive_inputs,
        uniqExactIf(t.input, t.input != '' AND c.known = 0) AS uncatalogued_inputs
 FROM (SELECT resource, input FROM access_log LEFT ARRAY JOIN related AS input
-      WHERE {_WINDOW} AND action = 'train') AS t
+      WHERE {WINDOW_SQL} AND action = 'train') AS t
 LEFT JOIN cat AS c ON t.input = c.resource
 GROUP BY t.resource ORDER BY resource"""
 

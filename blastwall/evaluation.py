@@ -1,0 +1,257 @@
+"""``blastwall eval``: replay labelled organisations and score the detector against the truth.
+
+For each seed: generate the labelled organisation (:mod:`blastwall.simulation`) into a
+fresh embedded store of its own, replay it step by step from its first day
+(:func:`detector.replay.run_steps`), then match the incidents with the injected attacks.
+
+Matching
+    An incident *matches* an attack when its evidence overlaps the attack in event time
+    (``first_seen <= attack end + slack`` and ``last_seen >= attack start``) and it names
+    one of the attack's actors, or — for a resource, grant or training-run incident —
+    one of its resources.
+
+Measured over the **detection period** (after the generator's benign warm-up, which
+is also the detector's learning period):
+
+- per attack: caught or not, the worst severity of its matching incidents, the
+  detectors that fired, time to detect (``detected_at`` of its first matching incident
+  minus the attack's first event time);
+- precision: incidents matching an attack / all incidents opened;
+- false pages: SEV1/SEV2 incidents matching no attack, per 1,000 principal-days;
+- incidents per day.
+
+The goals (issue 4) are checked on every seed: each family caught at SEV2 or worse
+(the low-and-slow insider at SEV3), at most 1 false page per 1,000 principal-days,
+median time to detect at most 15 minutes.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+from blastwall.schema import init_schema
+from blastwall.simulation import AttackLabel, OrgSpec, build_organisation, write_to_store
+from blastwall.store import close_store, open_store
+from detector.incidents import list_incidents
+from detector.replay import run_steps
+from detector.severity import SEVERITIES
+
+#: The worst severity each family must reach to count as caught (low-and-slow is quieter by design).
+GOAL_SEVERITY = {"low_and_slow": "SEV3"}
+DEFAULT_GOAL_SEVERITY = "SEV2"
+MAX_FALSE_PAGES_PER_1000 = 1.0
+MAX_MEDIAN_TTD_MINUTES = 15.0
+MATCH_SLACK = timedelta(hours=1)
+ADBENCH_RESULTS = Path(__file__).resolve().parent.parent / "benchmarks" / "results" / "adbench.json"
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    """What to replay.
+
+    Attributes
+    ----------
+    seeds : tuple of int
+    principals, days : int
+        Organisation size per seed.
+    step : timedelta
+        Replay step.
+    jobs : int
+        Seeds replayed at once (each in its own process and store).
+    """
+
+    seeds: tuple[int, ...] = (1, 2, 3)
+    principals: int = 300
+    days: int = 10
+    step: timedelta = timedelta(minutes=15)
+    jobs: int = 1
+
+
+def _rank(severity: str) -> int:
+    return SEVERITIES.index(severity)  # type: ignore[arg-type]
+
+
+def _matches(incident: dict[str, Any], label: AttackLabel) -> bool:
+    if incident["first_seen"] > label.end + MATCH_SLACK or incident["last_seen"] < label.start:
+        return False
+    if set(incident["principals"]) & set(label.principals):
+        return True
+    return incident["entity"] in ("resource", "grant", "training_run") and bool(
+        set(incident["resources"]) & set(label.resources))
+
+
+def score_incidents(incidents: list[dict[str, Any]], labels: list[AttackLabel], spec: OrgSpec) -> dict[str, Any]:
+    """Compare one replay's incidents with its labels (see the module docstring)."""
+    period_start = spec.start + timedelta(days=spec.warmup_days)
+    period_end = spec.start + timedelta(days=spec.days)
+    in_period = [i for i in incidents if i["detected_at"] >= period_start]
+    matched_ids: set[int] = set()
+    attacks = []
+    for label in labels:
+        found = [i for i in incidents if _matches(i, label)]
+        matched_ids.update(i["id"] for i in found)
+        goal = GOAL_SEVERITY.get(label.family, DEFAULT_GOAL_SEVERITY)
+        worst = min((i["severity"] for i in found), key=_rank, default=None)
+        at_goal = [i for i in found if _rank(i["severity"]) <= _rank(goal)]
+        ttd = (min(i["detected_at"] for i in at_goal) - label.start).total_seconds() / 60 if at_goal else None
+        attacks.append({
+            "scenario": label.scenario_id, "family": label.family, "start": label.start,
+            "caught": bool(found), "severity": worst, "goal": goal, "at_goal": bool(at_goal),
+            "detectors": sorted({i["detector"] for i in found}), "ttd_minutes": ttd,
+        })
+    days = (period_end - period_start).total_seconds() / 86400
+    false_pages = [i for i in in_period if i["id"] not in matched_ids and i["severity"] in ("SEV1", "SEV2")]
+    principal_days = spec.principals * days
+    return {
+        "seed": spec.seed, "principals": spec.principals, "days": spec.days, "detection_days": days,
+        "attacks": attacks,
+        "incidents": len(in_period),
+        "incidents_by_severity": {s: sum(i["severity"] == s for i in in_period) for s in SEVERITIES},
+        "true_incidents": sum(i["id"] in matched_ids for i in in_period),
+        "precision": sum(i["id"] in matched_ids for i in in_period) / len(in_period) if in_period else 1.0,
+        "false_pages": len(false_pages),
+        "false_pages_per_1000_principal_days": 1000 * len(false_pages) / principal_days,
+        "false_page_titles": [f"{i['severity']} {i['detector']}: {i['title']}" for i in false_pages][:20],
+        "incidents_per_day": len(in_period) / days if days else 0.0,
+        "pipeline_errors": sum(i["detector"] == "pipeline_error" for i in incidents),
+    }
+
+
+def evaluate_seed(seed: int, settings: EvalSettings) -> dict[str, Any]:
+    """Generate, replay and score one seed's organisation in a store of its own."""
+    spec = OrgSpec(principals=settings.principals, days=settings.days, seed=seed)
+    org = build_organisation(spec)
+    with tempfile.TemporaryDirectory(prefix="blastwall-eval-") as directory:
+        client = open_store(f"chdb://{directory}/store", holder="blastwall eval")
+        try:
+            init_schema(client)
+            write_to_store(client, org)
+            started = time.perf_counter()
+            summary = run_steps(client, spec.start + timedelta(days=spec.days), settings.step, since=spec.start)
+            replay_seconds = time.perf_counter() - started
+            incidents = list_incidents(client, limit=1_000_000)
+        finally:
+            close_store(client)
+    result = score_incidents(incidents, org.labels, spec)
+    result["replay"] = {"steps": summary.steps, "events": summary.events, "seconds": round(replay_seconds, 1),
+                        "events_per_second": round(summary.events_per_second),
+                        "ms_per_step": round(summary.ms_per_step, 1)}
+    return result
+
+
+def evaluate(settings: EvalSettings) -> dict[str, Any]:
+    """Every seed, then the summary across seeds and the goals."""
+    if settings.jobs > 1 and len(settings.seeds) > 1:
+        with ProcessPoolExecutor(max_workers=settings.jobs, mp_context=get_context("spawn")) as pool:
+            seeds = list(pool.map(evaluate_seed, settings.seeds, [settings] * len(settings.seeds)))
+    else:
+        seeds = [evaluate_seed(seed, settings) for seed in settings.seeds]
+    return summarise(seeds, settings)
+
+
+def summarise(seeds: list[dict[str, Any]], settings: EvalSettings) -> dict[str, Any]:
+    """Per family across seeds, pooled rates, and whether each goal holds."""
+    families: dict[str, dict[str, Any]] = {}
+    for seed in seeds:
+        for attack in seed["attacks"]:
+            entry = families.setdefault(attack["family"], {"seeds": 0, "caught": 0, "at_goal": 0, "goal": attack["goal"],
+                                                           "severities": [], "ttd_minutes": [], "detectors": set()})
+            entry["seeds"] += 1
+            entry["caught"] += attack["caught"]
+            entry["at_goal"] += attack["at_goal"]
+            entry["severities"].append(attack["severity"] or "-")
+            if attack["ttd_minutes"] is not None:
+                entry["ttd_minutes"].append(attack["ttd_minutes"])
+            entry["detectors"].update(attack["detectors"])
+    for entry in families.values():
+        entry["detectors"] = sorted(entry["detectors"])
+        entry["median_ttd_minutes"] = statistics.median(entry["ttd_minutes"]) if entry["ttd_minutes"] else None
+    ttds = [a["ttd_minutes"] for s in seeds for a in s["attacks"] if a["ttd_minutes"] is not None]
+    principal_days = sum(s["principals"] * s["detection_days"] for s in seeds)
+    incidents = sum(s["incidents"] for s in seeds)
+    false_pages = sum(s["false_pages"] for s in seeds)
+    summary = {
+        "settings": {"seeds": list(settings.seeds), "principals": settings.principals, "days": settings.days,
+                     "step_minutes": settings.step.total_seconds() / 60},
+        "families": families,
+        "precision": sum(s["true_incidents"] for s in seeds) / incidents if incidents else 1.0,
+        "false_pages": false_pages,
+        "false_pages_per_1000_principal_days": 1000 * false_pages / principal_days if principal_days else 0.0,
+        "median_ttd_minutes": statistics.median(ttds) if ttds else None,
+        "incidents_per_day": incidents / sum(s["detection_days"] for s in seeds) if seeds else 0.0,
+        "seeds": seeds,
+    }
+    summary["goals"] = {
+        "every_family_at_goal_on_every_seed": all(e["at_goal"] == e["seeds"] for e in families.values()),
+        "false_pages_per_1000_principal_days": summary["false_pages_per_1000_principal_days"]
+        <= MAX_FALSE_PAGES_PER_1000,
+        "median_ttd_minutes": summary["median_ttd_minutes"] is not None
+        and summary["median_ttd_minutes"] <= MAX_MEDIAN_TTD_MINUTES,
+    }
+    summary["adbench"] = adbench_summary()
+    return summary
+
+
+def adbench_summary(path: Path = ADBENCH_RESULTS) -> dict[str, Any] | None:
+    """The ensemble beside each single PyOD detector on ADBench, from ``benchmarks/adbench.py``'s last run."""
+    if not path.is_file():
+        return None
+    data = json.loads(path.read_text())
+    return {"created": data["created"], "means": data["means"], "best_single": data["best_single"],
+            "goal_holds": data["goal_holds"], "margin": data["margin"], "datasets": len(data["datasets"])}
+
+
+def format_report(report: dict[str, Any]) -> str:
+    """The evaluation as text for a terminal."""
+    s = report["settings"]
+    lines = [f"blastwall eval: {len(s['seeds'])} seeds {s['seeds']}, {s['principals']} principals x {s['days']} days, "
+             f"{s['step_minutes']:g}-minute steps", "",
+             f"{'family':22} {'caught':>7} {'at goal':>8}  {'goal':4}  {'severity per seed':22} {'median TTD':>10}  "
+             "detectors"]
+    for family, e in sorted(report["families"].items()):
+        ttd = f"{e['median_ttd_minutes']:.1f} min" if e["median_ttd_minutes"] is not None else "-"
+        lines.append(f"{family:22} {e['caught']:>3}/{e['seeds']:<3} {e['at_goal']:>4}/{e['seeds']:<3}  {e['goal']:4}  "
+                     f"{' '.join(e['severities']):22} {ttd:>10}  {', '.join(e['detectors'])}")
+    ttd = report["median_ttd_minutes"]
+    lines += ["",
+              f"precision {report['precision']:.2f}; false pages {report['false_pages']} = "
+              f"{report['false_pages_per_1000_principal_days']:.2f} per 1,000 principal-days; "
+              f"median time to detect {ttd:.1f} min; {report['incidents_per_day']:.1f} incidents/day"
+              if ttd is not None else "no attack detected",
+              ]
+    for seed in report["seeds"]:
+        r = seed["replay"]
+        lines.append(f"  seed {seed['seed']}: {seed['incidents']} incidents {seed['incidents_by_severity']}, "
+                     f"{seed['false_pages']} false pages, replay {r['steps']} steps, {r['events']:,} events in "
+                     f"{r['seconds']} s ({r['events_per_second']:,} events/s, {r['ms_per_step']} ms/step)")
+        for title in seed["false_page_titles"][:5]:
+            lines.append(f"    false page: {title[:140]}")
+    goals = report["goals"]
+    lines += ["", "goals: " + "; ".join(f"{name} {'met' if ok else 'MISSED'}" for name, ok in goals.items())]
+    adbench = report.get("adbench")
+    if adbench:
+        means = ", ".join(f"{name} {value:.4f}" for name, value in adbench["means"].items())
+        lines.append(f"ADBench ({adbench['datasets']} datasets, benchmarks/adbench.py of {adbench['created'][:10]}): "
+                     f"mean ROC-AUC {means}; ensemble vs best single ({adbench['best_single']}): "
+                     f"{adbench['margin']:+.4f} ({'met' if adbench['goal_holds'] else 'MISSED'})")
+    return "\n".join(lines)
+
+
+def to_json(report: dict[str, Any]) -> str:
+    """The report as JSON (times ISO-8601 with Z)."""
+    def default(value: object) -> object:
+        if isinstance(value, datetime):
+            return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        if isinstance(value, set):
+            return sorted(value)
+        return str(value)
+    return json.dumps(report, default=default, indent=2)

@@ -1,0 +1,133 @@
+"""Scheduled jobs (APScheduler 3.x): live detection from the watermark, and retention.
+
+``detect`` runs every minute and processes every whole step that ended at least
+``lateness`` ago, from the watermark (:func:`detector.replay.run_steps`): a crash or a
+store outage leaves the watermark where it was and the next run catches up, and a
+re-run opens nothing twice. ``retention`` drops baseline rows older than twice the
+lookback. Jobs have stable ids, ``coalesce=True``, ``max_instances=1`` and a misfire
+grace, and share one lock so they never use the store client at the same time (the
+console hosts them in-process when the store is embedded). A failing job is logged,
+recorded in the run ledger (``detect_runs``) and, through the detector, raised as a
+visible ``pipeline_error`` incident; it never stops the scheduler.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from apscheduler.schedulers.base import BaseScheduler
+from clickhouse_connect.driver.client import Client
+
+from detector import runs
+from detector.baselines import ModelBook
+from detector.detect import DetectConfig
+from detector.incidents import Alert, record_alert
+from detector.replay import ReplaySummary, StepFailed, align, run_steps
+from features.history import epoch_ms
+
+log = logging.getLogger("blastwall.jobs")
+
+
+@dataclass
+class LiveSettings:
+    """Settings of the live loop.
+
+    Attributes
+    ----------
+    step : timedelta
+        Window per detect step (the baselines are per step length).
+    lateness : timedelta
+        How long after a step ends it is processed (late events still arrive).
+    initial_backfill : timedelta
+        With nothing processed yet, start this long before now (not before the first event).
+    max_steps_per_run : int
+        Steps one job run processes at most; the next run continues (catching up a backlog
+        never blocks the scheduler for long).
+    config : DetectConfig
+    """
+
+    step: timedelta = timedelta(minutes=5)
+    lateness: timedelta = timedelta(minutes=2)
+    initial_backfill: timedelta = timedelta(days=1)
+    max_steps_per_run: int = 60
+    config: DetectConfig = field(default_factory=DetectConfig)
+
+
+class DetectionJobs:
+    """The job callables over one store client, with the state they keep between runs."""
+
+    def __init__(self, client: Client, settings: LiveSettings | None = None) -> None:
+        self.client = client
+        self.settings = settings or LiveSettings()
+        self.lock = threading.Lock()
+        self.book: ModelBook | None = None
+        self.last: ReplaySummary | None = None
+        self.last_error: str = ""
+
+    def start_point(self, now: datetime) -> datetime | None:
+        """Where live detection starts when nothing was processed yet (None: no events at all)."""
+        first = self.client.query("SELECT min(toUnixTimestamp64Milli(event_time)), count() FROM access_log").result_rows[0]
+        if not first[1]:
+            return None
+        earliest = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=int(first[0]))
+        return align(max(earliest, now - self.settings.initial_backfill), self.settings.step)
+
+    def detect(self, now: datetime | None = None) -> ReplaySummary | None:
+        """Process the whole steps that are due; never raises (failures are recorded and logged)."""
+        now = now or datetime.now(UTC)
+        with self.lock:
+            try:
+                if self.book is None:
+                    self.book = ModelBook.load(self.client, self.settings.config.baseline)
+                since = None if runs.watermark(self.client) else self.start_point(now)
+                if since is None and runs.watermark(self.client) is None:
+                    return None  # nothing ingested yet
+                until = align(now - self.settings.lateness, self.settings.step)
+                self.last = run_steps(self.client, until, self.settings.step, since=since,
+                                      config=self.settings.config, book=self.book,
+                                      max_steps=self.settings.max_steps_per_run)
+                self.last_error = ""
+                return self.last
+            except Exception as error:  # noqa: BLE001 - a job must never take the scheduler down
+                self.book = None  # reload state from the store on the next run
+                self.last_error = str(error)
+                log.error("detect job failed: %s", error)
+                self._raise_visible(error, now)
+                return None
+
+    def _raise_visible(self, error: Exception, now: datetime) -> None:
+        """Open (or update) a pipeline_error incident, when the store can still be written."""
+        stage = "step" if isinstance(error, StepFailed) else "job"
+        hour = align(now, timedelta(hours=1))
+        try:
+            record_alert(self.client, Alert(
+                alert_id=f"pipeline_error|job|detect|{epoch_ms(hour)}", detector="pipeline_error", entity="job",
+                entity_key="detect", title=f"the detect job is failing: {str(error)[:200]}", severity="SEV3",
+                score=1.0, principals=(), resources=(), first_seen=now, last_seen=now, detected_at=now,
+                explanation=[{"feature": "error", "value": str(error)[:2000], "baseline": "", "weight": 1.0,
+                              "stage": stage}]))
+        except Exception:  # noqa: BLE001 - the store is down: the log line is all we can do
+            log.error("could not record the failure in the store either")
+
+    def retention(self, now: datetime | None = None) -> None:
+        """Drop baseline rows that no fit can use any more (older than twice the lookback)."""
+        now = now or datetime.now(UTC)
+        cutoff = now - 2 * self.settings.config.baseline.lookback
+        with self.lock:
+            try:
+                self.client.command(
+                    "DELETE FROM feature_rows WHERE step_end < fromUnixTimestamp64Milli({t:Int64}, 'UTC')",
+                    parameters={"t": epoch_ms(cutoff)})
+            except Exception as error:  # noqa: BLE001
+                log.error("retention job failed: %s", error)
+
+
+def schedule(scheduler: BaseScheduler, jobs: DetectionJobs) -> BaseScheduler:
+    """Add the jobs to a scheduler (stable ids; replaces jobs of the same id)."""
+    common = {"coalesce": True, "max_instances": 1, "misfire_grace_time": 120, "replace_existing": True}
+    scheduler.add_job(jobs.detect, "interval", minutes=1, id="detect", next_run_time=datetime.now(UTC), **common)
+    scheduler.add_job(jobs.retention, "interval", hours=6, id="retention", **common)
+    return scheduler

@@ -1,0 +1,250 @@
+"""Trailing baselines: every step's feature rows kept, peer-group scorers refitted on a schedule.
+
+Each detect step stores the rows it scored (in scoring space, see
+:func:`detector.detect.scoring_space`) in ``feature_rows``, tagged with the entity kind
+and the row's **peer group** — ``human``, ``service`` or ``agent`` for principals (a
+service account's normal is not a person's), ``all`` for resources. A scorer
+(:class:`detector.ensemble.EnsembleScorer`) is fitted per (entity, peer group) on a
+sample of the trailing rows and persisted, pickled, in ``detector_models``, so a
+restart loads it instead of refitting.
+
+When a scorer is (re)fitted — :meth:`BaselinePolicy.due`:
+
+- none yet, and the group has ``min_rows`` trailing rows (cold start: until then the
+  group is not scored; policy checks still run);
+- the rows grew by ``growth``× since the last fit while that fit had fewer than
+  ``max_rows`` (a young baseline matures quickly);
+- the fit is older than ``refit_every`` of event time (routine refresh);
+- the step length changed (features of a 5-minute window are not those of an hour).
+
+A step's own rows are stored after it is scored and a fit only uses rows of steps that
+ended at or before the step being scored, so a replay never looks ahead.
+"""
+
+from __future__ import annotations
+
+import base64
+import pickle
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+from clickhouse_connect.driver.client import Client
+
+from detector.ensemble import EnsembleScorer
+from features.history import epoch_ms
+
+MIGRATIONS: list[tuple[int, list[str]]] = [
+    (1, [
+        """CREATE TABLE IF NOT EXISTS feature_rows (
+    entity LowCardinality(String), peer_group LowCardinality(String), step_end DateTime64(3, 'UTC'),
+    key String, values Array(Float64)
+) ENGINE = MergeTree ORDER BY (entity, peer_group, step_end, key)""",
+        """CREATE TABLE IF NOT EXISTS detector_models (
+    entity LowCardinality(String), peer_group LowCardinality(String), step_ms Int64,
+    trained_until DateTime64(3, 'UTC'), rows UInt32, features Array(String), model String,
+    fitted_at DateTime64(3, 'UTC') DEFAULT now64(3)
+) ENGINE = MergeTree ORDER BY (entity, peer_group, trained_until)""",
+    ]),
+]
+
+_TS = "fromUnixTimestamp64Milli({%s:Int64}, 'UTC')"
+
+
+@dataclass(frozen=True)
+class BaselinePolicy:
+    """How baselines are built and refreshed.
+
+    Attributes
+    ----------
+    lookback : timedelta
+        The trailing period a fit samples from (default 7 days).
+    refit_every : timedelta
+        Refit a group's scorer once its fit is this old, in event time (default 1 day).
+    min_rows : int
+        Fewest trailing rows before a group gets its first scorer (default 300).
+    max_rows : int
+        Rows sampled for a fit, at most (default 4,000: KNN's cost grows with it).
+    growth : float
+        Refit early when the trailing rows grew by this factor since a fit of fewer
+        than ``max_rows`` rows (default 2).
+    random_state : int
+        Seed of the sample and of IForest, so a replay fits the same scorers.
+    """
+
+    lookback: timedelta = timedelta(days=7)
+    refit_every: timedelta = timedelta(days=1)
+    min_rows: int = 300
+    max_rows: int = 4_000
+    growth: float = 2.0
+    random_state: int = 0
+
+    def due(self, fitted: FittedBaseline | None, rows_now: int, step_end: datetime, step_ms: int) -> bool:
+        """Whether a group with ``rows_now`` trailing rows needs a (re)fit before scoring at ``step_end``."""
+        if rows_now < self.min_rows:
+            return False
+        if fitted is None or fitted.step_ms != step_ms:
+            return True
+        if fitted.rows < self.max_rows and rows_now >= self.growth * fitted.rows:
+            return True
+        return step_end - fitted.trained_until >= self.refit_every
+
+
+#: The baseline quantile each feature's tail is measured from (see :attr:`FittedBaseline.tail`).
+TAIL_QUANTILE = 0.999
+
+
+@dataclass
+class FittedBaseline:
+    """One peer group's fitted scorer and what it was fitted on.
+
+    Attributes
+    ----------
+    scorer : EnsembleScorer
+        The ensemble over every feature (scoring space).
+    tail : ndarray
+        Per feature, the group's :data:`TAIL_QUANTILE` quantile over the sample: what
+        the group's most extreme ordinary windows reach.
+    personal : dict of str to ndarray
+        Per entity key, its own per-feature maximum over the lookback (what is normal
+        for this entity: a nightly backup's volume is not news for the backup account).
+    """
+
+    entity: str
+    peer_group: str
+    scorer: EnsembleScorer
+    trained_until: datetime
+    rows: int
+    step_ms: int
+    features: tuple[str, ...]
+    tail: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    personal: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def normal_ceiling(self, key: str) -> np.ndarray:
+        """Per feature the larger of the group's tail and the entity's own maximum."""
+        own = self.personal.get(key)
+        return self.tail if own is None else np.maximum(self.tail, own)
+
+
+@dataclass
+class ModelBook:
+    """The scorers in use, by (entity, peer group), and the trailing row counts that drive refits.
+
+    Load once per process with :meth:`load`; :meth:`refresh` before scoring a step and
+    :meth:`add_rows` after it keep it current without a query per step.
+    """
+
+    policy: BaselinePolicy = field(default_factory=BaselinePolicy)
+    fitted: dict[tuple[str, str], FittedBaseline] = field(default_factory=dict)
+    # Rows stored per (entity, group) per step end, for the trailing count.
+    _counts: dict[tuple[str, str], dict[datetime, int]] = field(default_factory=dict)
+    fits: int = 0
+
+    @classmethod
+    def load(cls, client: Client, policy: BaselinePolicy | None = None) -> ModelBook:
+        """The newest persisted scorer of every group, and the trailing row counts."""
+        book = cls(policy or BaselinePolicy())
+        result = client.query(
+            "SELECT entity, peer_group, argMax(step_ms, trained_until), max(trained_until),"
+            " argMax(rows, trained_until), argMax(features, trained_until), argMax(model, trained_until)"
+            " FROM detector_models GROUP BY entity, peer_group")
+        for entity, group, step_ms, until, rows, names, blob in result.result_rows:
+            scorer, tail, personal = pickle.loads(base64.b64decode(blob))
+            book.fitted[(entity, group)] = FittedBaseline(
+                entity, group, scorer, until.replace(tzinfo=UTC), int(rows), int(step_ms), tuple(names), tail,
+                personal)
+        last = client.query("SELECT max(step_end), count() FROM feature_rows").result_rows[0]
+        if last[1]:
+            newest = last[0].replace(tzinfo=UTC)
+            counts = client.query(
+                "SELECT entity, peer_group, toUnixTimestamp64Milli(step_end), count() FROM feature_rows"
+                " WHERE step_end > " + _TS % "lo" + " GROUP BY entity, peer_group, step_end",
+                parameters={"lo": epoch_ms(newest - book.policy.lookback)}).result_rows
+            for entity, group, end_ms, n in counts:
+                when = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=int(end_ms))
+                book._counts.setdefault((entity, group), {})[when] = int(n)
+        return book
+
+    def trailing_rows(self, entity: str, group: str, step_end: datetime) -> int:
+        """Rows of ``group`` stored for steps ending in ``(step_end - lookback, step_end]``."""
+        counts = self._counts.get((entity, group), {})
+        cutoff = step_end - self.policy.lookback
+        for when in [w for w in counts if w <= cutoff]:  # forget what left the lookback
+            del counts[when]
+        return sum(n for w, n in counts.items() if w <= step_end)
+
+    def groups(self, entity: str) -> list[str]:
+        """Peer groups of an entity with stored rows or a scorer."""
+        return sorted({g for e, g in self._counts if e == entity} | {g for e, g in self.fitted if e == entity})
+
+    def refresh(self, client: Client, entity: str, step_start: datetime, step_ms: int,
+                features: tuple[str, ...]) -> list[str]:
+        """Refit every group of ``entity`` that is due, on rows of steps ending by ``step_start``.
+
+        Returns
+        -------
+        list of str
+            The groups refitted.
+        """
+        refitted = []
+        for group in self.groups(entity):
+            fitted = self.fitted.get((entity, group))
+            if fitted is not None and fitted.features != features:
+                fitted = None  # the registry changed: an old scorer has other columns
+            if self.policy.due(fitted, self.trailing_rows(entity, group, step_start), step_start, step_ms):
+                if self._fit(client, entity, group, step_start, step_ms, features):
+                    refitted.append(group)
+        return refitted
+
+    def _fit(self, client: Client, entity: str, group: str, until: datetime, step_ms: int,
+             features: tuple[str, ...]) -> bool:
+        params = {"entity": entity, "group": group, "lo": epoch_ms(until - self.policy.lookback),
+                  "hi": epoch_ms(until), "limit": self.policy.max_rows, "seed": self.policy.random_state}
+        rows = client.query(
+            "SELECT values FROM feature_rows WHERE entity = {entity:String} AND peer_group = {group:String}"
+            " AND step_end > " + _TS % "lo" + " AND step_end <= " + _TS % "hi"
+            + " ORDER BY cityHash64(key, step_end, {seed:UInt64}) LIMIT {limit:UInt32}",
+            parameters=params).result_rows
+        if len(rows) < self.policy.min_rows:
+            return False
+        X = np.array([r[0] for r in rows], dtype=np.float64)
+        if X.shape[1] != len(features):
+            return False  # rows of an older registry: wait for enough new ones
+        scorer = EnsembleScorer(random_state=self.policy.random_state).fit(X)
+        personal = {key: np.asarray(values, dtype=np.float64) for key, values in client.query(
+            "SELECT key, maxForEach(values) FROM feature_rows WHERE entity = {entity:String}"
+            " AND peer_group = {group:String} AND step_end > " + _TS % "lo" + " AND step_end <= " + _TS % "hi"
+            + " GROUP BY key", parameters=params).result_rows}
+        tail = np.quantile(X, TAIL_QUANTILE, axis=0)
+        fitted = FittedBaseline(entity, group, scorer, until, X.shape[0], step_ms, features, tail, personal)
+        blob = pickle.dumps((scorer, tail, personal), protocol=pickle.HIGHEST_PROTOCOL)
+        client.insert("detector_models",
+                      [[entity, group, step_ms, until, X.shape[0], list(features),
+                        base64.b64encode(blob).decode("ascii")]],
+                      column_names=["entity", "peer_group", "step_ms", "trained_until", "rows", "features", "model"])
+        self.fitted[(entity, group)] = fitted
+        self.fits += 1
+        return True
+
+    def add_rows(self, client: Client, entity: str, step_end: datetime, keys: list[str], groups: list[str],
+                 values: np.ndarray) -> None:
+        """Store one step's rows (scoring space) for later fits, and count them."""
+        if not keys:
+            return
+        client.insert("feature_rows",
+                      [[entity] * len(keys), groups, [step_end] * len(keys), keys, values.tolist()],
+                      column_names=["entity", "peer_group", "step_end", "key", "values"], column_oriented=True)
+        for group in set(groups):
+            per_step = self._counts.setdefault((entity, group), {})
+            per_step[step_end] = per_step.get(step_end, 0) + groups.count(group)
+
+
+def forget_step(client: Client, step_end: datetime) -> None:
+    """Remove the rows a crashed step stored, before it is run again."""
+    client.command("DELETE FROM feature_rows WHERE step_end = " + _TS % "t", parameters={"t": epoch_ms(step_end)})
+
+
+def reset_baselines(client: Client) -> None:
+    """Forget every stored row and scorer (a replay from the beginning rebuilds them)."""
+    for table in ("feature_rows", "detector_models"):
+        client.command(f"TRUNCATE TABLE IF EXISTS {table}")

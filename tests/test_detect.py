@@ -1,0 +1,233 @@
+"""The detect step and its replay loop, on real embedded stores seeded by the generator."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+from clickhouse_connect.driver.client import Client
+
+from blastwall.schema import init_schema
+from blastwall.simulation import OrgSpec, build_organisation, write_to_store
+from blastwall.store import close_store, open_store
+from detector import runs
+from detector.baselines import BaselinePolicy, FittedBaseline, ModelBook
+from detector.detect import (
+    DetectConfig,
+    _score_entity,
+    _signal_families,
+    scoring_space,
+    tail_score,
+)
+from detector.ensemble import EnsembleScorer
+from detector.incidents import list_incidents
+from detector.replay import ReplaySummary, StepFailed, align, run_steps
+from features.registry import features_of
+
+PRINCIPAL_NAMES = tuple(feature.name for feature in features_of("principal"))
+SPEC = OrgSpec(principals=60, days=6, seed=3)
+STEP = timedelta(hours=1)
+#: A small organisation has few rows per peer group: let baselines start sooner.
+CONFIG = DetectConfig(baseline=BaselinePolicy(min_rows=60))
+
+
+def _open(path: Path) -> Client:
+    client = open_store(f"chdb://{path}")
+    init_schema(client)
+    return client
+
+
+def _fingerprint(client: Client) -> list[tuple]:
+    return sorted((i["detector"], i["entity_key"], i["severity"], i["detected_at"]) for i in list_incidents(client))
+
+
+@pytest.fixture(scope="module")
+def replayed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Client, ReplaySummary, list]]:
+    """The sample organisation replayed once, hour by hour (shared: a replay takes a while)."""
+    org = build_organisation(SPEC)
+    client = _open(tmp_path_factory.mktemp("replayed") / "store")
+    write_to_store(client, org)
+    summary = run_steps(client, SPEC.start + timedelta(days=SPEC.days), STEP, since=SPEC.start, config=CONFIG)
+    try:
+        yield client, summary, org.labels
+    finally:
+        close_store(client)
+
+
+# ---------------------------------------------------------------------------- pure pieces
+
+
+def test_tail_score_is_the_percentile_at_the_tail_and_keeps_rising_beyond_it() -> None:
+    assert tail_score(0.0) == pytest.approx(0.999)
+    assert tail_score(-3.0) == pytest.approx(0.999)  # below the tail is not scored lower than the tail
+    scores = [tail_score(x) for x in (0.5, 1.0, 2.0, 5.0)]
+    assert scores == sorted(scores) and scores[-1] < 1.0
+    assert tail_score(1.0) == pytest.approx(1 - 0.001 / np.e)
+
+
+def test_grants_never_drive_a_principal_family_and_only_machines_run_away() -> None:
+    human = _signal_families("principal", "human", PRINCIPAL_NAMES)
+    agent = _signal_families("principal", "agent", PRINCIPAL_NAMES)
+    assert "permission_fanout" not in human and "runaway_agent" not in human
+    assert PRINCIPAL_NAMES.index("max_events_per_minute") in agent["runaway_agent"]
+    assert set(human) == {"unusual_join", "bulk_export", "artifact_download", "secrets"}
+    assert _signal_families("resource", "all", tuple(f.name for f in features_of("resource"))) == {
+        "exposure_spike": [1]}
+
+
+@pytest.mark.parametrize(
+    ("fitted_rows", "rows_now", "age_hours", "step_ms", "due"),
+    [
+        (None, 10, 0, 60_000, False),  # cold start: too few rows for a first fit
+        (None, 300, 0, 60_000, True),  # first fit once there are enough
+        (300, 500, 1, 60_000, False),  # young, grown less than 2x
+        (300, 600, 1, 60_000, True),  # young and doubled: mature it
+        (4_000, 9_000, 1, 60_000, False),  # a full sample does not refit on growth
+        (4_000, 9_000, 24, 60_000, True),  # but does after refit_every
+        (4_000, 9_000, 1, 300_000, True),  # another step length: features mean something else
+    ],
+)
+def test_refit_schedule(fitted_rows, rows_now, age_hours, step_ms, due) -> None:
+    policy = BaselinePolicy()
+    now = datetime(2026, 10, 9, tzinfo=UTC)
+    fitted = None if fitted_rows is None else FittedBaseline(
+        "principal", "human", EnsembleScorer(), now - timedelta(hours=age_hours), fitted_rows, 60_000, ())
+    assert policy.due(fitted, rows_now, now, step_ms) is due
+
+
+# ---------------------------------------------------------------------------- scoring on a real store
+
+
+def _baseline_rows(rng: np.random.Generator, n: int) -> np.ndarray:
+    X = np.zeros((n, len(PRINCIPAL_NAMES)))
+    X[:, PRINCIPAL_NAMES.index("events")] = rng.poisson(20, n)
+    X[:, PRINCIPAL_NAMES.index("distinct_resources")] = rng.poisson(4, n) + 1
+    X[:, PRINCIPAL_NAMES.index("bytes_read")] = rng.lognormal(16, 1, n)
+    X[:, PRINCIPAL_NAMES.index("max_events_per_minute")] = rng.poisson(2, n) + 1
+    exporting = rng.random(n) < 0.1
+    X[exporting, PRINCIPAL_NAMES.index("exports")] = 1
+    X[exporting, PRINCIPAL_NAMES.index("bytes_exported")] = rng.lognormal(16, 1, exporting.sum())
+    return X
+
+
+def test_families_fire_far_beyond_the_baseline_and_a_restart_does_not_refit(client: Client) -> None:
+    rng = np.random.default_rng(0)
+    book = ModelBook(BaselinePolicy(min_rows=200))
+    start = datetime(2026, 10, 5, tzinfo=UTC)
+    for hour in range(6):  # six steps of ordinary rows, for two peer groups
+        X = _baseline_rows(rng, 100)
+        groups = np.array(["human"] * 60 + ["agent"] * 40, dtype=object)
+        book.add_rows(client, "principal", start + timedelta(hours=hour + 1), [f"p{i}" for i in range(100)],
+                      groups.tolist(), scoring_space(X))
+    now = start + timedelta(hours=7)
+    X = _baseline_rows(rng, 4)
+    X[1, PRINCIPAL_NAMES.index("bytes_exported")] = 4e11  # 400 GB: far beyond anyone
+    X[1, PRINCIPAL_NAMES.index("exports")] = 30
+    X[2:, PRINCIPAL_NAMES.index("events")] = 3_000  # a machine-paced burst, by a person and by an agent
+    X[2:, PRINCIPAL_NAMES.index("max_events_per_minute")] = 60
+    groups = np.array(["human", "human", "human", "agent"], dtype=object)
+    keys = ["normal", "exporter", "busy-person", "busy-agent"]
+
+    found = _score_entity(client, book, "principal", now, now + timedelta(hours=1), groups, scoring_space(X), X,
+                          keys, DetectConfig())
+
+    by_key = {c.key: c for c in found}
+    assert book.fits == 2 and "normal" not in by_key
+    assert by_key["exporter"].family == "bulk_export" and by_key["exporter"].score > 0.999
+    assert by_key["exporter"].drivers[0].feature in ("bytes_exported", "exports")
+    assert by_key["exporter"].drivers[0].value in (4e11, 30)
+    assert by_key["busy-agent"].family == "runaway_agent"
+    assert by_key.get("busy-person") is None or by_key["busy-person"].family == "behaviour_outlier"
+
+    restarted = ModelBook.load(client, BaselinePolicy(min_rows=200))
+    again = _score_entity(client, restarted, "principal", now + timedelta(hours=1), now + timedelta(hours=2), groups,
+                          scoring_space(X), X, keys, DetectConfig())
+    assert restarted.fits == 0  # loaded, not refitted
+    assert {(c.key, c.family, round(c.score, 9)) for c in again} == {(c.key, c.family, round(c.score, 9))
+                                                                     for c in found}
+
+
+# ---------------------------------------------------------------------------- the replayed organisation
+
+
+def test_replay_catches_the_policy_attacks_with_their_techniques(replayed) -> None:
+    client, summary, labels = replayed
+    assert summary.steps == SPEC.days * 24 and not summary.errors
+    incidents = list_incidents(client)
+    by_detector = {}
+    for incident in incidents:
+        by_detector.setdefault(incident["detector"], []).append(incident)
+    training = next(label for label in labels if label.family == "unsanitised_training")
+    [run] = [i for i in by_detector["unsanitised_training"] if training.resources[0] in i["resources"]]
+    assert run["severity"] in ("SEV1", "SEV2") and run["techniques"] == ["AML.T0020"]
+    assert run["principals"] == ["svc-trainer-llm"] and run["score"] == 1.0
+    assert run["detected_at"] == align(training.start, STEP) + STEP  # the step that saw it
+    external = next(label for label in labels if label.family == "external_grant")
+    grants = [i for i in by_detector["permission_fanout"] if set(i["principals"]) & set(external.principals)]
+    assert grants and grants[0]["severity"] == "SEV1" and "T1098" in grants[0]["techniques"]
+    assert any(e.get("feature") == "grantee_external" and e["value"] == 1 for e in grants[0]["explanation"])
+    fanout = next(label for label in labels if label.family == "permission_fanout")
+    assert any(set(i["principals"]) & set(fanout.principals) and i["severity"] == "SEV1"
+               for i in by_detector["permission_fanout"])
+
+
+def test_every_incident_explains_itself(replayed) -> None:
+    client, _, _ = replayed
+    for incident in list_incidents(client):
+        features = [e for e in incident["explanation"] if "feature" in e]
+        assert features, incident
+        assert all({"feature", "value", "baseline", "weight"} <= set(e) for e in features)
+        assert incident["first_seen"] <= incident["last_seen"] <= incident["detected_at"]
+
+
+def test_running_the_same_range_again_changes_nothing(replayed) -> None:
+    client, _, _ = replayed
+    before = _fingerprint(client)
+    again = run_steps(client, SPEC.start + timedelta(days=SPEC.days), STEP, since=SPEC.start, config=CONFIG)
+    assert (again.steps, again.skipped) == (0, SPEC.days * 24)
+    assert _fingerprint(client) == before
+
+
+def test_watermark_and_health_report_the_replay(replayed) -> None:
+    client, summary, _ = replayed
+    end = SPEC.start + timedelta(days=SPEC.days)
+    assert runs.watermark(client) == end
+    health = runs.health(client, now=end + timedelta(minutes=3))
+    assert health["lag_seconds"] == 180 and health["failed"] == 0 and health["events_per_second"] > 0
+
+
+# ---------------------------------------------------------------------------- failure and recovery
+
+
+def test_a_store_failure_mid_step_loses_nothing_and_duplicates_nothing(tmp_path: Path) -> None:
+    spec = OrgSpec(principals=40, days=5, seed=11)
+    org = build_organisation(spec)
+    until, step = spec.start + timedelta(days=spec.days), timedelta(hours=2)
+    clean = _open(tmp_path / "clean")
+    try:
+        write_to_store(clean, org)
+        run_steps(clean, until, step, since=spec.start, config=CONFIG)
+        expected = _fingerprint(clean)
+    finally:
+        close_store(clean)
+
+    client = _open(tmp_path / "broken")
+    try:
+        write_to_store(client, org)
+        middle = spec.start + timedelta(days=3)
+        run_steps(client, middle, step, since=spec.start, config=CONFIG)
+        # A real failure inside the next step: a table the history advance writes disappears.
+        client.command("RENAME TABLE history_principal_hours TO history_principal_hours_away")
+        with pytest.raises(StepFailed) as failure:
+            run_steps(client, until, step, config=CONFIG)
+        assert failure.value.start == middle and runs.watermark(client) == middle
+        assert "history_principal_hours" in runs.health(client)["last_error"]
+        client.command("RENAME TABLE history_principal_hours_away TO history_principal_hours")
+        resumed = run_steps(client, until, step, config=CONFIG)
+        assert resumed.first == middle and runs.watermark(client) == until
+        assert _fingerprint(client) == expected
+    finally:
+        close_store(client)
