@@ -6,7 +6,8 @@ fresh embedded store of its own, replay it step by step from its first day
 
 Matching
     An incident *matches* an attack when its evidence overlaps the attack in event time
-    (``first_seen <= attack end + slack`` and ``last_seen >= attack start``) and it names
+    (``first_seen <= attack end + slack`` and ``last_seen >= attack start``), it was
+    detected after the attack began, and it names
     one of the attack's actors, or — for a resource, grant or training-run incident —
     one of its resources.
 
@@ -83,10 +84,16 @@ def _rank(severity: str) -> int:
 def _matches(incident: dict[str, Any], label: AttackLabel) -> bool:
     if incident["first_seen"] > label.end + MATCH_SLACK or incident["last_seen"] < label.start:
         return False
+    if incident["detected_at"] < label.start:
+        return False  # opened before the attack began: about something else
     if set(incident["principals"]) & set(label.principals):
         return True
     return incident["entity"] in ("resource", "grant", "training_run") and bool(
         set(incident["resources"]) & set(label.resources))
+
+
+def _points(incident: dict[str, Any]) -> dict[str, int]:
+    return next((e["severity_points"] for e in incident["explanation"] if "severity_points" in e), {})
 
 
 def score_incidents(incidents: list[dict[str, Any]], labels: list[AttackLabel], spec: OrgSpec) -> dict[str, Any]:
@@ -120,7 +127,7 @@ def score_incidents(incidents: list[dict[str, Any]], labels: list[AttackLabel], 
         "precision": sum(i["id"] in matched_ids for i in in_period) / len(in_period) if in_period else 1.0,
         "false_pages": len(false_pages),
         "false_pages_per_1000_principal_days": 1000 * len(false_pages) / principal_days,
-        "false_page_titles": [f"{i['severity']} {i['detector']}: {i['title']}" for i in false_pages][:20],
+        "false_page_titles": [f"{i['severity']} {i['detector']}: {i['title']} {_points(i)}" for i in false_pages][:20],
         "incidents_per_day": len(in_period) / days if days else 0.0,
         "pipeline_errors": sum(i["detector"] == "pipeline_error" for i in incidents),
     }

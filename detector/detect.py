@@ -4,17 +4,20 @@ For a window ``[start, end)`` (:func:`detect_step`):
 
 1. :func:`features.engine.extract` computes the feature matrices (the history is
    advanced to ``start`` first, so the step sees only events before its end).
-2. **Principals** are scored by their peer group's scorer (``human``, ``service``,
+2. **Principals** are scored by their peer group's baseline (``human``, ``service``,
    ``agent``; :mod:`detector.baselines`) in *scoring space*: ``log1p`` of every feature
    (bytes and counts are heavy-tailed), with the novelty features of an identity that
    has little history (fewer than ``MIN_HOURS_HISTORY`` events) set to 0 — a new joiner
-   is compared with peers on what they do, never paged on novelty alone. A principal
-   whose calibrated score reaches :attr:`DetectConfig.alert_score` and whose strongest
-   driver stands :attr:`DetectConfig.min_deviation` spreads above its peers' median
-   becomes an alert of the **family** its drivers point to (:data:`FAMILY_OF_FEATURE`):
-   unusual join, bulk/embedding export, artifact download, secrets, permission
-   fan-out; for agents and services, rate/breadth/novelty drivers make it a runaway
-   agent; anything else is the catch-all behaviour outlier.
+   is compared with peers on what they do, never paged on novelty alone. Each detector
+   **family** has its signal features (:data:`FAMILY_OF_FEATURE`): unusual join,
+   bulk/embedding export, artifact download, secrets, and — for agents and services —
+   the rate/breadth/novelty of a runaway identity. A family alerts when its signal
+   features stand far (:attr:`DetectConfig.min_excess`) above the entity's *normal
+   ceiling*: the larger of the peer group's 99.9th percentile and the entity's own
+   maximum over the lookback; its score extrapolates the tail (:func:`tail_score`).
+   The PyOD ensemble over the whole vector is the catch-all *behaviour outlier*: a row
+   ranked above :attr:`DetectConfig.outlier_score` of the baseline and well beyond its
+   most anomalous row.
 3. **Resources** read in the window are scored the same way (peer group ``all``); a
    confidential or restricted resource with many first-time readers and a high score is
    an *exposure spike*, grouped with the grant that caused it (group key: the resource).
@@ -284,7 +287,8 @@ def _score_entity(client: Client, book: ModelBook, entity: str, start: datetime,
             elif entity == "principal" and percentile >= config.outlier_score and raw >= outlier_bar:
                 drivers = explain_scaled(Z[i], scorer.feature_center_, scorer.feature_scale_, list(names), top=3,
                                          shown_values=X[i], shown_baseline=_from_scoring_space(scorer.feature_center_))
-                if drivers:
+                # Led by a grant, it is the grant's to judge (policy, audience), not the catch-all's.
+                if drivers and FAMILY_OF_FEATURE.get(drivers[0].feature) != "permission_fanout":
                     candidates.append(_Candidate(keys[i], group, "behaviour_outlier", float(percentile), drivers,
                                                  dict(zip(names, X[i].tolist()))))
     book.add_rows(client, entity, end, keys, groups.tolist(), Z)
@@ -355,6 +359,7 @@ def _principal_alerts(client: Client, book: ModelBook, features: FeatureSet, fac
             detector=family, score=candidate.score,
             sensitivity_rank=int(ctx[f"rank_{action}"]), sensitive_categories=int(ctx[f"cat_{action}"]),
             records_exposed=int(ctx["rows_out"]),
+            bytes_exposed=int(v["bytes_downloaded"]) if family == "artifact_download" else 0,
             leaves_organisation=family == "bulk_export" and v["new_export_destinations"] > 0,
             actor_is_agent=candidate.group == "agent" or v["ai_assistant_actions"] > 0,
         )

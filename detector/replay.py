@@ -129,10 +129,10 @@ def run_steps(client: Client, until: datetime, step: timedelta, since: datetime 
     book = book if book is not None else ModelBook.load(client, config.baseline)
     people = organisation_size(client)
     began = time.perf_counter()
+    if runs.unfinished(client, start + step):  # only the first step can have crashed before
+        forget_step(client, start + step)  # a crashed attempt stored some rows: start the step clean
     while start + step <= until and (max_steps is None or summary.steps < max_steps):
         end = start + step
-        if runs.unfinished(client, end):
-            forget_step(client, end)  # a crashed attempt stored some rows: start the step clean
         runs.record(client, runs.StepRecord(start, end, "started"))
         try:
             result = detect_step(client, start, end, book, config, people)

@@ -8,19 +8,27 @@ factor                 condition                                                
 =====================  ==========================================================  ======
 evidence               policy violation (deterministic)                             3
                        policy notice                                                0
-                       anomaly score >= 0.999 / >= 0.99 / >= 0.95                   3 / 2 / 1
+                       anomaly score >= 0.9999 / >= 0.999 / >= 0.99                 3 / 2 / 1
 data                   restricted / confidential                                    2 / 1
                        any sensitive category (telemetry, chat, pii, …)             1
 blast radius           people newly able to read >= 100 / >= 10                     2 / 1
-                       records exposed >= 1,000,000 / >= 10,000                     2 / 1
+                       records exposed >= 10,000,000 / >= 1,000,000                 2 / 1
+                       bytes taken (downloads) >= 100 GB / >= 10 GB                 2 / 1
                        data leaves the organisation (outside grantee/destination)  2
 actor                  an AI agent, or a change made via an AI assistant            1
 detector               unsanitised_training (trained in: cannot be un-learned)      1
+                       artifact_download (model weights cannot be recalled)         1
                        behaviour_outlier (the catch-all: least specific)            -1
 =====================  ==========================================================  ======
 
-Blast radius counts the larger of its people and records points (plus leaving the
-organisation). Total >= 7: SEV1; >= 5: SEV2; >= 3: SEV3; else SEV4.
+Blast radius counts the largest of its people, records and bytes points (plus leaving
+the organisation). Total >= 7: SEV1; >= 5: SEV2; >= 3: SEV3; else SEV4.
+
+The score bands sit in the far tail on purpose: a detector family's score extrapolates
+past its baseline's 99.9th percentile (:func:`detector.detect.tail_score`), so 0.999 is
+"at the edge of normal" and 0.9999 "about ten times beyond it". A score alone therefore
+never pages: paging takes strong evidence *and* sensitive data, a wide blast radius or
+an AI actor.
 """
 
 from __future__ import annotations
@@ -53,6 +61,8 @@ class SeverityInputs:
         People newly able to read the data (audience gain, first-time readers).
     records_exposed : int
         Rows exported, downloaded or made readable.
+    bytes_exposed : int
+        Bytes taken out (downloads of artifacts, whose size is in bytes rather than rows).
     leaves_organisation : bool
         An outside grantee or a destination outside the company.
     actor_is_agent : bool
@@ -66,6 +76,7 @@ class SeverityInputs:
     sensitive_categories: int = 0
     people_exposed: int = 0
     records_exposed: int = 0
+    bytes_exposed: int = 0
     leaves_organisation: bool = False
     actor_is_agent: bool = False
 
@@ -79,12 +90,13 @@ def severity_points(alert: SeverityInputs) -> dict[str, int]:
     if alert.policy is not None:
         evidence = 3 if alert.policy == "violation" else 0
     else:
-        evidence = 3 if alert.score >= 0.999 else 2 if alert.score >= 0.99 else 1 if alert.score >= 0.95 else 0
+        evidence = 3 if alert.score >= 0.9999 else 2 if alert.score >= 0.999 else 1 if alert.score >= 0.99 else 0
     data = {3: 2, 2: 1}.get(alert.sensitivity_rank, 0) + (1 if alert.sensitive_categories > 0 else 0)
     people = 2 if alert.people_exposed >= 100 else 1 if alert.people_exposed >= 10 else 0
-    records = 2 if alert.records_exposed >= 1_000_000 else 1 if alert.records_exposed >= 10_000 else 0
-    radius = max(people, records) + (2 if alert.leaves_organisation else 0)
-    detector = {"unsanitised_training": 1, "behaviour_outlier": -1}.get(alert.detector, 0)
+    records = 2 if alert.records_exposed >= 10_000_000 else 1 if alert.records_exposed >= 1_000_000 else 0
+    taken = 2 if alert.bytes_exposed >= 100 * 10**9 else 1 if alert.bytes_exposed >= 10 * 10**9 else 0
+    radius = max(people, records, taken) + (2 if alert.leaves_organisation else 0)
+    detector = {"unsanitised_training": 1, "artifact_download": 1, "behaviour_outlier": -1}.get(alert.detector, 0)
     return {"evidence": evidence, "data": data, "blast_radius": radius, "actor": int(alert.actor_is_agent),
             "detector": detector}
 

@@ -62,7 +62,12 @@ def test_environment_variable_selects_the_store(capsys, monkeypatch, store_dsn: 
         (["ingest", "{odd}"], "unknown format"),
         (["ingest"], "Missing argument"),
         (["frobnicate"], "No such command"),
-        (["detect", "--since", "x"], "'detect' is not available in this version yet"),
+        (["detect", "--since", "x", "--until", "2026-10-06T00:00:00Z"], "is not an ISO-8601 time"),
+        (["detect", "--since", "2026-10-06T00:00:00Z", "--until", "2026-10-06T00:00:00Z"], "is not before --until"),
+        (["detect", "--until", "2026-10-06T00:00:00Z", "--step", "5 fortnights"], "is not a positive duration"),
+        (["detect", "--until", "2026-10-06T00:00:00Z"], "nothing processed yet: give a start (--since)"),
+        (["eval", "--seeds", "one,two"], "--seeds must be comma-separated integers"),
+        (["playbook", "list"], "'playbook' is not available in this version yet"),
     ],
 )
 def test_bad_arguments_are_one_line_and_exit_2(capsys, monkeypatch, store_dsn: str, tmp_path: Path,
@@ -154,3 +159,31 @@ def test_incidents_lists_what_the_store_holds(capsys, monkeypatch, store_dsn: st
     assert code == 0 and "grant a2" in out and "grant a1" not in out
     code, _, err = run(capsys, monkeypatch, "--dsn", store_dsn, "incidents", "--status", "burning")
     assert code == 2 and "Invalid value for '--status'" in err
+
+
+def test_detect_replays_a_range_once(capsys, monkeypatch, store_dsn: str, tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    rows = [{**GOOD, "event_id": f"e{i}", "event_time": f"2026-10-05T{i:02d}:10:00Z"} for i in range(12)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert run(capsys, monkeypatch, "--dsn", store_dsn, "ingest", str(path))[0] == 0
+    args = ["--dsn", store_dsn, "detect", "--since", "2026-10-05T00:00:00Z", "--until", "2026-10-05T12:00:00Z",
+            "--step", "1h"]
+
+    code, out, err = run(capsys, monkeypatch, *args)
+
+    assert (code, err) == (0, "")
+    assert out.startswith("processed 12 steps [2026-10-05T00:00:00+00:00, 2026-10-05T12:00:00+00:00): 12 events")
+    code, out, _ = run(capsys, monkeypatch, *args)
+    assert (code, out.strip()) == (0, "nothing to do: 12 steps of this range were already processed")
+    code, out, _ = run(capsys, monkeypatch, *args[:-4], "--until", "2026-10-05T14:00:00Z", "--step", "1h")
+    assert code == 0 and out.startswith("processed 2 steps [2026-10-05T12:00:00+00:00")
+
+
+def test_eval_reports_every_family_and_the_goals(capsys, monkeypatch) -> None:
+    code, out, err = run(capsys, monkeypatch, "eval", "--seeds", "5", "--principals", "40", "--days", "5",
+                         "--step", "6h", "--jobs", "1")
+    assert code == 0, err
+    for family in ("permission_fanout", "unusual_join", "embedding_export", "artifact_download",
+                   "unsanitised_training", "runaway_agent", "external_grant", "secrets_sweep", "low_and_slow"):
+        assert f"\n{family} " in out
+    assert "false pages" in out and "\ngoals: every_family_at_goal_on_every_seed " in out

@@ -29,8 +29,15 @@ CASES = [
      SeverityInputs("runaway_agent", score=0.9999, sensitivity_rank=3, actor_is_agent=True), "SEV2"),
     ("an ordinary score on public data",
      SeverityInputs("artifact_download", score=0.5, sensitivity_rank=0), "SEV4"),
-    ("off-hours checkpoint downloads of confidential models, many records",
-     SeverityInputs("artifact_download", score=0.995, sensitivity_rank=2, records_exposed=50_000), "SEV3"),
+    ("one large checkpoint download at the edge of normal is a ticket, not a page",
+     SeverityInputs("artifact_download", score=0.9993, bytes_exposed=25 * 10**9), "SEV3"),
+    ("dozens of checkpoints taken far beyond normal (hundreds of GB) pages",
+     SeverityInputs("artifact_download", score=0.9995, bytes_exposed=400 * 10**9), "SEV2"),
+    ("a large export of ordinary data at the edge of normal is recorded",
+     SeverityInputs("bulk_export", score=0.9991, sensitivity_rank=1, records_exposed=300_000), "SEV4"),
+    ("a join of restricted chat, performance and telemetry data exported in millions of rows pages",
+     SeverityInputs("unusual_join", score=0.9995, sensitivity_rank=3, sensitive_categories=3,
+                    records_exposed=3_000_000), "SEV2"),
 ]
 
 
@@ -40,13 +47,15 @@ def test_severity_table(why: str, alert: SeverityInputs, expected: str) -> None:
 
 
 def test_each_factor_only_raises_severity_in_its_direction() -> None:
-    base = SeverityInputs("bulk_export", score=0.96, sensitivity_rank=1)
+    base = SeverityInputs("bulk_export", score=0.99, sensitivity_rank=1)
     order = ["SEV4", "SEV3", "SEV2", "SEV1"]
-    for changed in (SeverityInputs("bulk_export", score=0.999, sensitivity_rank=1),
-                    SeverityInputs("bulk_export", score=0.96, sensitivity_rank=3),
-                    SeverityInputs("bulk_export", score=0.96, sensitivity_rank=1, people_exposed=500),
-                    SeverityInputs("bulk_export", score=0.96, sensitivity_rank=1, leaves_organisation=True),
-                    SeverityInputs("bulk_export", score=0.96, sensitivity_rank=1, actor_is_agent=True)):
+    for changed in (SeverityInputs("bulk_export", score=0.9999, sensitivity_rank=1),
+                    SeverityInputs("bulk_export", score=0.99, sensitivity_rank=1, bytes_exposed=10**12),
+                    SeverityInputs("bulk_export", score=0.99, sensitivity_rank=1, records_exposed=10**8),
+                    SeverityInputs("bulk_export", score=0.99, sensitivity_rank=3),
+                    SeverityInputs("bulk_export", score=0.99, sensitivity_rank=1, people_exposed=500),
+                    SeverityInputs("bulk_export", score=0.99, sensitivity_rank=1, leaves_organisation=True),
+                    SeverityInputs("bulk_export", score=0.99, sensitivity_rank=1, actor_is_agent=True)):
         assert order.index(severity(changed)) >= order.index(severity(base))
 
 
