@@ -170,8 +170,9 @@ def summarise(seeds: list[dict[str, Any]], settings: EvalSettings) -> dict[str, 
     families: dict[str, dict[str, Any]] = {}
     for seed in seeds:
         for attack in seed["attacks"]:
-            entry = families.setdefault(attack["family"], {"seeds": 0, "caught": 0, "at_goal": 0, "goal": attack["goal"],
-                                                           "severities": [], "ttd_minutes": [], "detectors": set()})
+            entry = families.setdefault(attack["family"], {
+                "seeds": 0, "caught": 0, "at_goal": 0, "goal": attack["goal"], "severities": [], "ttd_minutes": [],
+                "detectors": set()})
             entry["seeds"] += 1
             entry["caught"] += attack["caught"]
             entry["at_goal"] += attack["at_goal"]

@@ -21,9 +21,13 @@ For a window ``[start, end)`` (:func:`detect_step`):
 3. **Resources** read in the window are scored the same way (peer group ``all``); a
    confidential or restricted resource with many first-time readers and a high score is
    an *exposure spike*, grouped with the grant that caused it (group key: the resource).
-4. **Policy checks** (:mod:`detector.policy`): grants of sensitive data to outside
+4. **Export habits**: the low-and-slow insider who exports a little restricted data
+   every day is below every per-window bar; a principal exporting restricted data on
+   several days of the last week and on none of the weeks before is a ``bulk_export``
+   alert of its own (:func:`_export_habit_alerts`).
+5. **Policy checks** (:mod:`detector.policy`): grants of sensitive data to outside
    accounts or mass audiences, training on unsanitised or uncatalogued data.
-5. Each alert gets its evidence times and data context from one query per entity kind,
+6. Each alert gets its evidence times and data context from one query per entity kind,
    a severity (:mod:`detector.severity`) and an explanation, and is applied with
    :func:`detector.incidents.record_alert` (dedup, grouping, suppression, idempotency).
 
@@ -98,6 +102,12 @@ class DetectConfig:
         ``outlier_score`` and a combined score ``outlier_factor`` times the baseline's largest.
     exposure_min_readers : int
         First-time readers of a sensitive resource in one window before it can alert.
+    family_min_excess : dict
+        Per family, a higher bar than ``min_excess``: agents and services are bursty by
+        nature (a pipeline's run, an assistant's task), so a runaway must stand further out.
+    habit_days, habit_score : int, float
+        The export-habit check (:func:`_export_habit_alerts`): days of the last week with
+        restricted exports, and the score such an alert carries.
     dedup_window : timedelta
         Alerts about the same detector and entity within this update one incident.
     baseline : BaselinePolicy
@@ -108,6 +118,9 @@ class DetectConfig:
     outlier_score: float = 0.999
     outlier_factor: float = 1.5
     exposure_min_readers: int = 5
+    family_min_excess: dict[str, float] = field(default_factory=lambda: {"runaway_agent": 2.0})
+    habit_days: int = 3
+    habit_score: float = 0.995
     dedup_window: timedelta = timedelta(hours=24)
     baseline: BaselinePolicy = field(default_factory=BaselinePolicy)
     thresholds: PolicyThresholds = field(default_factory=PolicyThresholds)
@@ -146,8 +159,12 @@ def _query_frame(client: Client, sql: str, params: dict[str, Any]) -> pd.DataFra
 
 # ---------------------------------------------------------------------------- context queries
 
-_PRINCIPAL_FACTS = f"""SELECT w.principal AS principal, w.ptype AS ptype, h.n AS history_events
-FROM (SELECT principal, any(principal_type) AS ptype FROM access_log WHERE {WINDOW_SQL} GROUP BY principal) AS w
+_PRINCIPAL_FACTS = f"""WITH {CATALOGUE_CTE}
+SELECT w.principal AS principal, w.ptype AS ptype, h.n AS history_events, w.restricted_exports AS restricted_exports
+FROM (SELECT a.principal AS principal, any(a.principal_type) AS ptype,
+             countIf(a.action = 'export' AND c.sensitivity = 'restricted') AS restricted_exports
+      FROM access_log AS a LEFT JOIN cat AS c ON a.resource = c.resource
+      WHERE {WINDOW_SQL.replace('event_time', 'a.event_time')} GROUP BY a.principal) AS w
 LEFT JOIN (SELECT principal, sum(arraySum(hours)) AS n FROM history_principal_hours
            WHERE principal IN (SELECT principal FROM access_log WHERE {WINDOW_SQL}) GROUP BY principal) AS h
     ON w.principal = h.principal"""
@@ -253,30 +270,36 @@ def _score_entity(client: Client, book: ModelBook, entity: str, start: datetime,
     per feature the larger of the peer group's 99.9th percentile and the entity's own
     maximum over the lookback; it is a **behaviour outlier** when the ensemble ranks it
     above :attr:`DetectConfig.outlier_score` of the baseline and its combined score is
-    :attr:`DetectConfig.outlier_factor` times the baseline's largest.
+    :attr:`DetectConfig.outlier_factor` times the baseline's largest. Rows within their
+    normal ceiling in every feature cannot be either and are not scored.
     """
     names = tuple(feature.name for feature in features_of(entity))  # type: ignore[arg-type]
     step_ms = epoch_ms(end) - epoch_ms(start)
-    for group in sorted(set(groups.tolist())):  # groups seen for the first time need counting too
-        book._counts.setdefault((entity, group), {})
     book.refresh(client, entity, start, step_ms, names)
     candidates: list[_Candidate] = []
     for group in sorted(set(groups.tolist())):
         fitted = book.fitted.get((entity, group))
         if fitted is None or fitted.features != names or fitted.step_ms != step_ms:
             continue  # cold start of the group: not enough baseline yet
-        rows = np.flatnonzero(groups == group)
+        # Only rows beyond their normal ceiling in some feature can alert (a family needs
+        # an excess; the catch-all needs a combined score far past the baseline's largest):
+        # the ensemble scores just those, which keeps a step's scoring cost near zero.
+        members = np.flatnonzero(groups == group)
+        ceilings = np.array([fitted.normal_ceiling(keys[i]) for i in members]).reshape(len(members), -1)
+        beyond = (Z[members] > ceilings).any(axis=1)
+        rows, ceilings = members[beyond], ceilings[beyond]
+        if rows.size == 0:
+            continue
         scorer = fitted.scorer
         combined = scorer.decision_function(Z[rows])
         percentiles = scorer.percentile(combined)
         families = _signal_families(entity, group, names)
         outlier_bar = config.outlier_factor * float(scorer.train_scores_.max())
-        for i, raw, percentile in zip(rows, combined, percentiles):
-            ceiling = fitted.normal_ceiling(keys[i])
+        for i, ceiling, raw, percentile in zip(rows, ceilings, combined, percentiles):
             excess = np.maximum(Z[i] - ceiling, 0.0)
             best, best_excess = max(((family, float(excess[columns].sum())) for family, columns in families.items()),
                                     key=lambda item: (item[1], item[0]), default=("", 0.0))
-            if best_excess >= config.min_excess:
+            if best_excess >= config.family_min_excess.get(best, config.min_excess):
                 columns = [c for c in np.argsort(-excess, kind="stable")[:3] if excess[c] > 0]
                 total = float(excess[columns].sum())
                 drivers = [Driver(names[c], BY_NAME[names[c]].description, float(X[i, c]),
@@ -361,7 +384,7 @@ def _principal_alerts(client: Client, book: ModelBook, features: FeatureSet, fac
             records_exposed=int(ctx["rows_out"]),
             bytes_exposed=int(v["bytes_downloaded"]) if family == "artifact_download" else 0,
             leaves_organisation=family == "bulk_export" and v["new_export_destinations"] > 0,
-            actor_is_agent=candidate.group == "agent" or v["ai_assistant_actions"] > 0,
+            actor_is_agent=candidate.group == "agent",
         )
         points = severity_points(inputs)
         alerts.append(Alert(
@@ -371,6 +394,65 @@ def _principal_alerts(client: Client, book: ModelBook, features: FeatureSet, fac
             severity=severity(inputs), score=round(candidate.score, 6), principals=(candidate.key,),
             resources=tuple(ctx["top_resources"]), first_seen=_utc(ctx["first_ms"]), last_seen=_utc(ctx["last_ms"]),
             detected_at=features.end, explanation=_explanation(candidate.drivers, points)))
+    return alerts
+
+
+_EXPORT_HABIT = f"""WITH {CATALOGUE_CTE}
+SELECT a.principal AS key, toUnixTimestamp64Milli(min(a.event_time)) AS active_since_ms,
+    uniqExactIf(toDate(a.event_time), a.recent AND a.hit) AS recent_days,
+    uniqExactIf(toDate(a.event_time), NOT a.recent AND a.hit) AS earlier_days,
+    sumIf(a.rows, a.recent AND a.hit) AS rows,
+    toUnixTimestamp64Milli(minIf(a.event_time, a.recent AND a.hit)) AS first_ms,
+    toUnixTimestamp64Milli(maxIf(a.event_time, a.hit)) AS last_ms,
+    groupUniqArrayIf(8)(a.resource, a.recent AND a.hit) AS resources,
+    length(arrayDistinct(arrayFilter(x -> has({SENSITIVE_CATEGORIES_SQL}, x),
+        arrayFlatten(groupArrayIf(a.categories, a.recent AND a.hit))))) AS categories
+FROM (SELECT l.principal AS principal, l.event_time AS event_time, l.rows AS rows, l.resource AS resource,
+             c.categories AS categories, l.action = 'export' AND c.sensitivity = 'restricted' AS hit,
+             l.event_time >= fromUnixTimestamp64Milli({{recent:Int64}}, 'UTC') AS recent
+      FROM access_log AS l LEFT JOIN cat AS c ON l.resource = c.resource
+      WHERE l.event_time >= fromUnixTimestamp64Milli({{since:Int64}}, 'UTC')
+        AND l.event_time < fromUnixTimestamp64Milli({{hi:Int64}}, 'UTC') AND l.principal IN {{keys:Array(String)}}) AS a
+GROUP BY a.principal"""
+
+
+def _export_habit_alerts(client: Client, facts: pd.DataFrame, params: dict[str, int], end: datetime,
+                         config: DetectConfig) -> list[Alert]:
+    """The low-and-slow insider: a new habit of exporting restricted data, repeated across days.
+
+    A principal who exported restricted data in this window, on at least
+    :attr:`DetectConfig.habit_days` distinct days of the last week, and on no day of the
+    three weeks before (while active before the week), alerts as ``bulk_export``. No single export
+    needs to be large: the pattern is the evidence, so its score is modest
+    (:attr:`DetectConfig.habit_score`) and its severity comes from the data.
+    """
+    if facts.empty:
+        return []
+    seasoned = facts["history_events"].fillna(0) >= MIN_HOURS_HISTORY
+    keys = facts.loc[(facts["restricted_exports"] > 0) & seasoned, "principal"].tolist()
+    if not keys:
+        return []
+    recent = end - timedelta(days=7)
+    frame = _query_frame(client, _EXPORT_HABIT, {**params, "keys": sorted(keys), "recent": epoch_ms(recent),
+                                                 "since": epoch_ms(end - timedelta(days=28))})
+    alerts = []
+    for row in frame.to_dict("records"):
+        active_since = _utc(row["active_since_ms"])
+        if row["recent_days"] < config.habit_days or row["earlier_days"] > 0 or active_since >= recent:
+            continue  # not repeated, not new, or no activity before the week to call it new
+        inputs = SeverityInputs(detector="bulk_export", score=config.habit_score, sensitivity_rank=3,
+                                sensitive_categories=int(row["categories"]), records_exposed=int(row["rows"]))
+        points = severity_points(inputs)
+        drivers = [Driver("restricted_export_days", "days with exports of restricted data in the last 7",
+                          float(row["recent_days"]), 0.0, 1.0, float(row["recent_days"]))]
+        alerts.append(Alert(
+            alert_id=_alert_id("bulk_export.habit", "principal", row["key"], end), detector="bulk_export",
+            entity="principal", entity_key=row["key"],
+            title=f"{row['key']} exported restricted data on {int(row['recent_days'])} of the last 7 days, "
+                  f"never in the weeks before ({int(row['rows']):,} rows)",
+            severity=severity(inputs), score=config.habit_score, principals=(row["key"],),
+            resources=tuple(sorted(row["resources"])), first_seen=_utc(row["first_ms"]), last_seen=_utc(row["last_ms"]),
+            detected_at=end, explanation=_explanation(drivers, points)))
     return alerts
 
 
@@ -505,11 +587,12 @@ def detect_step(client: Client, start: datetime, end: datetime, book: ModelBook 
     result.events = int(features.frame("principal")["events"].sum()) if len(features.frame("principal")) else 0
     params = {"lo": epoch_ms(features.start), "hi": epoch_ms(features.end)}
     facts = _query_frame(client, _PRINCIPAL_FACTS, params) if result.events else pd.DataFrame(
-        {"principal": [], "ptype": [], "history_events": []})
+        {"principal": [], "ptype": [], "history_events": [], "restricted_exports": []})
     size = people if people is not None else organisation_size(client)
     stages = (
         ("principals", lambda: _principal_alerts(client, book, features, facts, params, config)),
         ("resources", lambda: _resource_alerts(client, book, features, params, config)),
+        ("export_habits", lambda: _export_habit_alerts(client, facts, params, features.end, config)),
         ("policy", lambda: _policy_alerts(client, features, params, config, size)),
     )
     for stage, run in stages:

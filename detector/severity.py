@@ -17,7 +17,6 @@ blast radius           people newly able to read >= 100 / >= 10                 
                        data leaves the organisation (outside grantee/destination)  2
 actor                  an AI agent, or a change made via an AI assistant            1
 detector               unsanitised_training (trained in: cannot be un-learned)      1
-                       artifact_download (model weights cannot be recalled)         1
                        behaviour_outlier (the catch-all: least specific)            -1
 =====================  ==========================================================  ======
 
@@ -96,7 +95,7 @@ def severity_points(alert: SeverityInputs) -> dict[str, int]:
     records = 2 if alert.records_exposed >= 10_000_000 else 1 if alert.records_exposed >= 1_000_000 else 0
     taken = 2 if alert.bytes_exposed >= 100 * 10**9 else 1 if alert.bytes_exposed >= 10 * 10**9 else 0
     radius = max(people, records, taken) + (2 if alert.leaves_organisation else 0)
-    detector = {"unsanitised_training": 1, "artifact_download": 1, "behaviour_outlier": -1}.get(alert.detector, 0)
+    detector = {"unsanitised_training": 1, "behaviour_outlier": -1}.get(alert.detector, 0)
     return {"evidence": evidence, "data": data, "blast_radius": radius, "actor": int(alert.actor_is_agent),
             "detector": detector}
 

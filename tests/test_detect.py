@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -24,7 +23,7 @@ from detector.detect import (
 )
 from detector.ensemble import EnsembleScorer
 from detector.incidents import list_incidents
-from detector.replay import ReplaySummary, StepFailed, align, run_steps
+from detector.replay import StepFailed, run_steps
 from features.registry import features_of
 
 PRINCIPAL_NAMES = tuple(feature.name for feature in features_of("principal"))
@@ -42,19 +41,6 @@ def _open(path: Path) -> Client:
 
 def _fingerprint(client: Client) -> list[tuple]:
     return sorted((i["detector"], i["entity_key"], i["severity"], i["detected_at"]) for i in list_incidents(client))
-
-
-@pytest.fixture(scope="module")
-def replayed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Client, ReplaySummary, list]]:
-    """The sample organisation replayed once, hour by hour (shared: a replay takes a while)."""
-    org = build_organisation(SPEC)
-    client = _open(tmp_path_factory.mktemp("replayed") / "store")
-    write_to_store(client, org)
-    summary = run_steps(client, SPEC.start + timedelta(days=SPEC.days), STEP, since=SPEC.start, config=CONFIG)
-    try:
-        yield client, summary, org.labels
-    finally:
-        close_store(client)
 
 
 # ---------------------------------------------------------------------------- pure pieces
@@ -150,55 +136,6 @@ def test_families_fire_far_beyond_the_baseline_and_a_restart_does_not_refit(clie
                                                                      for c in found}
 
 
-# ---------------------------------------------------------------------------- the replayed organisation
-
-
-def test_replay_catches_the_policy_attacks_with_their_techniques(replayed) -> None:
-    client, summary, labels = replayed
-    assert summary.steps == SPEC.days * 24 and not summary.errors
-    incidents = list_incidents(client)
-    by_detector = {}
-    for incident in incidents:
-        by_detector.setdefault(incident["detector"], []).append(incident)
-    training = next(label for label in labels if label.family == "unsanitised_training")
-    [run] = [i for i in by_detector["unsanitised_training"] if training.resources[0] in i["resources"]]
-    assert run["severity"] in ("SEV1", "SEV2") and run["techniques"] == ["AML.T0020"]
-    assert run["principals"] == ["svc-trainer-llm"] and run["score"] == 1.0
-    assert run["detected_at"] == align(training.start, STEP) + STEP  # the step that saw it
-    external = next(label for label in labels if label.family == "external_grant")
-    grants = [i for i in by_detector["permission_fanout"] if set(i["principals"]) & set(external.principals)]
-    assert grants and grants[0]["severity"] == "SEV1" and "T1098" in grants[0]["techniques"]
-    assert any(e.get("feature") == "grantee_external" and e["value"] == 1 for e in grants[0]["explanation"])
-    fanout = next(label for label in labels if label.family == "permission_fanout")
-    assert any(set(i["principals"]) & set(fanout.principals) and i["severity"] == "SEV1"
-               for i in by_detector["permission_fanout"])
-
-
-def test_every_incident_explains_itself(replayed) -> None:
-    client, _, _ = replayed
-    for incident in list_incidents(client):
-        features = [e for e in incident["explanation"] if "feature" in e]
-        assert features, incident
-        assert all({"feature", "value", "baseline", "weight"} <= set(e) for e in features)
-        assert incident["first_seen"] <= incident["last_seen"] <= incident["detected_at"]
-
-
-def test_running_the_same_range_again_changes_nothing(replayed) -> None:
-    client, _, _ = replayed
-    before = _fingerprint(client)
-    again = run_steps(client, SPEC.start + timedelta(days=SPEC.days), STEP, since=SPEC.start, config=CONFIG)
-    assert (again.steps, again.skipped) == (0, SPEC.days * 24)
-    assert _fingerprint(client) == before
-
-
-def test_watermark_and_health_report_the_replay(replayed) -> None:
-    client, summary, _ = replayed
-    end = SPEC.start + timedelta(days=SPEC.days)
-    assert runs.watermark(client) == end
-    health = runs.health(client, now=end + timedelta(minutes=3))
-    assert health["lag_seconds"] == 180 and health["failed"] == 0 and health["events_per_second"] > 0
-
-
 # ---------------------------------------------------------------------------- failure and recovery
 
 
@@ -231,3 +168,42 @@ def test_a_store_failure_mid_step_loses_nothing_and_duplicates_nothing(tmp_path:
         assert _fingerprint(client) == expected
     finally:
         close_store(client)
+
+
+def test_a_new_habit_of_restricted_exports_alerts_and_an_old_one_does_not(client: Client, tmp_path: Path) -> None:
+    import json
+
+    from features.ingest import ingest_file
+
+    start = datetime(2026, 10, 5, tzinfo=UTC)
+    rows = []
+
+    def event(day: int, minute: int, principal: str, action: str, resource: str, **extra: object) -> None:
+        when = start + timedelta(days=day, hours=9, minutes=minute)
+        rows.append({"event_time": when.isoformat().replace("+00:00", "Z"), "principal": principal,
+                     "action": action, "resource": resource, "event_id": f"{principal}-{day}-{minute}-{action}",
+                     **extra})
+
+    for day in range(10):
+        for minute in range(0, 60, 3):  # both are seasoned readers
+            event(day, minute, "ann", "read", "ds.public")
+            event(day, minute, "bob", "read", "ds.public")
+    for day in (7, 8, 9):  # ann starts exporting restricted data; bob always did
+        event(day, 30, "ann", "export", "ds.payroll", rows=900, bytes=90_000)
+    for day in range(10):
+        event(day, 31, "bob", "export", "ds.payroll", rows=900, bytes=90_000)
+    path = tmp_path / "events.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    ingest_file(client, path, "access_log")
+    catalogue = tmp_path / "resources.jsonl"
+    catalogue.write_text(json.dumps({"resource": "ds.payroll", "kind": "dataset", "sensitivity": "restricted",
+                                     "categories": ["financial"], "owner": "fin", "sanitized": 1,
+                                     "updated_at": "2026-10-01T00:00:00Z"}) + "\n")
+    ingest_file(client, catalogue, "resources")
+
+    run_steps(client, start + timedelta(days=10), timedelta(hours=6), since=start, config=CONFIG)
+
+    habits = [i for i in list_incidents(client) if "of the last 7 days" in i["title"]]
+    assert [(i["entity_key"], i["detector"]) for i in habits] == [("ann", "bulk_export")]
+    assert habits[0]["detected_at"] == start + timedelta(days=9, hours=12)  # the third day's export
+    assert habits[0]["severity"] == "SEV3" and habits[0]["resources"] == ["ds.payroll"]

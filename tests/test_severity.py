@@ -32,7 +32,7 @@ CASES = [
     ("one large checkpoint download at the edge of normal is a ticket, not a page",
      SeverityInputs("artifact_download", score=0.9993, bytes_exposed=25 * 10**9), "SEV3"),
     ("dozens of checkpoints taken far beyond normal (hundreds of GB) pages",
-     SeverityInputs("artifact_download", score=0.9995, bytes_exposed=400 * 10**9), "SEV2"),
+     SeverityInputs("artifact_download", score=0.99995, sensitivity_rank=2, bytes_exposed=400 * 10**9), "SEV2"),
     ("a large export of ordinary data at the edge of normal is recorded",
      SeverityInputs("bulk_export", score=0.9991, sensitivity_rank=1, records_exposed=300_000), "SEV4"),
     ("a join of restricted chat, performance and telemetry data exported in millions of rows pages",
