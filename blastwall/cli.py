@@ -357,7 +357,7 @@ def run(ctx: click.Context, step, lateness) -> None:  # noqa: ANN001 - click typ
 @click.option("--json", "as_json", is_flag=True, help="Print the whole report as JSON.")
 @click.option("--seeds", default="1,2,3", show_default=True, help="Comma-separated organisation seeds.")
 @click.option("--principals", default=300, show_default=True, type=click.IntRange(40, 100_000))
-@click.option("--days", default=10, show_default=True, type=click.IntRange(5, 60))
+@click.option("--days", default=14, show_default=True, type=click.IntRange(5, 60))
 @click.option("--step", type=_Duration(), default="15m", show_default=True, help="Replay step.")
 @click.option("--jobs", default=2, show_default=True, type=click.IntRange(1, 16), help="Seeds replayed at once.")
 def evaluate(as_json: bool, seeds: str, principals: int, days: int, step, jobs: int) -> None:  # noqa: ANN001

@@ -72,7 +72,7 @@ class EvalSettings:
 
     seeds: tuple[int, ...] = (1, 2, 3)
     principals: int = 300
-    days: int = 10
+    days: int = 14
     step: timedelta = timedelta(minutes=15)
     jobs: int = 1
 

@@ -11,8 +11,8 @@ For a window ``[start, end)`` (:func:`detect_step`):
    is compared with peers on what they do, never paged on novelty alone. Each detector
    **family** has its signal features (:data:`FAMILY_OF_FEATURE`): unusual join,
    bulk/embedding export, artifact download, secrets, and — for agents and services —
-   the rate/breadth/novelty of a runaway identity. A family alerts when its signal
-   features stand far (:attr:`DetectConfig.min_excess`) above the entity's *normal
+   the rate/breadth/novelty of a runaway identity. A family alerts when one of its signal
+   features stands far (:attr:`DetectConfig.min_excess`) above the entity's *normal
    ceiling*: the larger of the peer group's 99.9th percentile and the entity's own
    maximum over the lookback; its score extrapolates the tail (:func:`tail_score`).
    The PyOD ensemble over the whole vector is the catch-all *behaviour outlier*: a row
@@ -95,8 +95,10 @@ class DetectConfig:
     Attributes
     ----------
     min_excess : float
-        A family alerts when its signal features stand, summed, this far (natural log
-        units: 1.0 is e times) above the entity's normal ceiling.
+        A family alerts when one of its signal features stands this far (natural log
+        units: 1.0 is e times) above the entity's normal ceiling. The largest, not the sum:
+        a family's features often measure one thing (bytes exported, and the same bytes
+        against the team) and must not count it twice.
     outlier_score, outlier_factor : float
         The catch-all behaviour outlier needs an ensemble percentile of at least
         ``outlier_score`` and a combined score ``outlier_factor`` times the baseline's largest.
@@ -105,9 +107,10 @@ class DetectConfig:
     family_min_excess : dict
         Per family, a higher bar than ``min_excess``: agents and services are bursty by
         nature (a pipeline's run, an assistant's task), so a runaway must stand further out.
-    habit_days, habit_score : int, float
+    habit_days, habit_min_history, habit_score : int, timedelta, float
         The export-habit check (:func:`_export_habit_alerts`): days of the last week with
-        restricted exports, and the score such an alert carries.
+        restricted exports; how long before that week the principal must have been
+        active for "never before" to mean something; the score such an alert carries.
     dedup_window : timedelta
         Alerts about the same detector and entity within this update one incident.
     baseline : BaselinePolicy
@@ -120,6 +123,7 @@ class DetectConfig:
     exposure_min_readers: int = 5
     family_min_excess: dict[str, float] = field(default_factory=lambda: {"runaway_agent": 2.0})
     habit_days: int = 3
+    habit_min_history: timedelta = timedelta(days=2)
     habit_score: float = 0.995
     dedup_window: timedelta = timedelta(hours=24)
     baseline: BaselinePolicy = field(default_factory=BaselinePolicy)
@@ -158,17 +162,6 @@ def _query_frame(client: Client, sql: str, params: dict[str, Any]) -> pd.DataFra
 
 
 # ---------------------------------------------------------------------------- context queries
-
-_PRINCIPAL_FACTS = f"""WITH {CATALOGUE_CTE}
-SELECT w.principal AS principal, w.ptype AS ptype, h.n AS history_events, w.restricted_exports AS restricted_exports
-FROM (SELECT a.principal AS principal, any(a.principal_type) AS ptype,
-             countIf(a.action = 'export' AND c.sensitivity = 'restricted') AS restricted_exports
-      FROM access_log AS a LEFT JOIN cat AS c ON a.resource = c.resource
-      WHERE {WINDOW_SQL.replace('event_time', 'a.event_time')} GROUP BY a.principal) AS w
-LEFT JOIN (SELECT principal, sum(arraySum(hours)) AS n FROM history_principal_hours
-           WHERE principal IN (SELECT principal FROM access_log WHERE {WINDOW_SQL}) GROUP BY principal) AS h
-    ON w.principal = h.principal"""
-
 
 def _categories(condition: str) -> str:
     return (f"length(arrayDistinct(arrayFilter(x -> has({SENSITIVE_CATEGORIES_SQL}, x), "
@@ -265,7 +258,7 @@ def _score_entity(client: Client, book: ModelBook, entity: str, start: datetime,
                   config: DetectConfig) -> list[_Candidate]:
     """Score one entity kind's rows by peer group, store them for later baselines, return the candidates.
 
-    A row is a candidate of a **family** when its family's signal features stand, summed,
+    A row is a candidate of a **family** when one of its family's signal features stands
     at least :attr:`DetectConfig.min_excess` (log units) above the *normal ceiling* —
     per feature the larger of the peer group's 99.9th percentile and the entity's own
     maximum over the lookback; it is a **behaviour outlier** when the ensemble ranks it
@@ -297,7 +290,7 @@ def _score_entity(client: Client, book: ModelBook, entity: str, start: datetime,
         outlier_bar = config.outlier_factor * float(scorer.train_scores_.max())
         for i, ceiling, raw, percentile in zip(rows, ceilings, combined, percentiles):
             excess = np.maximum(Z[i] - ceiling, 0.0)
-            best, best_excess = max(((family, float(excess[columns].sum())) for family, columns in families.items()),
+            best, best_excess = max(((family, float(excess[columns].max())) for family, columns in families.items()),
                                     key=lambda item: (item[1], item[0]), default=("", 0.0))
             if best_excess >= config.family_min_excess.get(best, config.min_excess):
                 columns = [c for c in np.argsort(-excess, kind="stable")[:3] if excess[c] > 0]
@@ -355,14 +348,14 @@ def _explanation(drivers: list[Driver], points: dict[str, int]) -> list[dict[str
     return [driver.as_dict() for driver in drivers] + [{"severity_points": points}]
 
 
-def _principal_alerts(client: Client, book: ModelBook, features: FeatureSet, facts: pd.DataFrame,
-                      params: dict[str, int], config: DetectConfig) -> list[Alert]:
+def _principal_alerts(client: Client, book: ModelBook, features: FeatureSet, params: dict[str, int],
+                      config: DetectConfig) -> list[Alert]:
     keys_frame, X, names = features.matrix("principal")
     if X.shape[0] == 0:
         return []
     keys = keys_frame["principal"].tolist()
-    facts = facts.set_index("principal").reindex(keys)
-    groups = facts["ptype"].fillna("human").where(lambda s: s.isin(PRINCIPAL_GROUPS), "human").to_numpy()
+    facts = features.principal_context.set_index("principal").reindex(keys)
+    groups = facts["principal_type"].fillna("human").where(lambda s: s.isin(PRINCIPAL_GROUPS), "human").to_numpy()
     history = facts["history_events"].fillna(0).to_numpy()
     X = X.copy()
     cold = history < MIN_HOURS_HISTORY
@@ -416,7 +409,7 @@ FROM (SELECT l.principal AS principal, l.event_time AS event_time, l.rows AS row
 GROUP BY a.principal"""
 
 
-def _export_habit_alerts(client: Client, facts: pd.DataFrame, params: dict[str, int], end: datetime,
+def _export_habit_alerts(client: Client, features: FeatureSet, params: dict[str, int],
                          config: DetectConfig) -> list[Alert]:
     """The low-and-slow insider: a new habit of exporting restricted data, repeated across days.
 
@@ -426,10 +419,13 @@ def _export_habit_alerts(client: Client, facts: pd.DataFrame, params: dict[str, 
     needs to be large: the pattern is the evidence, so its score is modest
     (:attr:`DetectConfig.habit_score`) and its severity comes from the data.
     """
-    if facts.empty:
+    principals = features.frame("principal")
+    if principals.empty:
         return []
-    seasoned = facts["history_events"].fillna(0) >= MIN_HOURS_HISTORY
-    keys = facts.loc[(facts["restricted_exports"] > 0) & seasoned, "principal"].tolist()
+    end = features.end
+    history = features.principal_context.set_index("principal")["history_events"].reindex(principals["principal"])
+    exporting = (principals["exports"].to_numpy() > 0) & (history.fillna(0).to_numpy() >= MIN_HOURS_HISTORY)
+    keys = principals.loc[exporting, "principal"].tolist()
     if not keys:
         return []
     recent = end - timedelta(days=7)
@@ -437,9 +433,12 @@ def _export_habit_alerts(client: Client, facts: pd.DataFrame, params: dict[str, 
                                                  "since": epoch_ms(end - timedelta(days=28))})
     alerts = []
     for row in frame.to_dict("records"):
+        if row["last_ms"] < params["lo"]:
+            continue  # no restricted export in this window: nothing new to say
         active_since = _utc(row["active_since_ms"])
-        if row["recent_days"] < config.habit_days or row["earlier_days"] > 0 or active_since >= recent:
-            continue  # not repeated, not new, or no activity before the week to call it new
+        if (row["recent_days"] < config.habit_days or row["earlier_days"] > 0
+                or active_since > recent - config.habit_min_history):
+            continue  # not repeated, not new, or too little seen before the week to call it new
         inputs = SeverityInputs(detector="bulk_export", score=config.habit_score, sensitivity_rank=3,
                                 sensitive_categories=int(row["categories"]), records_exposed=int(row["rows"]))
         points = severity_points(inputs)
@@ -586,13 +585,11 @@ def detect_step(client: Client, start: datetime, end: datetime, book: ModelBook 
     result = StepResult(features.start, features.end, feature_seconds=time.perf_counter() - started)
     result.events = int(features.frame("principal")["events"].sum()) if len(features.frame("principal")) else 0
     params = {"lo": epoch_ms(features.start), "hi": epoch_ms(features.end)}
-    facts = _query_frame(client, _PRINCIPAL_FACTS, params) if result.events else pd.DataFrame(
-        {"principal": [], "ptype": [], "history_events": [], "restricted_exports": []})
     size = people if people is not None else organisation_size(client)
     stages = (
-        ("principals", lambda: _principal_alerts(client, book, features, facts, params, config)),
+        ("principals", lambda: _principal_alerts(client, book, features, params, config)),
         ("resources", lambda: _resource_alerts(client, book, features, params, config)),
-        ("export_habits", lambda: _export_habit_alerts(client, facts, params, features.end, config)),
+        ("export_habits", lambda: _export_habit_alerts(client, features, params, config)),
         ("policy", lambda: _policy_alerts(client, features, params, config, size)),
     )
     for stage, run in stages:

@@ -13,7 +13,7 @@ data                   restricted / confidential                                
                        any sensitive category (telemetry, chat, pii, …)             1
 blast radius           people newly able to read >= 100 / >= 10                     2 / 1
                        records exposed >= 10,000,000 / >= 1,000,000                 2 / 1
-                       bytes taken (downloads) >= 100 GB / >= 10 GB                 2 / 1
+                       bytes taken (downloads) >= 50 GB / >= 10 GB                  2 / 1
                        data leaves the organisation (outside grantee/destination)  2
 actor                  an AI agent, or a change made via an AI assistant            1
 detector               unsanitised_training (trained in: cannot be un-learned)      1
@@ -93,7 +93,7 @@ def severity_points(alert: SeverityInputs) -> dict[str, int]:
     data = {3: 2, 2: 1}.get(alert.sensitivity_rank, 0) + (1 if alert.sensitive_categories > 0 else 0)
     people = 2 if alert.people_exposed >= 100 else 1 if alert.people_exposed >= 10 else 0
     records = 2 if alert.records_exposed >= 10_000_000 else 1 if alert.records_exposed >= 1_000_000 else 0
-    taken = 2 if alert.bytes_exposed >= 100 * 10**9 else 1 if alert.bytes_exposed >= 10 * 10**9 else 0
+    taken = 2 if alert.bytes_exposed >= 50 * 10**9 else 1 if alert.bytes_exposed >= 10 * 10**9 else 0
     radius = max(people, records, taken) + (2 if alert.leaves_organisation else 0)
     detector = {"unsanitised_training": 1, "behaviour_outlier": -1}.get(alert.detector, 0)
     return {"evidence": evidence, "data": data, "blast_radius": radius, "actor": int(alert.actor_is_agent),

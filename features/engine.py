@@ -16,7 +16,7 @@ sees only events before its end.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 import numpy as np
@@ -67,6 +67,7 @@ CATALOGUE_CTE = """cat AS (
 
 _PRINCIPAL_PASS = f"""WITH {CATALOGUE_CTE}
 SELECT a.principal AS principal,
+    any(a.principal_type) AS principal_type,
     count() AS events,
     uniqExact(a.resource) AS distinct_resources,
     countIf(a.action IN {READING_SQL} AND c.sensitivity IN {_SENSITIVE}) AS sensitive_reads,
@@ -182,11 +183,18 @@ class FeatureSet:
     frames : dict
         Per entity a DataFrame: the key columns (``ENTITY_KEYS``), then the features in
         registry order; rows sorted by key.
+    principal_context : DataFrame
+        Facts about each principal of the window that are not features but that scoring
+        needs, in the principal frame's row order: ``principal_type`` (as the window's
+        events carry it) and ``history_events`` (its events before the window, from the
+        history tables; fewer than ``MIN_HOURS_HISTORY`` is a cold start).
     """
 
     start: datetime
     end: datetime
     frames: dict[str, pd.DataFrame]
+    principal_context: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(
+        {"principal": [], "principal_type": [], "history_events": []}))
 
     def frame(self, entity: Entity) -> pd.DataFrame:
         """The keys and features of one entity."""
@@ -246,7 +254,8 @@ def _principal_pass(client: Client, params: dict[str, int]) -> pd.DataFrame:
     hour_counts: list[np.ndarray] = []
     with client.query_arrow_stream(_PRINCIPAL_PASS, parameters=params) as stream:
         for batch in stream:
-            part = pd.DataFrame({"principal": batch.column("principal").to_pylist()})
+            part = pd.DataFrame({"principal": batch.column("principal").to_pylist(),
+                                 "principal_type": batch.column("principal_type").to_pylist()})
             for column in sql_columns:
                 part[column] = batch.column(column).to_numpy().astype(np.int64)
             times: pa.ListArray = batch.column("times")
@@ -268,6 +277,7 @@ def _principal_pass(client: Client, params: dict[str, int]) -> pd.DataFrame:
         history[rows] = past.column(1).combine_chunks().flatten().to_numpy().astype(np.int64).reshape(-1, 168)
     principals["off_hours_share"] = _kernels.off_hours_share(
         np.concatenate(hour_counts), history, MIN_HOURS_HISTORY, USUAL_HOUR_SHARE)
+    principals["history_events"] = history.sum(axis=1)
     return principals
 
 
@@ -377,13 +387,15 @@ def extract(client: Client, start: datetime, end: datetime) -> FeatureSet:
     pairs = _query_frame(client, _WINDOW_PAIRS, params)
     grants, largest_audience = _grant_features(client, params)
     runs = _query_frame(client, _TRAINING_RUNS, params)
+    context = (principals[["principal", "principal_type", "history_events"]].sort_values("principal", kind="stable")
+               .reset_index(drop=True) if not principals.empty else None)
     frames = {
         "principal": _principal_features(client, params, principals, pairs, largest_audience),
         "grant": grants,
         "resource": _resource_features(pairs),
         "training_run": _typed(runs, "training_run") if not runs.empty else _empty("training_run"),
     }
-    return FeatureSet(start, end, frames)
+    return FeatureSet(start, end, frames) if context is None else FeatureSet(start, end, frames, context)
 
 
 def _principal_features(client: Client, params: dict[str, int], principals: pd.DataFrame, pairs: pd.DataFrame,
