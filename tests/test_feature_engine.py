@@ -440,3 +440,17 @@ def test_grant_to_a_group_whose_memberships_were_all_removed(client):
     first, second = check(client, log)
     assert first["grant"][["audience_after", "grantee_external"]].to_numpy().tolist() == [[1, 1]]
     assert second["grant"][["audience_before", "audience_after"]].to_numpy().tolist() == [[1, 2]]
+
+
+def test_principal_context_carries_actor_type_and_history_depth(client):
+    log = Log(numbered([
+        *[ev(ms(0, 5) + i, "old", "read", "a") for i in range(3)],
+        ev(ms(T1, 1), "agent-7", "read", "a", principal_type="agent"), ev(ms(T1, 2), "old", "read", "a"),
+        ev(ms(T1, 3), "zed", "read", "a", principal_type="service"),
+    ]))
+    load(client, log)
+    features = extract(client, log.bounds[0], log.bounds[1])
+    context = features.principal_context
+    assert context["principal"].tolist() == features.frame("principal")["principal"].tolist()
+    assert context["principal_type"].tolist() == ["agent", "human", "service"]
+    assert context["history_events"].tolist() == [0, 3, 0]  # events before the window, per principal
