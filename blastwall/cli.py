@@ -360,9 +360,16 @@ def run(ctx: click.Context, step, lateness) -> None:  # noqa: ANN001 - click typ
 @click.option("--days", default=14, show_default=True, type=click.IntRange(5, 60))
 @click.option("--step", type=_Duration(), default="15m", show_default=True, help="Replay step.")
 @click.option("--jobs", default=2, show_default=True, type=click.IntRange(1, 16), help="Seeds replayed at once.")
-def evaluate(as_json: bool, seeds: str, principals: int, days: int, step, jobs: int) -> None:  # noqa: ANN001
-    """Replay labelled organisations and report recall, severity, precision, false pages and time to detect."""
-    from blastwall.evaluation import EvalSettings, evaluate as run_eval, format_report, to_json
+@click.option("--adbench", "rerun_adbench", is_flag=True,
+              help="Re-measure the ADBench comparison first (benchmarks/adbench.py, a few minutes).")
+def evaluate(as_json: bool, seeds: str, principals: int, days: int, step, jobs: int,  # noqa: ANN001
+             rerun_adbench: bool) -> None:
+    """Replay labelled organisations and report recall, severity, precision, false pages and time to detect.
+
+    The report ends with the ADBench comparison of the scoring ensemble with each single
+    PyOD detector, from the last run of benchmarks/adbench.py (--adbench runs it first).
+    """
+    from blastwall.evaluation import ADBENCH_RESULTS, EvalSettings, evaluate as run_eval, format_report, to_json
 
     try:
         seed_list = tuple(int(part) for part in seeds.split(",") if part.strip())
@@ -370,6 +377,12 @@ def evaluate(as_json: bool, seeds: str, principals: int, days: int, step, jobs: 
         raise BlastwallCliError(f"--seeds must be comma-separated integers, got {seeds!r}") from None
     if not seed_list or min(seed_list) < 0:
         raise BlastwallCliError(f"--seeds must name at least one non-negative seed, got {seeds!r}")
+    if rerun_adbench:
+        script = ADBENCH_RESULTS.parent.parent / "adbench.py"
+        if not script.is_file():
+            raise BlastwallCliError(f"{script}: not found (the ADBench benchmark ships with the source tree)")
+        if subprocess.run([sys.executable, str(script)], stdout=sys.stderr).returncode != 0:
+            raise BlastwallCliError("benchmarks/adbench.py failed (its output is above)")
     report = run_eval(EvalSettings(seeds=seed_list, principals=principals, days=days, step=step, jobs=jobs))
     click.echo(to_json(report) if as_json else format_report(report))
 

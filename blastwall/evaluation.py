@@ -215,7 +215,8 @@ def adbench_summary(path: Path = ADBENCH_RESULTS) -> dict[str, Any] | None:
         return None
     data = json.loads(path.read_text())
     return {"created": data["created"], "means": data["means"], "best_single": data["best_single"],
-            "goal_holds": data["goal_holds"], "margin": data["margin"], "datasets": len(data["datasets"])}
+            "goal_holds": data["goal_holds"], "margin": data["margin"],
+            "per_dataset": {row["dataset"]: row["auc"] for row in data["datasets"]}}
 
 
 def format_report(report: dict[str, Any]) -> str:
@@ -247,10 +248,16 @@ def format_report(report: dict[str, Any]) -> str:
     lines += ["", "goals: " + "; ".join(f"{name} {'met' if ok else 'MISSED'}" for name, ok in goals.items())]
     adbench = report.get("adbench")
     if adbench:
-        means = ", ".join(f"{name} {value:.4f}" for name, value in adbench["means"].items())
-        lines.append(f"ADBench ({adbench['datasets']} datasets, benchmarks/adbench.py of {adbench['created'][:10]}): "
-                     f"mean ROC-AUC {means}; ensemble vs best single ({adbench['best_single']}): "
-                     f"{adbench['margin']:+.4f} ({'met' if adbench['goal_holds'] else 'MISSED'})")
+        names = list(adbench["means"])
+        lines += ["", f"ADBench ROC-AUC ({len(adbench['per_dataset'])} datasets; benchmarks/adbench.py of "
+                      f"{adbench['created'][:10]})", f"{'dataset':22} " + " ".join(f"{n:>9}" for n in names)]
+        for dataset, auc in adbench["per_dataset"].items():
+            lines.append(f"{dataset:22} " + " ".join(f"{auc[n]:>9.4f}" for n in names))
+        lines.append(f"{'mean':22} " + " ".join(f"{adbench['means'][n]:>9.4f}" for n in names))
+        lines.append(f"ensemble vs the best single detector ({adbench['best_single']}): {adbench['margin']:+.4f} "
+                     f"({'met' if adbench['goal_holds'] else 'MISSED'})")
+    else:
+        lines.append("ADBench: no results yet (python benchmarks/adbench.py)")
     return "\n".join(lines)
 
 
