@@ -131,7 +131,8 @@ class ModelBook:
     """The scorers in use, by (entity, peer group), and the trailing row counts that drive refits.
 
     Load once per process with :meth:`load`; :meth:`refresh` before scoring a step and
-    :meth:`add_rows` after it keep it current without a query per step.
+    :meth:`add_rows` after it (stored in one insert by :meth:`flush`) keep it current
+    without a count query per step.
     """
 
     policy: BaselinePolicy = field(default_factory=BaselinePolicy)
@@ -139,6 +140,20 @@ class ModelBook:
     # Rows stored per (entity, group) per step end, for the trailing count.
     _counts: dict[tuple[str, str], dict[datetime, int]] = field(default_factory=dict)
     fits: int = 0
+    _pending: list[tuple[list, ...]] = field(default_factory=list)
+
+    def discard_pending(self) -> None:
+        """Drop queued rows of a step that failed (it will be run again)."""
+        self._pending.clear()
+
+    def flush(self, client: Client) -> None:
+        """Store the queued rows in one insert (one per step rather than one per entity kind)."""
+        if not self._pending:
+            return
+        columns = [sum((part[i] for part in self._pending), []) for i in range(5)]
+        client.insert("feature_rows", columns, column_names=["entity", "peer_group", "step_end", "key", "values"],
+                      column_oriented=True)
+        self._pending.clear()
 
     @classmethod
     def load(cls, client: Client, policy: BaselinePolicy | None = None) -> ModelBook:
@@ -186,6 +201,7 @@ class ModelBook:
         list of str
             The groups refitted.
         """
+        self.flush(client)  # a fit must see every row counted
         refitted = []
         for group in self.groups(entity):
             fitted = self.fitted.get((entity, group))
@@ -226,14 +242,12 @@ class ModelBook:
         self.fits += 1
         return True
 
-    def add_rows(self, client: Client, entity: str, step_end: datetime, keys: list[str], groups: list[str],
+    def add_rows(self, entity: str, step_end: datetime, keys: list[str], groups: list[str],
                  values: np.ndarray) -> None:
-        """Store one step's rows (scoring space) for later fits, and count them."""
+        """Queue one step's rows (scoring space) for later fits, and count them; :meth:`flush` stores them."""
         if not keys:
             return
-        client.insert("feature_rows",
-                      [[entity] * len(keys), groups, [step_end] * len(keys), keys, values.tolist()],
-                      column_names=["entity", "peer_group", "step_end", "key", "values"], column_oriented=True)
+        self._pending.append(([entity] * len(keys), list(groups), [step_end] * len(keys), list(keys), values.tolist()))
         for group in set(groups):
             per_step = self._counts.setdefault((entity, group), {})
             per_step[step_end] = per_step.get(step_end, 0) + groups.count(group)

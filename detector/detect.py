@@ -307,7 +307,7 @@ def _score_entity(client: Client, book: ModelBook, entity: str, start: datetime,
                 if drivers and FAMILY_OF_FEATURE.get(drivers[0].feature) != "permission_fanout":
                     candidates.append(_Candidate(keys[i], group, "behaviour_outlier", float(percentile), drivers,
                                                  dict(zip(names, X[i].tolist()))))
-    book.add_rows(client, entity, end, keys, groups.tolist(), Z)
+    book.add_rows(entity, end, keys, groups.tolist(), Z)
     return candidates
 
 
@@ -600,6 +600,7 @@ def detect_step(client: Client, start: datetime, end: datetime, book: ModelBook 
         except Exception as error:  # a bug in one stage must be seen, not stop the others
             result.errors.append(f"{stage}: {type(error).__name__}: {error}")
             result.alerts.append(_error_alert(stage, error, features.end))
+    book.flush(client)
     for alert in sorted(result.alerts, key=lambda a: (a.first_seen, a.alert_id)):
         result.outcomes.append(record_alert(client, alert, config.dedup_window))
     result.seconds = time.perf_counter() - started

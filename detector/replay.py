@@ -137,6 +137,7 @@ def run_steps(client: Client, until: datetime, step: timedelta, since: datetime 
         try:
             result = detect_step(client, start, end, book, config, people)
         except Exception as error:
+            book.discard_pending()
             try:
                 runs.record(client, runs.StepRecord(start, end, "failed", error=f"{type(error).__name__}: {error}"))
             except Exception:  # the store itself is down: the 'started' row already tells the story

@@ -106,7 +106,7 @@ def test_families_fire_far_beyond_the_baseline_and_a_restart_does_not_refit(clie
     for hour in range(6):  # six steps of ordinary rows, for two peer groups
         X = _baseline_rows(rng, 100)
         groups = np.array(["human"] * 60 + ["agent"] * 40, dtype=object)
-        book.add_rows(client, "principal", start + timedelta(hours=hour + 1), [f"p{i}" for i in range(100)],
+        book.add_rows("principal", start + timedelta(hours=hour + 1), [f"p{i}" for i in range(100)],
                       groups.tolist(), scoring_space(X))
     now = start + timedelta(hours=7)
     X = _baseline_rows(rng, 4)
