@@ -103,8 +103,8 @@ class FittedBaseline:
     scorer : EnsembleScorer
         The ensemble over every feature (scoring space).
     tail : ndarray
-        Per feature, the group's :data:`TAIL_QUANTILE` quantile over the sample: what
-        the group's most extreme ordinary windows reach.
+        Per feature, the group's :data:`TAIL_QUANTILE` quantile over every trailing row:
+        what the group's most extreme ordinary windows reach.
     personal : dict of str to ndarray
         Per entity key, its own per-feature maximum over the lookback (what is normal
         for this entity: a nightly backup's volume is not news for the backup account).
@@ -231,7 +231,12 @@ class ModelBook:
             "SELECT key, maxForEach(values) FROM feature_rows WHERE entity = {entity:String}"
             " AND peer_group = {group:String} AND step_end > " + _TS % "lo" + " AND step_end <= " + _TS % "hi"
             + " GROUP BY key", parameters=params).result_rows}
-        tail = np.quantile(X, TAIL_QUANTILE, axis=0)
+        # The tail from every trailing row, not the sample: rare events (an embedding
+        # export) need all the rows there are for a stable 99.9th percentile.
+        tail = np.asarray(client.query(
+            f"SELECT quantileExactForEach({TAIL_QUANTILE})(values) FROM feature_rows WHERE entity = {{entity:String}}"
+            " AND peer_group = {group:String} AND step_end > " + _TS % "lo" + " AND step_end <= " + _TS % "hi",
+            parameters=params).result_rows[0][0], dtype=np.float64)
         fitted = FittedBaseline(entity, group, scorer, until, X.shape[0], step_ms, features, tail, personal)
         blob = pickle.dumps((scorer, tail, personal), protocol=pickle.HIGHEST_PROTOCOL)
         client.insert("detector_models",

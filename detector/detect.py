@@ -23,8 +23,8 @@ For a window ``[start, end)`` (:func:`detect_step`):
    an *exposure spike*, grouped with the grant that caused it (group key: the resource).
 4. **Export habits**: the low-and-slow insider who exports a little restricted data
    every day is below every per-window bar; a principal exporting restricted data on
-   several days of the last week and on none of the weeks before is a ``bulk_export``
-   alert of its own (:func:`_export_habit_alerts`).
+   several days of the last week, far more often than in the weeks before, is a
+   ``bulk_export`` alert of its own (:func:`_export_habit_alerts`).
 5. **Policy checks** (:mod:`detector.policy`): grants of sensitive data to outside
    accounts or mass audiences, training on unsanitised or uncatalogued data.
 6. Each alert gets its evidence times and data context from one query per entity kind,
@@ -107,10 +107,11 @@ class DetectConfig:
     family_min_excess : dict
         Per family, a higher bar than ``min_excess``: agents and services are bursty by
         nature (a pipeline's run, an assistant's task), so a runaway must stand further out.
-    habit_days, habit_min_history, habit_score : int, timedelta, float
+    habit_days, habit_min_history, habit_increase, habit_score : int, timedelta, float, float
         The export-habit check (:func:`_export_habit_alerts`): days of the last week with
         restricted exports; how long before that week the principal must have been
-        active for "never before" to mean something; the score such an alert carries.
+        active for a change to mean something; how many times the earlier daily rate the
+        week's must be; the score such an alert carries.
     dedup_window : timedelta
         Alerts about the same detector and entity within this update one incident.
     baseline : BaselinePolicy
@@ -124,6 +125,7 @@ class DetectConfig:
     family_min_excess: dict[str, float] = field(default_factory=lambda: {"runaway_agent": 2.0})
     habit_days: int = 3
     habit_min_history: timedelta = timedelta(days=2)
+    habit_increase: float = 2.5
     habit_score: float = 0.995
     dedup_window: timedelta = timedelta(hours=24)
     baseline: BaselinePolicy = field(default_factory=BaselinePolicy)
@@ -394,7 +396,7 @@ _EXPORT_HABIT = f"""WITH {CATALOGUE_CTE}
 SELECT a.principal AS key, toUnixTimestamp64Milli(min(a.event_time)) AS active_since_ms,
     uniqExactIf(toDate(a.event_time), a.recent AND a.hit) AS recent_days,
     uniqExactIf(toDate(a.event_time), NOT a.recent AND a.hit) AS earlier_days,
-    sumIf(a.rows, a.recent AND a.hit) AS rows,
+    sumIf(a.rows, a.hit AND a.event_time >= fromUnixTimestamp64Milli({{lo:Int64}}, 'UTC')) AS rows,
     toUnixTimestamp64Milli(minIf(a.event_time, a.recent AND a.hit)) AS first_ms,
     toUnixTimestamp64Milli(maxIf(a.event_time, a.hit)) AS last_ms,
     groupUniqArrayIf(8)(a.resource, a.recent AND a.hit) AS resources,
@@ -414,10 +416,12 @@ def _export_habit_alerts(client: Client, features: FeatureSet, params: dict[str,
     """The low-and-slow insider: a new habit of exporting restricted data, repeated across days.
 
     A principal who exported restricted data in this window, on at least
-    :attr:`DetectConfig.habit_days` distinct days of the last week, and on no day of the
-    three weeks before (while active before the week), alerts as ``bulk_export``. No single export
-    needs to be large: the pattern is the evidence, so its score is modest
-    (:attr:`DetectConfig.habit_score`) and its severity comes from the data.
+    :attr:`DetectConfig.habit_days` distinct days of the last week, at
+    :attr:`DetectConfig.habit_increase` times the daily rate of the up to three weeks
+    before (which must span at least :attr:`DetectConfig.habit_min_history`), alerts as
+    ``bulk_export``. No single export needs to be large: the pattern is the evidence, so
+    its score is modest (:attr:`DetectConfig.habit_score`) and its severity comes from
+    the data and this window's rows.
     """
     principals = features.frame("principal")
     if principals.empty:
@@ -435,20 +439,22 @@ def _export_habit_alerts(client: Client, features: FeatureSet, params: dict[str,
     for row in frame.to_dict("records"):
         if row["last_ms"] < params["lo"]:
             continue  # no restricted export in this window: nothing new to say
-        active_since = _utc(row["active_since_ms"])
-        if (row["recent_days"] < config.habit_days or row["earlier_days"] > 0
-                or active_since > recent - config.habit_min_history):
-            continue  # not repeated, not new, or too little seen before the week to call it new
+        observed = recent - _utc(row["active_since_ms"])
+        if row["recent_days"] < config.habit_days or observed < config.habit_min_history:
+            continue  # not repeated, or too little seen before the week to call it a change
+        earlier_rate = row["earlier_days"] / max(observed / timedelta(days=1), 1.0)
+        if row["recent_days"] / 7 < config.habit_increase * earlier_rate:
+            continue  # the usual pace for this principal
         inputs = SeverityInputs(detector="bulk_export", score=config.habit_score, sensitivity_rank=3,
                                 sensitive_categories=int(row["categories"]), records_exposed=int(row["rows"]))
         points = severity_points(inputs)
         drivers = [Driver("restricted_export_days", "days with exports of restricted data in the last 7",
-                          float(row["recent_days"]), 0.0, 1.0, float(row["recent_days"]))]
+                          float(row["recent_days"]), round(7 * earlier_rate, 2), 1.0, float(row["recent_days"]))]
         alerts.append(Alert(
             alert_id=_alert_id("bulk_export.habit", "principal", row["key"], end), detector="bulk_export",
             entity="principal", entity_key=row["key"],
-            title=f"{row['key']} exported restricted data on {int(row['recent_days'])} of the last 7 days, "
-                  f"never in the weeks before ({int(row['rows']):,} rows)",
+            title=f"{row['key']} exported restricted data on {int(row['recent_days'])} of the last 7 days "
+                  f"({int(row['earlier_days'])} in the {observed.days} days before)",
             severity=severity(inputs), score=config.habit_score, principals=(row["key"],),
             resources=tuple(sorted(row["resources"])), first_seen=_utc(row["first_ms"]), last_seen=_utc(row["last_ms"]),
             detected_at=end, explanation=_explanation(drivers, points)))

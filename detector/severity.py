@@ -8,7 +8,7 @@ factor                 condition                                                
 =====================  ==========================================================  ======
 evidence               policy violation (deterministic)                             3
                        policy notice                                                0
-                       anomaly score >= 0.9999 / >= 0.999 / >= 0.99                 3 / 2 / 1
+                       anomaly score >= 0.99999 / >= 0.999 / >= 0.99                3 / 2 / 1
 data                   restricted / confidential                                    2 / 1
                        any sensitive category (telemetry, chat, pii, …)             1
 blast radius           people newly able to read >= 100 / >= 10                     2 / 1
@@ -25,7 +25,7 @@ the organisation). Total >= 7: SEV1; >= 5: SEV2; >= 3: SEV3; else SEV4.
 
 The score bands sit in the far tail on purpose: a detector family's score extrapolates
 past its baseline's 99.9th percentile (:func:`detector.detect.tail_score`), so 0.999 is
-"at the edge of normal" and 0.9999 "about ten times beyond it". A score alone therefore
+"at the edge of normal" and 0.99999 "a hundred times beyond it". A score alone therefore
 never pages: paging takes strong evidence *and* sensitive data, a wide blast radius or
 an AI actor.
 """
@@ -89,7 +89,7 @@ def severity_points(alert: SeverityInputs) -> dict[str, int]:
     if alert.policy is not None:
         evidence = 3 if alert.policy == "violation" else 0
     else:
-        evidence = 3 if alert.score >= 0.9999 else 2 if alert.score >= 0.999 else 1 if alert.score >= 0.99 else 0
+        evidence = 3 if alert.score >= 0.99999 else 2 if alert.score >= 0.999 else 1 if alert.score >= 0.99 else 0
     data = {3: 2, 2: 1}.get(alert.sensitivity_rank, 0) + (1 if alert.sensitive_categories > 0 else 0)
     people = 2 if alert.people_exposed >= 100 else 1 if alert.people_exposed >= 10 else 0
     records = 2 if alert.records_exposed >= 10_000_000 else 1 if alert.records_exposed >= 1_000_000 else 0

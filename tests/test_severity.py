@@ -49,7 +49,7 @@ def test_severity_table(why: str, alert: SeverityInputs, expected: str) -> None:
 def test_each_factor_only_raises_severity_in_its_direction() -> None:
     base = SeverityInputs("bulk_export", score=0.99, sensitivity_rank=1)
     order = ["SEV4", "SEV3", "SEV2", "SEV1"]
-    for changed in (SeverityInputs("bulk_export", score=0.9999, sensitivity_rank=1),
+    for changed in (SeverityInputs("bulk_export", score=0.99999, sensitivity_rank=1),
                     SeverityInputs("bulk_export", score=0.99, sensitivity_rank=1, bytes_exposed=10**12),
                     SeverityInputs("bulk_export", score=0.99, sensitivity_rank=1, records_exposed=10**8),
                     SeverityInputs("bulk_export", score=0.99, sensitivity_rank=3),
