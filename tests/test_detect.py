@@ -16,6 +16,7 @@ from detector import runs
 from detector.baselines import BaselinePolicy, FittedBaseline, ModelBook
 from detector.detect import (
     DetectConfig,
+    _principal_alerts,
     _score_entity,
     _signal_families,
     scoring_space,
@@ -134,6 +135,41 @@ def test_families_fire_far_beyond_the_baseline_and_a_restart_does_not_refit(clie
     assert restarted.fits == 0  # loaded, not refitted
     assert {(c.key, c.family, round(c.score, 9)) for c in again} == {(c.key, c.family, round(c.score, 9))
                                                                      for c in found}
+
+
+def test_a_new_identity_is_not_alerted_on_novelty_alone(client: Client, tmp_path: Path) -> None:
+    import json
+
+    import pandas as pd
+
+    from features.engine import FeatureSet
+    from features.ingest import ingest_file
+
+    rng = np.random.default_rng(1)
+    book = ModelBook(BaselinePolicy(min_rows=200))
+    start = datetime(2026, 10, 5, tzinfo=UTC)
+    for hour in range(4):  # an ordinary baseline: nobody exports to new destinations
+        book.add_rows("principal", start + timedelta(hours=hour + 1), [f"p{i}" for i in range(100)],
+                      ["human"] * 100, scoring_space(_baseline_rows(rng, 100)))
+    window = (start + timedelta(hours=5), start + timedelta(hours=6))
+    path = tmp_path / "events.jsonl"
+    path.write_text("".join(json.dumps({
+        "event_time": (window[0] + timedelta(minutes=i)).isoformat().replace("+00:00", "Z"), "principal": who,
+        "action": "export", "resource": "ds.a", "event_id": f"{who}{i}", "attributes": {"destination": f"s3://{i}"}})
+        + "\n" for who in ("veteran", "newcomer") for i in range(6)))
+    ingest_file(client, path, "access_log")
+    X = _baseline_rows(rng, 2)
+    X[:, PRINCIPAL_NAMES.index("new_export_destinations")] = 6  # six destinations never used before, by both
+    frame = pd.DataFrame(X, columns=list(PRINCIPAL_NAMES)).assign(principal=["newcomer", "veteran"])
+    context = pd.DataFrame({"principal": ["newcomer", "veteran"], "principal_type": ["human", "human"],
+                            "history_events": [0, 5_000]})
+    features = FeatureSet(window[0], window[1], {"principal": frame[["principal", *PRINCIPAL_NAMES]]}, context)
+    params = {"lo": int(window[0].timestamp() * 1000), "hi": int(window[1].timestamp() * 1000)}
+
+    alerts = _principal_alerts(client, book, features, params, DetectConfig())
+
+    # The veteran never used these destinations: news. For the newcomer everything is new.
+    assert [(a.entity_key, a.detector) for a in alerts] == [("veteran", "bulk_export")]
 
 
 # ---------------------------------------------------------------------------- failure and recovery
