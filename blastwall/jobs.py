@@ -3,8 +3,10 @@
 ``detect`` runs every minute and processes every whole step that ended at least
 ``lateness`` ago, from the watermark (:func:`detector.replay.run_steps`): a crash or a
 store outage leaves the watermark where it was and the next run catches up, and a
-re-run opens nothing twice. ``retention`` drops baseline rows older than twice the
-lookback. Jobs have stable ids, ``coalesce=True``, ``max_instances=1`` and a misfire
+re-run opens nothing twice. Baselines are refitted inside the detect step when due (by
+event time, so a replay and the live loop fit alike) and the feature history is compacted
+at each day boundary by the same loop. ``retention`` drops baseline rows older than twice
+the lookback. Jobs have stable ids, ``coalesce=True``, ``max_instances=1`` and a misfire
 grace, and share one lock so they never use the store client at the same time (the
 console hosts them in-process when the store is embedded). A failing job is logged,
 recorded in the run ledger (``detect_runs``) and, through the detector, raised as a

@@ -9,6 +9,8 @@ advances. ``history_progress`` records how far it has advanced; every row carrie
 removed before it is retried (nothing is counted twice).
 
 Late events (ingested after the history advanced past their time) are not folded in.
+:func:`compact_history` (run by the retention job) folds old rows into one per key so
+the tables stop growing with the number of steps.
 """
 
 from __future__ import annotations
@@ -55,6 +57,77 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
 ) ENGINE = MergeTree ORDER BY (history_end, state)""",
     ]),
 ]
+
+# Compaction (:func:`compact_history`) folds each table's rows up to a boundary into one
+# row per key, marked ``compacted = 1``; the ledger makes a crashed compaction safe to redo.
+MIGRATIONS.append((2, [
+    *(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS compacted UInt8 DEFAULT 0" for table in HISTORY_TABLES),
+    """CREATE TABLE IF NOT EXISTS history_compactions (
+    boundary DateTime64(3, 'UTC'), state LowCardinality(String), at DateTime64(3, 'UTC') DEFAULT now64(3)
+) ENGINE = MergeTree ORDER BY (boundary, state)""",
+]))
+
+#: Per history table: the key columns and how its other columns fold (all reads of the
+#: engine are sums, DISTINCTs or the newest grant event, which folding preserves).
+_FOLDS: dict[str, tuple[str, str]] = {
+    "history_principal_resources": ("principal, resource", "sum(events), min(first_seen), max(last_seen)"),
+    "history_principal_hours": ("principal", "sumForEach(hours)"),
+    "history_export_destinations": ("principal, destination", "sum(exports)"),
+    "history_join_pairs": ("a, b, principal", "sum(joins)"),
+    "history_grant_state": ("resource, grantee", "argMax(action, (event_time, event_id)), "
+                            "max(event_time), argMax(event_id, (event_time, event_id))"),
+}
+
+
+def compact_history(client: Client, boundary: datetime) -> bool:
+    """Fold every history row of steps ending at or before ``boundary`` into one row per key.
+
+    History grows by a row per key and step; a step reads it with ``GROUP BY``, so without
+    compaction steps slow down as weeks pass. Folding keeps every fact the features read
+    (sums, whether a pair was seen, the newest grant state) and nothing else. Crash-safe:
+    a compaction that died half-way is redone from its ledger row, and one whose delete
+    already finished is only marked done.
+
+    Parameters
+    ----------
+    client : Client
+    boundary : datetime
+        At most the history's end (rows of steps ending later are untouched).
+
+    Returns
+    -------
+    bool
+        Whether anything was folded.
+    """
+    end = history_end(client)
+    if end is None:
+        return False
+    boundary = min(boundary.astimezone(timezone.utc), end.replace(tzinfo=timezone.utc))
+    params = {"b": epoch_ms(boundary)}
+    at = "fromUnixTimestamp64Milli({b:Int64}, 'UTC')"
+    client.insert("history_compactions", [[boundary, "started"]], column_names=["boundary", "state"])
+    folded = False
+    for table, (keys, folds) in _FOLDS.items():
+        mine = f"(compacted = 1 AND step_end = {at})"
+        others = client.query(f"SELECT count() FROM {table} WHERE step_end <= {at} AND NOT {mine}",
+                              parameters=params).result_rows[0][0]
+        if not others:
+            continue  # nothing to fold, or a crashed attempt already deleted what it folded
+        client.command(f"DELETE FROM {table} WHERE {mine}", parameters=params)  # a crashed attempt's partial fold
+        columns = [c for c in _columns(client, table) if c not in ("step_end", "compacted")]
+        client.command(
+            f"INSERT INTO {table} ({', '.join(columns)}, step_end, compacted) "
+            f"SELECT {keys}, {folds}, {at}, 1 FROM {table} WHERE step_end <= {at} GROUP BY {keys}",
+            parameters=params)
+        client.command(f"DELETE FROM {table} WHERE step_end <= {at} AND NOT {mine}", parameters=params)
+        folded = True
+    client.insert("history_compactions", [[boundary, "done"]], column_names=["boundary", "state"])
+    return folded
+
+
+def _columns(client: Client, table: str) -> list[str]:
+    return [row[0] for row in client.query(f"DESCRIBE TABLE {table}").result_rows]
+
 
 def epoch_ms(moment: datetime) -> int:
     """A window bound in epoch milliseconds, rounded up.
@@ -123,28 +196,29 @@ def advance_history(client: Client, to: datetime) -> bool:
         for table in HISTORY_TABLES:
             client.command(f"DELETE FROM {table} WHERE step_end > {lo}", parameters=params)
     client.insert("history_progress", [[to, "started"]], column_names=["history_end", "state"])
-    client.command(f"""INSERT INTO history_principal_resources
+    # Explicit column lists: later migrations add columns (compacted) that these leave at their defaults.
+    client.command(f"""INSERT INTO history_principal_resources (principal, resource, events, first_seen, last_seen, step_end)
 SELECT principal, resource, count(), min(event_time), max(event_time), {hi}
 FROM access_log WHERE {window} GROUP BY principal, resource""", parameters=params)
-    client.command(f"""INSERT INTO history_principal_hours
+    client.command(f"""INSERT INTO history_principal_hours (principal, hours, step_end)
 SELECT principal, arrayMap(h -> toUInt64(arraySum(arrayMap(p -> if(p.1 = h, p.2, 0), counts))), range(168)), {hi}
 FROM (
     SELECT principal, groupArray((hour, events)) AS counts FROM (
         SELECT principal, toUInt8((toDayOfWeek(event_time) - 1) * 24 + toHour(event_time)) AS hour, count() AS events
         FROM access_log WHERE {window} GROUP BY principal, hour)
     GROUP BY principal)""", parameters=params)
-    client.command(f"""INSERT INTO history_export_destinations
+    client.command(f"""INSERT INTO history_export_destinations (principal, destination, exports, step_end)
 SELECT principal, attributes['destination'] AS destination, count(), {hi}
 FROM access_log WHERE {window} AND action = 'export' AND destination != '' GROUP BY principal, destination""",
                    parameters=params)
-    client.command(f"""INSERT INTO history_join_pairs
+    client.command(f"""INSERT INTO history_join_pairs (a, b, principal, joins, step_end)
 SELECT pair.1, pair.2, principal, count(), {hi}
 FROM (
     SELECT principal, arrayDistinct(arrayPushFront(arrayFilter(x -> x != '', related), resource)) AS rs,
            arrayJoin(arrayFilter(p -> p.1 < p.2, arrayFlatten(arrayMap(x -> arrayMap(y -> (x, y), rs), rs)))) AS pair
     FROM access_log WHERE {window} AND action = 'join'
 ) GROUP BY pair, principal""", parameters=params)
-    client.command(f"""INSERT INTO history_grant_state
+    client.command(f"""INSERT INTO history_grant_state (resource, grantee, action, event_time, event_id, step_end)
 SELECT resource, grantee, action, event_time, event_id, {hi}
 FROM access_log WHERE {window} AND action IN ('grant', 'revoke') AND status = 'ok'""", parameters=params)
     client.insert("history_progress", [[to, "done"]], column_names=["history_end", "state"])

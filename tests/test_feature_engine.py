@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from features.contract import ACTIONS, COLUMNS, CONTRACT_TABLES, PRINCIPAL_TYPES, RESOURCE_KINDS, SENSITIVITIES, \
     STATUSES, VIA, arrow_schema
 from features.engine import extract
-from features.history import reset_history
+from features.history import advance_history, compact_history, reset_history
 from features.reference import reference_features
 from features.registry import ENTITIES, ENTITY_KEYS, SENSITIVE_CATEGORIES, features_of
 
@@ -454,3 +454,46 @@ def test_principal_context_carries_actor_type_and_history_depth(client):
     assert context["principal"].tolist() == features.frame("principal")["principal"].tolist()
     assert context["principal_type"].tolist() == ["agent", "human", "service"]
     assert context["history_events"].tolist() == [0, 3, 0]  # events before the window, per principal
+
+
+def _history_in_steps(client, log: Log) -> None:
+    """Load ``log`` and advance its history to the first window's start in several steps."""
+    load(client, log)
+    t1 = log.bounds[0]
+    for hours in (-18, -12, -6, 0):
+        advance_history(client, t1 + timedelta(hours=hours))
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(log=logs())
+def test_compacted_history_gives_the_same_features(client, log: Log):
+    _history_in_steps(client, log)
+    t1, t2, t3 = log.bounds
+    extract(client, t1, t2)
+    compact_history(client, t2)  # folds the four advances and the first window's into one row per key
+    assert client.query("SELECT count() FROM history_principal_hours WHERE compacted = 0").result_rows[0][0] == 0
+    fs = extract(client, t2, t3)
+    want = reference(log, t2, t3)
+    for entity in ENTITIES:
+        assert_same_frame(entity, fs.frame(entity), want[entity], "after compaction")
+
+
+def test_a_compaction_that_crashed_after_its_fold_is_redone_without_double_counting(client):
+    log = Log(numbered([ev(ms(0, h), "ann", "read", "a") for h in range(1, 20)]
+                       + [ev(ms(T1, 1), "ann", "read", "a")]))
+    _history_in_steps(client, log)
+    hours = "SELECT sum(arraySum(hours)) FROM history_principal_hours"
+    before = client.query(hours).result_rows[0][0]
+    # The state a crash leaves after the fold was inserted and before the originals were deleted.
+    client.command("INSERT INTO history_principal_hours (principal, hours, step_end, compacted) "
+                   "SELECT principal, sumForEach(hours), max(step_end), 1 FROM history_principal_hours "
+                   "GROUP BY principal")
+    assert client.query(hours).result_rows[0][0] == 2 * before
+
+    assert compact_history(client, log.bounds[0]) is True
+
+    assert client.query(hours).result_rows[0][0] == before
+    assert client.query("SELECT count() FROM history_principal_hours").result_rows[0][0] == 1
+    assert compact_history(client, log.bounds[0]) is False  # done already: nothing to fold
+    fs = extract(client, log.bounds[0], log.bounds[1])
+    assert fs.frame("principal")["new_resource_share"].tolist() == [0.0]

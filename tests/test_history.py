@@ -47,7 +47,8 @@ def test_a_crashed_advance_is_undone_before_it_is_redone(client) -> None:
     # An advance to t2 that died after its first insert: its intent row and part of its rows.
     client.insert("history_progress", [[t2, "started"]], column_names=["history_end", "state"])
     client.command(
-        "INSERT INTO history_principal_resources SELECT principal, resource, count(), min(event_time), "
+        "INSERT INTO history_principal_resources (principal, resource, events, first_seen, last_seen, step_end) "
+        "SELECT principal, resource, count(), min(event_time), "
         "max(event_time), {t2:DateTime64(3, 'UTC')} FROM access_log "
         "WHERE event_time >= {t1:DateTime64(3, 'UTC')} AND event_time < {t2:DateTime64(3, 'UTC')} "
         "GROUP BY principal, resource",
