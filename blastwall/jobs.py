@@ -71,7 +71,8 @@ class DetectionJobs:
 
     def start_point(self, now: datetime) -> datetime | None:
         """Where live detection starts when nothing was processed yet (None: no events at all)."""
-        first = self.client.query("SELECT min(toUnixTimestamp64Milli(event_time)), count() FROM access_log").result_rows[0]
+        first = self.client.query(
+            "SELECT min(toUnixTimestamp64Milli(event_time)), count() FROM access_log").result_rows[0]
         if not first[1]:
             return None
         earliest = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=int(first[0]))

@@ -556,7 +556,8 @@ def _error_alert(stage: str, error: BaseException, end: datetime) -> Alert:
 
 def organisation_size(client: Client) -> int:
     """People in the principals catalogue (the share-of-organisation policy limit needs it)."""
-    return int(client.query("SELECT uniqExactIf(principal, principal_type = 'human') FROM principals").result_rows[0][0])
+    people = "SELECT uniqExactIf(principal, principal_type = 'human') FROM principals"
+    return int(client.query(people).result_rows[0][0])
 
 
 def detect_step(client: Client, start: datetime, end: datetime, book: ModelBook | None = None,

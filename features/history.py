@@ -197,7 +197,8 @@ def advance_history(client: Client, to: datetime) -> bool:
             client.command(f"DELETE FROM {table} WHERE step_end > {lo}", parameters=params)
     client.insert("history_progress", [[to, "started"]], column_names=["history_end", "state"])
     # Explicit column lists: later migrations add columns (compacted) that these leave at their defaults.
-    client.command(f"""INSERT INTO history_principal_resources (principal, resource, events, first_seen, last_seen, step_end)
+    client.command(f"""INSERT INTO history_principal_resources
+    (principal, resource, events, first_seen, last_seen, step_end)
 SELECT principal, resource, count(), min(event_time), max(event_time), {hi}
 FROM access_log WHERE {window} GROUP BY principal, resource""", parameters=params)
     client.command(f"""INSERT INTO history_principal_hours (principal, hours, step_end)
