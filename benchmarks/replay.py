@@ -15,7 +15,8 @@ in 5-minute steps from its first day, so 2,016 steps):
 
 Prints the figures and saves ``benchmarks/results/replay.json``.
 
-Usage: ``python benchmarks/replay.py [--principals 2000] [--days 7] [--step-minutes 5] [--seed 7]``
+Usage: ``python benchmarks/replay.py [--principals 2000] [--days 7] [--step-minutes 5] [--seed 7]
+[--output replay.json]``
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--days", type=int, default=7)
     parser.add_argument("--step-minutes", type=float, default=5.0)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--output", default="replay.json", help="File name under benchmarks/results/.")
     args = parser.parse_args(argv)
     spec = OrgSpec(principals=args.principals, days=args.days, seed=args.seed)
     step = timedelta(minutes=args.step_minutes)
@@ -104,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     report["overhead_goal_met"] = report["overhead_ms_per_step_mean"] <= OVERHEAD_GOAL_MS
     print(json.dumps(report, indent=2))
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "replay.json").write_text(json.dumps(report, indent=2) + "\n")
+    (RESULTS / args.output).write_text(json.dumps(report, indent=2) + "\n")
     return 0
 
 

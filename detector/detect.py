@@ -102,6 +102,9 @@ class DetectConfig:
     outlier_score, outlier_factor : float
         The catch-all behaviour outlier needs an ensemble percentile of at least
         ``outlier_score`` and a combined score ``outlier_factor`` times the baseline's largest.
+    score_margin : float
+        Only rows with some feature at least this far (log units; 0.25 is about 30 %)
+        above its normal ceiling are scored by the ensemble at all.
     exposure_min_readers : int
         First-time readers of a sensitive resource in one window before it can alert.
     family_min_excess : dict
@@ -121,6 +124,7 @@ class DetectConfig:
     min_excess: float = 1.0
     outlier_score: float = 0.999
     outlier_factor: float = 1.5
+    score_margin: float = 0.25
     exposure_min_readers: int = 5
     family_min_excess: dict[str, float] = field(default_factory=lambda: {"runaway_agent": 2.0})
     habit_days: int = 3
@@ -265,8 +269,8 @@ def _score_entity(client: Client, book: ModelBook, entity: str, start: datetime,
     per feature the larger of the peer group's 99.9th percentile and the entity's own
     maximum over the lookback; it is a **behaviour outlier** when the ensemble ranks it
     above :attr:`DetectConfig.outlier_score` of the baseline and its combined score is
-    :attr:`DetectConfig.outlier_factor` times the baseline's largest. Rows within their
-    normal ceiling in every feature cannot be either and are not scored.
+    :attr:`DetectConfig.outlier_factor` times the baseline's largest. Rows within
+    :attr:`DetectConfig.score_margin` of their normal ceiling in every feature are not scored.
     """
     names = tuple(feature.name for feature in features_of(entity))  # type: ignore[arg-type]
     step_ms = epoch_ms(end) - epoch_ms(start)
@@ -276,12 +280,13 @@ def _score_entity(client: Client, book: ModelBook, entity: str, start: datetime,
         fitted = book.fitted.get((entity, group))
         if fitted is None or fitted.features != names or fitted.step_ms != step_ms:
             continue  # cold start of the group: not enough baseline yet
-        # Only rows beyond their normal ceiling in some feature can alert (a family needs
-        # an excess; the catch-all needs a combined score far past the baseline's largest):
-        # the ensemble scores just those, which keeps a step's scoring cost near zero.
+        # Only rows clearly beyond their normal ceiling in some feature can alert (a family
+        # needs an excess of min_excess; the catch-all a combined score far past the
+        # baseline's largest): the ensemble scores just those, which keeps most steps from
+        # calling it at all.
         members = np.flatnonzero(groups == group)
         ceilings = np.array([fitted.normal_ceiling(keys[i]) for i in members]).reshape(len(members), -1)
-        beyond = (Z[members] > ceilings).any(axis=1)
+        beyond = (Z[members] - ceilings).max(axis=1, initial=-np.inf) >= config.score_margin
         rows, ceilings = members[beyond], ceilings[beyond]
         if rows.size == 0:
             continue
