@@ -85,8 +85,9 @@ class DetectionJobs:
             try:
                 if self.book is None:
                     self.book = ModelBook.load(self.client, self.settings.config.baseline)
-                since = None if runs.watermark(self.client) else self.start_point(now)
-                if since is None and runs.watermark(self.client) is None:
+                mark = runs.watermark(self.client)  # one look-up: it decides where to start
+                since = None if mark else self.start_point(now)
+                if since is None and mark is None:
                     return None  # nothing ingested yet
                 until = align(now - self.settings.lateness, self.settings.step)
                 self.last = run_steps(self.client, until, self.settings.step, since=since,
