@@ -12,6 +12,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC
 from pathlib import Path
 
 import click
@@ -19,7 +20,13 @@ from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError
 
 from blastwall.schema import init_schema
-from blastwall.store import StoreError, close_store, open_store, reset_embedded, resolve_dsn
+from blastwall.store import (
+    StoreError,
+    close_store,
+    open_store,
+    reset_embedded,
+    resolve_dsn,
+)
 
 EXIT_USAGE = 2
 
@@ -29,7 +36,7 @@ class BlastwallCliError(click.ClickException):
 
     exit_code = EXIT_USAGE
 
-    def show(self, file=None) -> None:  # noqa: ANN001 - click's signature
+    def show(self, file=None) -> None:
         click.echo(f"blastwall: {self.format_message()}", err=True)
 
 
@@ -54,10 +61,45 @@ def _client(ctx: click.Context, *, initialise: bool = True) -> Iterator[Client]:
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--dsn", metavar="DSN", help="chdb:///path (embedded) or clickhouse://user:pass@host:8123/db. "
               "Default: $BLASTWALL_DSN, else an embedded store in the user data directory.")
+@click.option("--config", "config_path", metavar="FILE", type=click.Path(dir_okay=False, path_type=Path),
+              help="Response settings (paging routes, webhooks, playbook folders; YAML). "
+              "Default: $BLASTWALL_CONFIG, else none (pages are recorded, not delivered).")
 @click.pass_context
-def cli(ctx: click.Context, dsn: str | None) -> None:
+def cli(ctx: click.Context, dsn: str | None, config_path: Path | None) -> None:
     """blastwall: anomaly detection and incident response for the data paths of AI training."""
-    ctx.obj = {"dsn": dsn}
+    ctx.obj = {"dsn": dsn, "config": config_path}
+
+
+def _settings(ctx: click.Context):
+    """The response settings of this invocation (one readable line when they are bad)."""
+    from blastwall.config import ConfigError, load_settings
+
+    path = ctx.obj.get("config") or (Path(os.environ["BLASTWALL_CONFIG"]) if os.environ.get("BLASTWALL_CONFIG")
+                                     else None)
+    try:
+        return load_settings(path, webhook_secret=os.environ.get("BLASTWALL_WEBHOOK_SECRET", ""))
+    except ConfigError as exc:
+        raise BlastwallCliError(str(exc)) from None
+
+
+def _responder(ctx: click.Context, client: Client, extra_dirs: tuple[Path, ...] = ()):
+    """The playbook engine over the store, with the configured library, pager and integrations."""
+    from playbooks.engine import Responder
+    from playbooks.model import load_library
+    from playbooks.paging import Pager
+
+    settings = _settings(ctx)
+    library = load_library(settings.playbook_folders(extra_dirs))
+    return Responder(client, library, Pager(client, settings.paging), settings.integrations)
+
+
+def _actor() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "cli"
 
 
 @cli.command()
@@ -85,8 +127,9 @@ def ingest(ctx: click.Context, table: str, files: tuple[Path, ...]) -> None:
     Bad rows are kept in rejected_rows with file, line and reason; re-ingesting a file
     adds nothing new.
     """
-    from features.ingest import IngestError, IngestSummary, detect_format, ingest_file
     from tqdm import tqdm
+
+    from features.ingest import IngestError, IngestSummary, detect_format, ingest_file
 
     for path in files:  # check every file before loading any
         if not path.is_file():
@@ -254,7 +297,7 @@ class _Moment(click.ParamType):
     name = "TIME"
 
     def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> object:
-        from datetime import datetime, timezone
+        from datetime import datetime
 
         if isinstance(value, datetime):
             return value
@@ -262,7 +305,7 @@ class _Moment(click.ParamType):
             moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
         except ValueError:
             self.fail(f"{value!r} is not an ISO-8601 time (e.g. 2026-10-05T00:00:00Z)", param, ctx)
-        return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+        return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 class _Duration(click.ParamType):
@@ -289,7 +332,7 @@ class _Duration(click.ParamType):
 @click.option("--step", type=_Duration(), default="5m", show_default=True, help="Window per step.")
 @click.option("--reset", is_flag=True, help="Forget history, baselines and progress first (incidents are kept).")
 @click.pass_context
-def detect(ctx: click.Context, since, until, step, reset: bool) -> None:  # noqa: ANN001 - click types
+def detect(ctx: click.Context, since, until, step, reset: bool) -> None:
     """Replay or backfill detection step by step over [--since, --until).
 
     Each step sees only events before its end; steps already done are skipped, so
@@ -334,7 +377,7 @@ def detect(ctx: click.Context, since, until, step, reset: bool) -> None:  # noqa
 @click.option("--lateness", type=_Duration(), default="2m", show_default=True,
               help="Process a step only this long after it ended.")
 @click.pass_context
-def run(ctx: click.Context, step, lateness) -> None:  # noqa: ANN001 - click types
+def run(ctx: click.Context, step, lateness) -> None:
     """The live scheduler: detect every minute from the watermark, until Ctrl-C."""
     import logging
 
@@ -362,14 +405,20 @@ def run(ctx: click.Context, step, lateness) -> None:  # noqa: ANN001 - click typ
 @click.option("--jobs", default=2, show_default=True, type=click.IntRange(1, 16), help="Seeds replayed at once.")
 @click.option("--adbench", "rerun_adbench", is_flag=True,
               help="Re-measure the ADBench comparison first (benchmarks/adbench.py, a few minutes).")
-def evaluate(as_json: bool, seeds: str, principals: int, days: int, step, jobs: int,  # noqa: ANN001
+def evaluate(as_json: bool, seeds: str, principals: int, days: int, step, jobs: int,
              rerun_adbench: bool) -> None:
     """Replay labelled organisations and report recall, severity, precision, false pages and time to detect.
 
     The report ends with the ADBench comparison of the scoring ensemble with each single
     PyOD detector, from the last run of benchmarks/adbench.py (--adbench runs it first).
     """
-    from blastwall.evaluation import ADBENCH_RESULTS, EvalSettings, evaluate as run_eval, format_report, to_json
+    from blastwall.evaluation import (
+        ADBENCH_RESULTS,
+        EvalSettings,
+        format_report,
+        to_json,
+    )
+    from blastwall.evaluation import evaluate as run_eval
 
     try:
         seed_list = tuple(int(part) for part in seeds.split(",") if part.strip())
@@ -387,15 +436,200 @@ def evaluate(as_json: bool, seeds: str, principals: int, days: int, step, jobs: 
     click.echo(to_json(report) if as_json else format_report(report))
 
 
-def _not_yet(name: str, milestone: str) -> click.Command:
-    @click.command(name=name, context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
-                   help=f"(Not available yet: arrives with {milestone}.)")
-    def command() -> None:
-        raise BlastwallCliError(f"'{name}' is not available in this version yet; it arrives with {milestone}")
-    return command
+_DIR_OPTION = click.option("--dir", "dirs", multiple=True, type=click.Path(file_okay=False, path_type=Path),
+                           help="Another folder of playbooks (repeatable), after the built-in library.")
 
 
-cli.add_command(_not_yet("playbook", "playbooks/"))
+@cli.group()
+def playbook() -> None:
+    """Write, test and run containment playbooks (YAML files with inline tests)."""
+
+
+@playbook.command(name="list")
+@_DIR_OPTION
+@click.pass_context
+def playbook_list(ctx: click.Context, dirs: tuple[Path, ...]) -> None:
+    """Every playbook: id, triggers, steps (gated ones marked ?), and every problem found."""
+    from playbooks.model import load_library
+
+    library = load_library(_settings(ctx).playbook_folders(dirs))
+    for pid, book in library.playbooks.items():
+        triggers = book.spec.triggers
+        steps = " -> ".join(s.name + ("?" if s.requires_approval else "") for s in book.spec.steps)
+        condition = f" when {' and '.join(triggers.when)}" if triggers.when else ""
+        click.echo(f"{pid:22} {','.join(triggers.detectors)} >= {triggers.min_severity}{condition}")
+        click.echo(f"{'':22} {steps}")
+    for problem in library.problems:
+        click.echo(f"invalid: {problem}", err=True)
+    if library.problems:
+        sys.exit(1)
+
+
+@playbook.command(name="test")
+@click.argument("playbook_id", required=False)
+@_DIR_OPTION
+@click.pass_context
+def playbook_test(ctx: click.Context, playbook_id: str | None, dirs: tuple[Path, ...]) -> None:
+    """Validate every playbook (or one), check the invariants, run the inline tests.
+
+    Exit 0 when all pass, 1 when any fails (every failure is listed with file and line).
+    """
+    from playbooks.model import test_library
+
+    report = test_library(_settings(ctx).playbook_folders(dirs), only=playbook_id)
+    for problem in report.problems:
+        click.echo(f"FAIL {problem}")
+    click.echo(f"{len(report.checked)} playbooks, {report.tests} inline tests: "
+               + ("all passed" if report.ok else f"{len(report.problems)} problems"))
+    if not report.ok:
+        sys.exit(1)
+
+
+@playbook.command(name="dry-run")
+@click.argument("playbook_id")
+@click.option("--incident", "incident_id", required=True, type=click.IntRange(0), help="Incident id.")
+@_DIR_OPTION
+@click.pass_context
+def playbook_dry_run(ctx: click.Context, playbook_id: str, incident_id: int, dirs: tuple[Path, ...]) -> None:
+    """Show what a playbook would do for an incident; changes nothing."""
+    from playbooks.engine import EngineError
+
+    with _client(ctx) as client:
+        responder = _responder(ctx, client, dirs)
+        try:
+            planned, steps = responder.dry_run(playbook_id, incident_id)
+        except EngineError as exc:
+            raise BlastwallCliError(str(exc)) from None
+    if planned is None:
+        click.echo(f"{playbook_id} does not match incident {incident_id} (nothing would run)")
+        return
+    click.echo(f"dry run of {playbook_id} on incident {incident_id} ({planned.severity}): "
+               f"{len(steps)} steps, nothing executed")
+    for number, step in enumerate(steps, 1):
+        flags = [flag for flag, on in (("needs approval", step.planned.needs_approval),
+                                       ("reversible", step.planned.reversible)) if on]
+        done = f"  [already {step.state}]" if step.state else ""
+        click.echo(f"  {number}. {step.planned.name}: {step.planned.description}"
+                   + (f"  ({', '.join(flags)})" if flags else "") + done)
+
+
+@playbook.command(name="run")
+@click.argument("playbook_id")
+@click.option("--incident", "incident_id", required=True, type=click.IntRange(0), help="Incident id.")
+@_DIR_OPTION
+@click.pass_context
+def playbook_run(ctx: click.Context, playbook_id: str, incident_id: int, dirs: tuple[Path, ...]) -> None:
+    """Run (or continue) a playbook on an incident now; each step still runs at most once."""
+    from datetime import UTC, datetime
+
+    from playbooks.engine import EngineError
+
+    with _client(ctx) as client:
+        try:
+            report = _responder(ctx, client, dirs).run(playbook_id, incident_id, datetime.now(UTC), _actor())
+        except EngineError as exc:
+            raise BlastwallCliError(str(exc)) from None
+    _echo_run(report)
+
+
+def _echo_run(report) -> None:
+    click.echo(f"run {report.run_id}: {report.state}" + (f" ({report.error})" if report.error else ""))
+    for step in report.steps:
+        detail = step.error or (", ".join(f"{k}={v}" for k, v in step.result.items()) if step.result else "")
+        click.echo(f"  {step.step:20} {step.state:18} {detail[:160]}")
+    waiting = [s.step for s in report.steps if s.state == "awaiting_approval"]
+    for step in waiting:
+        click.echo(f"  approve with: blastwall approve {report.run_id} {step}   "
+                   f"(or: blastwall deny {report.run_id} {step} --reason ...)")
+
+
+@playbook.command(name="new")
+@click.argument("playbook_id")
+@click.option("--dir", "folder", type=click.Path(file_okay=False, path_type=Path),
+              help="Where to write it (default: the built-in library folder).")
+def playbook_new(playbook_id: str, folder: Path | None) -> None:
+    """Write a new playbook with a runbook and a positive and a negative test, ready to edit."""
+    from playbooks.model import LIBRARY, scaffold
+
+    target = (folder or LIBRARY) / f"{playbook_id}.yaml"
+    try:
+        scaffold(playbook_id, target)
+    except (ValueError, OSError) as exc:
+        raise BlastwallCliError(str(exc)) from None
+    click.echo(f"wrote {target}; edit it, then: blastwall playbook test {playbook_id}"
+               + (f" --dir {folder}" if folder else ""))
+
+
+@cli.command()
+@click.argument("run_id")
+@click.argument("step")
+@click.option("--reason", default="", help="Why (kept in the audit trail).")
+@click.pass_context
+def approve(ctx: click.Context, run_id: str, step: str, reason: str) -> None:
+    """Approve a step awaiting approval; it executes now and the run continues."""
+    _decide(ctx, run_id, step, reason, approve=True)
+
+
+@cli.command()
+@click.argument("run_id")
+@click.argument("step")
+@click.option("--reason", required=True, help="Why not (kept in the audit trail).")
+@click.pass_context
+def deny(ctx: click.Context, run_id: str, step: str, reason: str) -> None:
+    """Deny a step awaiting approval; it never runs and the run continues without it."""
+    _decide(ctx, run_id, step, reason, approve=False)
+
+
+def _decide(ctx: click.Context, run_id: str, step: str, reason: str, approve: bool) -> None:
+    from datetime import UTC, datetime
+
+    from playbooks.engine import EngineError
+
+    with _client(ctx) as client:
+        responder = _responder(ctx, client)
+        try:
+            decide = responder.approve if approve else responder.deny
+            report = decide(run_id, step, _actor(), datetime.now(UTC), reason=reason)
+        except EngineError as exc:
+            raise BlastwallCliError(str(exc)) from None
+    _echo_run(report)
+
+
+@cli.command()
+@click.argument("incident_id", type=click.IntRange(0))
+@click.pass_context
+def rollback(ctx: click.Context, incident_id: int) -> None:
+    """Undo every reversible step the playbooks took on an incident (newest first)."""
+    from datetime import UTC, datetime
+
+    from playbooks.engine import EngineError
+
+    with _client(ctx) as client:
+        try:
+            undone = _responder(ctx, client).rollback_incident(incident_id, _actor(), datetime.now(UTC))
+        except EngineError as exc:
+            raise BlastwallCliError(str(exc)) from None
+    click.echo(f"rolled back {len(undone)} steps of incident {incident_id}")
+    for record in undone:
+        click.echo(f"  {record.run_id} {record.step}: {record.result}")
+
+
+@cli.command()
+@click.pass_context
+def respond(ctx: click.Context) -> None:
+    """Page and run playbooks now for incidents opened (or risen in severity) since last handled."""
+    from datetime import UTC, datetime
+
+    with _client(ctx) as client:
+        settings = _settings(ctx)
+        summary = _responder(ctx, client).respond(datetime.now(UTC), max_age=settings.respond_max_age)
+    click.echo(f"{summary.incidents} incidents handled: {len(summary.runs)} playbook runs, {summary.pages} pages"
+               + (f", {summary.too_old} older than {settings.respond_max_age} (not acted on)" if summary.too_old
+                  else ""))
+    for report in summary.runs:
+        click.echo(f"  {report.run_id}: {report.state}")
+    for error in summary.errors:
+        click.echo(f"  error: {error}", err=True)
 
 
 def main() -> None:

@@ -11,6 +11,7 @@ of the group.
 Lifecycle (DESIGN.md, "Incidents")::
 
     open -> acknowledged -> contained -> resolved
+                            contained -> acknowledged (release: containment rolled back)
     any non-final ------------------------> false_positive (reason required; suppresses)
 
 Tables (all state in ClickHouse):
@@ -83,15 +84,18 @@ DETECTOR_TECHNIQUES: dict[str, list[str]] = {
     "runaway_agent": [],
     "behaviour_outlier": [],
     "pipeline_error": [],                      # blastwall's own failures (no adversary technique)
+    "playbook_error": [],                      # a containment step that failed
 }
 
 STATUSES = ("open", "acknowledged", "contained", "resolved", "false_positive")
 FINAL_STATUSES = ("resolved", "false_positive")
-ACTIONS = ("acknowledge", "assign", "note", "contain", "resolve", "false_positive")
+ACTIONS = ("acknowledge", "assign", "note", "contain", "release", "resolve", "false_positive")
 #: Which statuses each status-changing action may start from, and where it leads.
 _MOVES: dict[str, tuple[tuple[str, ...], str]] = {
     "acknowledge": (("open",), "acknowledged"),
     "contain": (("open", "acknowledged"), "contained"),
+    # Containment lifted (a playbook's rollback): back in an analyst's hands.
+    "release": (("contained",), "acknowledged"),
     "resolve": (("open", "acknowledged", "contained"), "resolved"),
     "false_positive": (("open", "acknowledged", "contained"), "false_positive"),
 }
@@ -477,6 +481,22 @@ def transition(
     result = get_incident(client, incident_id)
     assert result is not None
     return result
+
+
+def record_event(client: Client, incident_id: int, actor: str, action: str, reason: str = "",
+                 details: dict[str, Any] | None = None, at: datetime | None = None) -> None:
+    """Append an event that changes no status (a playbook step, a page) to an incident's audit trail.
+
+    Raises
+    ------
+    IncidentError
+        No such incident.
+    """
+    row = _raw_incident(client, incident_id)
+    if row is None:
+        raise IncidentError(f"no incident {incident_id}")
+    _append_event(client, incident_id, _ms(at) if at is not None else _now_ms(), actor, action, row["status"],
+                  row["status"], reason, details)
 
 
 def _public(row: dict[str, Any]) -> dict[str, Any]:

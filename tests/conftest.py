@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from clickhouse_connect.driver.client import Client
@@ -27,3 +28,12 @@ def client(store_dsn: str) -> Iterator[Client]:
         yield store
     finally:
         close_store(store)
+
+
+@pytest.fixture
+def receiver() -> Iterator[Any]:
+    """A real HTTP receiver on 127.0.0.1 (webhooks, paging)."""
+    from receiver import Receiver
+
+    with Receiver() as running:
+        yield running

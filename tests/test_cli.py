@@ -67,7 +67,12 @@ def test_environment_variable_selects_the_store(capsys, monkeypatch, store_dsn: 
         (["detect", "--until", "2026-10-06T00:00:00Z", "--step", "5 fortnights"], "is not a positive duration"),
         (["detect", "--until", "2026-10-06T00:00:00Z"], "nothing processed yet: give a start (--since)"),
         (["eval", "--seeds", "one,two"], "--seeds must be comma-separated integers"),
-        (["playbook", "list"], "'playbook' is not available in this version yet"),
+        (["playbook", "dry-run", "nope", "--incident", "1"], "playbook 'nope' does not exist"),
+        (["playbook", "new", "Bad-Id", "--dir", "{missing}"], "is not a valid playbook id"),
+        (["approve", "1.restricted_fanout", "revoke_grant"], "no playbook run '1.restricted_fanout'"),
+        (["deny", "1.x", "step"], "Missing option '--reason'"),
+        (["rollback", "5"], "no incident 5"),
+        (["--config", "{missing}", "respond"], "cannot read"),
     ],
 )
 def test_bad_arguments_are_one_line_and_exit_2(capsys, monkeypatch, store_dsn: str, tmp_path: Path,
