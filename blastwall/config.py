@@ -26,7 +26,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from playbooks.actions import Integrations
-from playbooks.model import LIBRARY, parse_duration
+from playbooks.durations import parse_duration
+from playbooks.model import LIBRARY
 from playbooks.paging import RoutingConfig
 
 

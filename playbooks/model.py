@@ -57,25 +57,12 @@ from playbooks.context import (
     evaluate_condition,
     render,
 )
+from playbooks.durations import parse_duration
 
 #: The playbooks that ship with blastwall.
 LIBRARY = Path(__file__).resolve().parent / "library"
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)\s*$")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _APPROVAL = re.compile(r"^(below|from) (SEV[1-4])$")
-
-
-def parse_duration(value: Any) -> timedelta:
-    """``30s``, ``5m``, ``1h``, ``1d`` or a number of seconds."""
-    if isinstance(value, timedelta):
-        return value
-    if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
-        return timedelta(seconds=value)
-    match = _DURATION.match(str(value))
-    if not match or float(match.group(1)) <= 0:
-        raise ValueError(f"{value!r} is not a positive duration (30s, 5m, 1h, 1d)")
-    return timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2)])
 
 
 def severity_rank(severity: str) -> int:

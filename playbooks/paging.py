@@ -60,6 +60,7 @@ from tenacity import Retrying, retry_if_result, stop_after_attempt, wait_exponen
 
 from detector.incidents import FINAL_STATUSES, get_incident
 from detector.severity import SEVERITIES
+from playbooks.durations import parse_duration
 
 MIGRATIONS: list[tuple[int, list[str]]] = [
     (1, [
@@ -81,8 +82,6 @@ MAX_ROUNDS = 10
 #: long outage of the paging service is still caught up once it recovers.
 _FIRST_BACKOFF, _MAX_BACKOFF = timedelta(minutes=1), timedelta(hours=1)
 _DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _TS = "fromUnixTimestamp64Milli({%s:Int64}, 'UTC')"
 _LISTED = 5  # principals/resources shown in a message; the link has the rest
@@ -99,16 +98,6 @@ class PagingError(RuntimeError):
 
 
 # --------------------------------------------------------------------------- configuration
-
-
-def _parse_duration(value: Any) -> Any:
-    """``"30s"``, ``"15m"``, ``"1h"``, ``"1d"`` to a timedelta; numbers (seconds) and ISO 8601
-    (``PT15M``) are left to pydantic."""
-    if not isinstance(value, str) or value.strip().isdigit() or value.strip().upper().startswith("P"):
-        return value
-    if match := _DURATION.match(value):
-        return timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2)])
-    raise ValueError(f"expected a duration such as 30s, 15m, 1h or 1d, got {value!r}")
 
 
 def _clock(value: str) -> time:
@@ -174,7 +163,7 @@ class EscalationLevel(BaseModel):
     @field_validator("after", mode="before")
     @classmethod
     def _duration(cls, value: Any) -> Any:
-        return _parse_duration(value)
+        return parse_duration(value)
 
     @field_validator("after")
     @classmethod

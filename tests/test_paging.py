@@ -278,7 +278,7 @@ def test_load_routing_reports_every_problem_with_its_line(tmp_path: Path) -> Non
     assert lines[0].startswith(f"{path}:1: timezone: unknown time zone 'Mars/Olympus'")
     assert any(line.startswith(f"{path}:10: working_hours: start 18:00 must be before end 09:00") for line in lines)
     assert any(line.startswith(f"{path}:6: routes.SEV1.channels.1: unknown channel 'pager'") for line in lines)
-    assert any(line.startswith(f"{path}:8: escalation.0.after:") and "15m" in line for line in lines)
+    assert any(line.startswith(f"{path}:8: escalation.0.after:") and "15 minutes" in line for line in lines)
 
 
 def test_unsupported_apprise_urls_and_bad_files_are_rejected(tmp_path: Path) -> None:

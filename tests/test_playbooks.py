@@ -81,7 +81,7 @@ def test_playbook_test_reports_every_problem_of_every_file_with_its_line(tmp_pat
     messages = " | ".join(str(p) for p in report.problems)
     for expected in ("differs from the file name", "min_severity", "unknown action 'nuke_everything'",
                      "no parameter 'colour'", "needs the parameter 'grantee'", "does not compile",
-                     "not a positive duration", "used twice", "not valid YAML",
+                     "is not a duration", "used twice", "not valid YAML",
                      "needs at least one positive test", "needs at least one negative test", "needs a runbook"):
         assert expected in messages, expected
     assert not report.ok
