@@ -268,8 +268,13 @@ def incidents(ctx: click.Context, as_json: bool, status: str | None, min_severit
 
     from detector.incidents import list_incidents
 
+    from playbooks.engine import runs_for_incidents
+
     with _client(ctx) as client:
         found = list_incidents(client, status=status, min_severity=min_severity, limit=limit)
+        runs = runs_for_incidents(client, [incident["id"] for incident in found])
+    for incident in found:
+        incident["playbook_runs"] = runs.get(incident["id"], [])
     if as_json:
         click.echo(json.dumps(found, default=_json_value, ensure_ascii=False, indent=2))
         return
@@ -331,8 +336,10 @@ class _Duration(click.ParamType):
 @click.option("--until", type=_Moment(), required=True, help="No step ends after this.")
 @click.option("--step", type=_Duration(), default="5m", show_default=True, help="Window per step.")
 @click.option("--reset", is_flag=True, help="Forget history, baselines and progress first (incidents are kept).")
+@click.option("--respond", "respond_too", is_flag=True,
+              help="After each step, page and run playbooks as the live loop would at that step's end.")
 @click.pass_context
-def detect(ctx: click.Context, since, until, step, reset: bool) -> None:
+def detect(ctx: click.Context, since, until, step, reset: bool, respond_too: bool) -> None:
     """Replay or backfill detection step by step over [--since, --until).
 
     Each step sees only events before its end; steps already done are skipped, so
@@ -351,8 +358,16 @@ def detect(ctx: click.Context, since, until, step, reset: bool) -> None:
             reset_detection(client)
         total = int((until - since) / step) if since is not None else None
         with tqdm(total=total, unit="step", disable=not sys.stderr.isatty(), leave=False) as bar:
+            responder = _responder(ctx, client) if respond_too else None
+            runs: list[str] = []
+
+            def after_step(result) -> None:  # result: detector.detect.StepResult
+                bar.update()
+                if responder is not None:
+                    runs.extend(r.run_id for r in responder.respond(result.end).runs)
+
             try:
-                summary = run_steps(client, until, step, since=since, on_step=lambda _: bar.update())
+                summary = run_steps(client, until, step, since=since, on_step=after_step)
             except ValueError as exc:
                 raise BlastwallCliError(str(exc)) from None
             except HistoryAheadError as exc:
@@ -368,6 +383,8 @@ def detect(ctx: click.Context, since, until, step, reset: bool) -> None:
                f"{summary.events:,} events, {summary.alerts:,} alerts, {summary.opened:,} incidents opened "
                f"in {summary.seconds:.1f}s ({summary.events_per_second:,.0f} events/s, "
                f"{summary.ms_per_step:.0f} ms/step)")
+    if respond_too:
+        click.echo(f"responded: {len(set(runs)):,} playbook runs (see: blastwall incidents --json)")
     for error in summary.errors[:10]:
         click.echo(f"  stage error (an incident was opened): {error}", err=True)
 
@@ -378,7 +395,7 @@ def detect(ctx: click.Context, since, until, step, reset: bool) -> None:
               help="Process a step only this long after it ended.")
 @click.pass_context
 def run(ctx: click.Context, step, lateness) -> None:
-    """The live scheduler: detect every minute from the watermark, until Ctrl-C."""
+    """The live scheduler: detect, page, contain and escalate every minute, until Ctrl-C."""
     import logging
 
     from apscheduler.schedulers.blocking import BlockingScheduler
@@ -387,9 +404,13 @@ def run(ctx: click.Context, step, lateness) -> None:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     with _client(ctx) as client:
-        jobs = DetectionJobs(client, LiveSettings(step=step, lateness=lateness))
+        settings = _settings(ctx)
+        jobs = DetectionJobs(client, LiveSettings(step=step, lateness=lateness,
+                                                  respond_max_age=settings.respond_max_age),
+                             responder=_responder(ctx, client))
         scheduler = schedule(BlockingScheduler(timezone="UTC"), jobs)
-        click.echo(f"blastwall run: detecting every minute in {step} steps, {lateness} behind now (Ctrl-C to stop)")
+        click.echo(f"blastwall run: detecting every minute in {step} steps, {lateness} behind now; "
+                   f"{len(jobs.responder.library.playbooks)} playbooks (Ctrl-C to stop)")
         try:
             scheduler.start()
         except (KeyboardInterrupt, SystemExit):

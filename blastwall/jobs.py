@@ -5,8 +5,11 @@
 store outage leaves the watermark where it was and the next run catches up, and a
 re-run opens nothing twice. Baselines are refitted inside the detect step when due (by
 event time, so a replay and the live loop fit alike) and the feature history is compacted
-at each day boundary by the same loop. ``retention`` drops baseline rows older than twice
-the lookback. Jobs have stable ids, ``coalesce=True``, ``max_instances=1`` and a misfire
+at each day boundary by the same loop. After detecting, the same job hands new incidents
+(and incidents whose severity rose) to the playbook engine, which pages by severity and
+contains (:class:`playbooks.engine.Responder`). ``escalate`` re-pages unacknowledged
+incidents and delivers deferred or failed pages. ``retention`` drops baseline rows older
+than twice the lookback. Jobs have stable ids, ``coalesce=True``, ``max_instances=1`` and a misfire
 grace, and share one lock so they never use the store client at the same time (the
 console hosts them in-process when the store is embedded). A failing job is logged,
 recorded in the run ledger (``detect_runs``) and, through the detector, raised as a
@@ -29,6 +32,7 @@ from detector.detect import DetectConfig
 from detector.incidents import Alert, record_alert
 from detector.replay import ReplaySummary, StepFailed, align, run_steps
 from features.history import epoch_ms
+from playbooks.engine import Responder
 
 log = logging.getLogger("blastwall.jobs")
 
@@ -49,6 +53,8 @@ class LiveSettings:
         Steps one job run processes at most; the next run continues (catching up a backlog
         never blocks the scheduler for long).
     config : DetectConfig
+    respond_max_age : timedelta
+        Incidents detected longer ago than this (a backfill) are neither paged nor contained.
     """
 
     step: timedelta = timedelta(minutes=5)
@@ -56,14 +62,17 @@ class LiveSettings:
     initial_backfill: timedelta = timedelta(days=1)
     max_steps_per_run: int = 60
     config: DetectConfig = field(default_factory=DetectConfig)
+    respond_max_age: timedelta = timedelta(hours=6)
 
 
 class DetectionJobs:
     """The job callables over one store client, with the state they keep between runs."""
 
-    def __init__(self, client: Client, settings: LiveSettings | None = None) -> None:
+    def __init__(self, client: Client, settings: LiveSettings | None = None,
+                 responder: Responder | None = None) -> None:
         self.client = client
         self.settings = settings or LiveSettings()
+        self.responder = responder
         self.lock = threading.Lock()
         self.book: ModelBook | None = None
         self.last: ReplaySummary | None = None
@@ -94,13 +103,34 @@ class DetectionJobs:
                                       config=self.settings.config, book=self.book,
                                       max_steps=self.settings.max_steps_per_run)
                 self.last_error = ""
-                return self.last
             except Exception as error:  # noqa: BLE001 - a job must never take the scheduler down
                 self.book = None  # reload state from the store on the next run
                 self.last_error = str(error)
                 log.error("detect job failed: %s", error)
                 self._raise_visible(error, now)
-                return None
+                self.last = None
+            self._respond(now)  # also after a failure: incidents already open still get their response
+            return self.last
+
+    def _respond(self, now: datetime) -> None:
+        if self.responder is None:
+            return
+        try:
+            summary = self.responder.respond(now, max_age=self.settings.respond_max_age)
+            for error in summary.errors:
+                log.error("respond: %s", error)
+        except Exception as error:  # noqa: BLE001 - e.g. the store is down: the next run catches up
+            log.error("respond failed: %s", error)
+
+    def escalate(self, now: datetime | None = None) -> None:
+        """Escalate unacknowledged incidents; deliver deferred and failed pages (never raises)."""
+        if self.responder is None:
+            return
+        with self.lock:
+            try:
+                self.responder.pager.escalate(now or datetime.now(UTC))
+            except Exception as error:  # noqa: BLE001
+                log.error("escalate job failed: %s", error)
 
     def _raise_visible(self, error: Exception, now: datetime) -> None:
         """Open (or update) a pipeline_error incident, when the store can still be written."""
@@ -134,4 +164,6 @@ def schedule(scheduler: BaseScheduler, jobs: DetectionJobs) -> BaseScheduler:
     common = {"coalesce": True, "max_instances": 1, "misfire_grace_time": 120, "replace_existing": True}
     scheduler.add_job(jobs.detect, "interval", minutes=1, id="detect", next_run_time=datetime.now(UTC), **common)
     scheduler.add_job(jobs.retention, "interval", hours=6, id="retention", **common)
+    if jobs.responder is not None:
+        scheduler.add_job(jobs.escalate, "interval", minutes=1, id="escalate", **common)
     return scheduler
