@@ -182,3 +182,12 @@ def test_grant_incidents_expose_the_grant() -> None:
     assert incident["grant"] == {"resource": "ds.x", "grantee": "team -> sub"}
     assert incident["rule"] == "grant.mass_audience"
     assert incident["features"] == {"audience_gain": 900}
+
+
+def test_the_readme_example_playbook_passes(tmp_path: Path) -> None:
+    readme = (LIBRARY.parent.parent / "README.md").read_text(encoding="utf-8")
+    start = readme.index("```yaml\n", readme.index("## Write a playbook")) + len("```yaml\n")
+    (tmp_path / "quarantine_salaries.yaml").write_text(readme[start:readme.index("```", start)], encoding="utf-8")
+    report = test_library([tmp_path], only="quarantine_salaries")
+    assert report.ok, [str(p) for p in report.problems]
+    assert report.tests == 2
