@@ -394,3 +394,21 @@ def test_an_acknowledged_incident_still_gets_its_playbooks(client: Client, tmp_p
     transition(client, incident_id, "acknowledge", actor="alice")
     assert _responder(client).respond(NOW).runs[0].state == "succeeded"
     assert get_incident(client, incident_id)["status"] == "contained"
+
+
+def test_respond_pages_once_per_incident_over_http_and_the_page_step_adds_none(client: Client, tmp_path: Path,
+                                                                               receiver) -> None:
+    _organisation(client, tmp_path)
+    routing = RoutingConfig.model_validate({
+        "channels": {"oncall": f"json://{receiver.base}/oncall", "owners": f"json://{receiver.base}/owners"},
+        "routes": {"SEV1": {"channels": ["oncall"]}, "SEV2": {"channels": ["oncall"]}},
+        "contacts": {"people-analytics": "owners"}, "retry_wait_seconds": 0.01})
+    incident_id = record_alert(client, _fanout()).incident_id
+    report = _responder(client, routing=routing).respond(NOW).runs[0]
+    assert report.state == "succeeded"
+    pages = receiver.at("/oncall")
+    assert len(pages) == 1 and str(incident_id) in pages[0].json["title"]
+    assert len(receiver.at("/owners")) == 1  # notify_owner reached the owner's contact channel
+    assert "ds.telemetry" in receiver.at("/owners")[0].json["message"]
+    _responder(client, routing=routing).respond(NOW + timedelta(minutes=1))
+    assert len(receiver.at("/oncall")) == 1
