@@ -207,12 +207,19 @@ def post_signed(url: str, payload: dict[str, Any], integrations: Integrations, i
 # --- platform controls -------------------------------------------------------------
 
 
-def control_state(client: Client, kind: str, targets: list[str]) -> dict[str, dict[str, Any]]:
-    """The newest control row per target (targets never controlled are absent)."""
+def control_state(client: Client, kind: str, targets: list[str],
+                  excluding: tuple[str, str] | None = None) -> dict[str, dict[str, Any]]:
+    """The newest control row per target (targets never controlled are absent).
+
+    ``excluding`` ``(run_id, step)`` leaves out that step's own rows: the state before it
+    acted, even when a retry of it already wrote one.
+    """
+    run, step = excluding or ("", "")
     result = client.query(
         "SELECT target, argMax(in_force, written), argMax(run_id, written), argMax(step, written)"
-        " FROM control_log WHERE kind = {k:String} AND target IN {t:Array(String)} GROUP BY target",
-        parameters={"k": kind, "t": targets})
+        " FROM control_log WHERE kind = {k:String} AND target IN {t:Array(String)}"
+        " AND NOT (run_id = {run:String} AND step = {step:String} AND {run:String} != '') GROUP BY target",
+        parameters={"k": kind, "t": targets, "run": run, "step": step})
     return {target: {"in_force": int(force), "run_id": run, "step": step}
             for target, force, run, step in result.result_rows}
 
@@ -260,18 +267,29 @@ class ControlAction(Action):
         targets = self.targets(params)
         if not targets or not all(targets):
             raise ActionError(f"{self.name}: nothing to act on (empty target)")
-        before = control_state(ctx.client, self.kind, targets)
+        before = control_state(ctx.client, self.kind, targets, excluding=(ctx.run_id, ctx.step))
+        previous = {target: before.get(target, {}).get("in_force", 0) for target in targets}
         for target in targets:
             write_control(ctx.client, self.kind, target, True, incident_id=int(ctx.incident["id"]),
                           run_id=ctx.run_id, step=ctx.step, actor=ctx.actor,
                           reason=f"{self.verb} by {ctx.run_id}: {ctx.incident.get('title', '')}"[:500], at=ctx.now)
         url = ctx.integrations.webhooks.get(self.name)
         if url:
-            post_signed(url, _request_body(self.name, "execute", ctx, params), ctx.integrations, ctx.idempotency_key)
-        previous = {target: before.get(target, {}).get("in_force", 0) for target in targets}
+            try:
+                post_signed(url, _request_body(self.name, "execute", ctx, params), ctx.integrations,
+                            ctx.idempotency_key)
+            except ActionError:
+                # Your system did not take it: the control table must not claim it holds.
+                for target in targets:
+                    write_control(ctx.client, self.kind, target, bool(previous[target]),
+                                  incident_id=int(ctx.incident["id"]), run_id=ctx.run_id, step=ctx.step,
+                                  actor=ctx.actor, reason=f"{self.verb} failed at {url}", at=ctx.now)
+                raise
         return {"targets": targets, "previous": previous, "webhook": bool(url)}
 
     def verify(self, ctx: ActionContext, params: BaseModel, result: dict[str, Any] | None) -> bool | None:
+        if ctx.integrations.webhooks.get(self.name):
+            return None  # whether your system took it, only your system knows
         targets = self.targets(params)
         state = control_state(ctx.client, self.kind, targets)
         ours = [state.get(t, {}) for t in targets]

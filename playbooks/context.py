@@ -26,7 +26,8 @@ from detector.incidents import DETECTOR_TECHNIQUES, get_incident
 from detector.severity import SEVERITIES
 
 _ENV = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False)
-_WHOLE_EXPRESSION = re.compile(r"^\s*\{\{(.*)\}\}\s*$", re.DOTALL)
+# One {{ }} and nothing else ("{{ a }}: {{ b }}" is text, not one expression).
+_WHOLE_EXPRESSION = re.compile(r"^\s*\{\{((?:(?!\}\}|\{\{).)*)\}\}\s*$", re.DOTALL)
 
 
 
@@ -69,14 +70,25 @@ def render(value: Any, context: Mapping[str, Any], extra: Mapping[str, Any] | No
         whole = _WHOLE_EXPRESSION.match(value)
         if whole:
             result = _ENV.compile_expression(whole.group(1), undefined_to_none=False)(**names)
-            if isinstance(result, jinja2.Undefined):
-                result._fail_with_undefined_error()  # a bare expression is not rendered: fail as rendering would
+            _reject_undefined(result)
             return result
         return _ENV.from_string(value).render(**names)
     except jinja2.TemplateSyntaxError as exc:
         raise TemplateError(f"template {value!r} does not compile: {exc.message}") from None
     except Exception as exc:  # noqa: BLE001
         raise TemplateError(f"template {value!r} failed: {exc}") from None
+
+
+def _reject_undefined(value: Any) -> None:
+    """A bare expression is not rendered, so an undefined name (even inside a list) fails here."""
+    if isinstance(value, jinja2.Undefined):
+        value._fail_with_undefined_error()
+    elif isinstance(value, dict):
+        for item in value.values():
+            _reject_undefined(item)
+    elif isinstance(value, list | tuple | set):
+        for item in value:
+            _reject_undefined(item)
 
 
 def derive(incident: dict[str, Any]) -> dict[str, Any]:

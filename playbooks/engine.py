@@ -27,6 +27,7 @@ import concurrent.futures
 import hashlib
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -43,7 +44,7 @@ from detector.incidents import (
     transition,
 )
 from playbooks.actions import REGISTRY, ActionContext, ControlAction, Integrations
-from playbooks.context import incident_context
+from playbooks.context import incident_context, render
 from playbooks.model import (
     Library,
     Plan,
@@ -76,6 +77,8 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
 
 #: Step states after which the step is never executed again.
 TERMINAL = ("succeeded", "failed", "denied", "interrupted", "rolled_back", "rollback_failed")
+#: Incident statuses on which nothing is contained any more.
+CLOSED = ("resolved", "false_positive")
 #: Detectors about blastwall itself: paged by severity, never contained.
 _OWN_DETECTORS = ("pipeline_error", "playbook_error")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -115,6 +118,7 @@ class StepRecord:
     params: dict[str, Any]
     result: dict[str, Any]
     error: str
+    written: int = 0  # wall clock (ns) of the newest row
 
 
 @dataclass
@@ -209,7 +213,13 @@ class Responder:
         runs: list[str] = []
         if context["detector"] not in _OWN_DETECTORS:
             for playbook in self.library.playbooks.values():
-                report = self._start(playbook, context, now, actor=f"playbook:{playbook.id}", mode="live")
+                try:
+                    report = self._start(playbook, context, now, actor=f"playbook:{playbook.id}", mode="live")
+                except Exception as exc:  # noqa: BLE001 - one playbook's trouble never skips the others
+                    error = _describe(exc)
+                    summary.errors.append(f"incident {incident_id}, playbook {playbook.id}: {error}")
+                    self._visible_failure(context, run_id_for(incident_id, playbook.id), "(run)", error, now)
+                    continue
                 if report is not None:
                     runs.append(report.run_id)
                     summary.runs.append(report)
@@ -271,6 +281,10 @@ class Responder:
                  mode: str) -> RunReport:
         run_id = run_id_for(planned.incident_id, playbook.id)
         existing = self._run_row(run_id)
+        if existing is not None and existing["state"] in ("rolled_back", "rollback_failed"):
+            return self.report(run_id)  # undone on purpose: never resumed by a later trigger
+        if context["status"] in CLOSED:
+            raise EngineError(f"incident {context['id']} is {context['status']}: no containment runs on it")
         if existing is None:  # recorded before any step runs, so a crash mid-step is found on restart
             self._write_run(run_id, context, playbook.id, "running", mode, actor, planned, "", now)
             existing = self._run_row(run_id)
@@ -283,7 +297,7 @@ class Responder:
                 state = "running"  # in progress (or its process died: recover() settles it first)
                 break
             if status in TERMINAL:
-                if status == "failed" and step.on_failure == "stop":
+                if status in ("failed", "interrupted") and step.on_failure != "continue":
                     state = "failed"
                     break
                 continue
@@ -322,8 +336,11 @@ class Responder:
         action = REGISTRY[step.action]
         params = action.Params.model_validate(step.params)
         ctx = self._action_context(context, run_id, step.name, actor, now)
+        timed_out = False
         retrying = tenacity.Retrying(stop=tenacity.stop_after_attempt(step.retries + 1),
                                      wait=tenacity.wait_exponential(multiplier=self.retry_wait, max=60),
+                                     retry=tenacity.retry_if_exception(
+                                         lambda exc: not isinstance(exc, concurrent.futures.TimeoutError)),
                                      reraise=True)
         attempt_number = 0
         try:
@@ -334,6 +351,10 @@ class Responder:
                     self._log(run_id, context, playbook, step, position, "started", attempt_number, actor, now)
                     try:
                         result = _with_timeout(lambda: action.execute(ctx, params), step.timeout)
+                    except concurrent.futures.TimeoutError:
+                        # It may still be running: another attempt could do it twice.
+                        timed_out = True
+                        raise
                     except Exception as exc:
                         if attempt_number <= step.retries:
                             self._log(run_id, context, playbook, step, position, "attempt_failed", attempt_number,
@@ -341,7 +362,8 @@ class Responder:
                         raise
         except Exception as exc:  # noqa: BLE001 - recorded, made visible, never raised
             error = _describe(exc)
-            self._log(run_id, context, playbook, step, position, "failed", attempt_number, actor, now, error=error)
+            outcome = "interrupted" if timed_out else "failed"
+            self._log(run_id, context, playbook, step, position, outcome, attempt_number, actor, now, error=error)
             self._visible_failure(context, run_id, step.name, error, now)
             return False
         self._log(run_id, context, playbook, step, position, "succeeded", attempt_number, actor, now, result=result)
@@ -355,7 +377,7 @@ class Responder:
 
     def approve(self, run_id: str, step: str, actor: str, now: datetime, reason: str = "") -> RunReport:
         """Approve a step awaiting approval and continue the run (the step executes now)."""
-        playbook, context, planned, position = self._gated(run_id, step)
+        playbook, context, planned, position = self._gated(run_id, step, approving=True)
         self._log(run_id, context, playbook.id, planned, position, "approved", 0, actor, now, error=reason)
         run = self._run_row(run_id) or {}
         return self._advance(playbook, context, self._plan(playbook, context), now,
@@ -365,22 +387,28 @@ class Responder:
         """Deny a step awaiting approval (never executed); the run continues with the next step."""
         if not reason.strip():
             raise EngineError("a denial needs a reason")
-        playbook, context, planned, position = self._gated(run_id, step)
+        playbook, context, planned, position = self._gated(run_id, step, approving=False)
         self._log(run_id, context, playbook.id, planned, position, "denied", 0, actor, now, error=reason)
         run = self._run_row(run_id) or {}
+        if context["status"] in CLOSED:
+            return self.report(run_id)
         return self._advance(playbook, context, self._plan(playbook, context), now,
                              run.get("started_by") or actor, run.get("mode", "manual"))
 
-    def _gated(self, run_id: str, step: str) -> tuple[Playbook, dict[str, Any], PlannedStep, int]:
+    def _gated(self, run_id: str, step: str, approving: bool) -> tuple[Playbook, dict[str, Any], PlannedStep, int]:
         run = self._run_row(run_id)
         if run is None:
             raise EngineError(f"no playbook run {run_id!r}")
+        if run["state"] in ("rolled_back", "rollback_failed"):
+            raise EngineError(f"run {run_id} was rolled back; nothing in it runs any more")
         current = self.step_states(run_id).get(step)
         if current is None or current.state != "awaiting_approval":
             state = current.state if current else "not reached"
             raise EngineError(f"step {step!r} of run {run_id} is not awaiting approval (it is {state})")
         playbook = self._playbook(run["playbook"])
         context = self._context(int(run["incident_id"]))
+        if approving and context["status"] in CLOSED:
+            raise EngineError(f"incident {context['id']} is {context['status']}: nothing is contained on it any more")
         planned = self._plan(playbook, context)
         for position, candidate in enumerate(planned.steps):
             if candidate.name == step:
@@ -408,8 +436,9 @@ class Responder:
         done = sorted((s for s in self.step_states(run_id).values() if s.state == "succeeded"),
                       key=lambda s: -s.position)
         undone = []
+        failed = False
         for record in done:
-            spec = playbook.step(record.step) if playbook else None
+            spec = playbook.step(record.step) if playbook and _has_step(playbook, record.step) else None
             if spec is not None and spec.rollback is False:
                 continue
             custom = spec.rollback if spec is not None and spec.rollback else None
@@ -418,17 +447,18 @@ class Responder:
                 continue
             planned = PlannedStep(record.step, record.action, record.params, False, "", timedelta(seconds=60), 0,
                                   "continue", True)
-            ctx = self._action_context(context, run_id, record.step, actor, now)
+            # Its own idempotency key: a receiver that drops repeats must not drop the undo.
+            ctx = self._action_context(context, run_id, f"{record.step}/rollback", actor, now)
             self._log(run_id, context, run["playbook"], planned, record.position, "rollback_started", 0, actor, now)
             try:
                 if custom:
-                    from playbooks.context import render
-
-                    params = action.Params.model_validate(render(custom.with_, context))
+                    extra = playbook.parameters_hook(context) if playbook and playbook.parameters_hook else {}
+                    params = action.Params.model_validate(render(custom.with_, context, extra))
                     result = action.execute(ctx, params)
                 else:
                     result = action.rollback(ctx, action.Params.model_validate(record.params), record.result)
             except Exception as exc:  # noqa: BLE001
+                failed = True
                 self._log(run_id, context, run["playbook"], planned, record.position, "rollback_failed", 0, actor,
                           now, error=_describe(exc))
                 self._visible_failure(context, run_id, f"{record.step} (rollback)", _describe(exc), now)
@@ -436,8 +466,8 @@ class Responder:
             self._log(run_id, context, run["playbook"], planned, record.position, "rolled_back", 0, actor, now,
                       result=result)
             undone.append(self.step_states(run_id)[record.step])
-        self._write_run(run_id, context, run["playbook"], "rolled_back", run["mode"], run["started_by"], None, "",
-                        now)
+        self._write_run(run_id, context, run["playbook"], "rollback_failed" if failed else "rolled_back", run["mode"],
+                        run["started_by"], None, "", now)
         return undone
 
     def rollback_incident(self, incident_id: int, actor: str, now: datetime) -> list[StepRecord]:
@@ -456,8 +486,14 @@ class Responder:
 
     # --- recovery ------------------------------------------------------------------------
 
-    def recover(self, now: datetime, grace: timedelta = timedelta(seconds=60)) -> list[StepRecord]:
-        """Settle steps left ``started`` by a process that died (older than their timeout + grace)."""
+    def recover(self, now: datetime, grace: timedelta = timedelta(seconds=60),
+                clock: Callable[[], int] = time.time_ns) -> list[StepRecord]:
+        """Settle steps left ``started`` by a process that died.
+
+        A step counts as abandoned once its ``started`` row is older than the step's
+        timeout plus ``grace`` by the wall clock (``clock``: nanoseconds; event time cannot
+        tell, a replay's ``now`` stands still). One step's trouble never stops the others.
+        """
         rows = self._step_rows("run_id IN (SELECT run_id FROM playbook_step_log GROUP BY run_id, step"
                                " HAVING argMax(state, written) IN ('started', 'rollback_started'))", {})
         settled = []
@@ -468,29 +504,17 @@ class Responder:
             playbook = self.library.playbooks.get(run["playbook"]) if run else None
             timeout = playbook.step(record.step).timeout if playbook and _has_step(playbook, record.step) \
                 else timedelta(seconds=60)
-            if record.at + timeout + grace > now or run is None:
+            if run is None or clock() - record.written < (timeout + grace) // timedelta(microseconds=1) * 1000:
                 continue  # may still be running in another process
             context = incident_context(self.client, int(run["incident_id"]))
             if context is None:
                 continue
-            action = REGISTRY.get(record.action)
-            planned = PlannedStep(record.step, record.action, record.params, False, "", timeout, 0, "stop", False)
-            if record.state == "rollback_started":
-                self._log(record.run_id, context, run["playbook"], planned, record.position, "rollback_failed",
-                          record.attempt, "blastwall", now, error="the process stopped during the rollback; "
-                          "check the control by hand")
-                continue
-            ctx = self._action_context(context, record.run_id, record.step, "blastwall", now)
-            verdict = action.verify(ctx, action.Params.model_validate(record.params), None) if action else None
-            if verdict:
-                self._log(record.run_id, context, run["playbook"], planned, record.position, "succeeded",
-                          record.attempt, "blastwall", now, result={"recovered": True})
-            elif verdict is False:
-                # Verified not done: clearing the mark lets the next advance run it (once).
-                self._log(record.run_id, context, run["playbook"], planned, record.position, "reset",
-                          record.attempt, "blastwall", now, error="the process stopped before the side effect")
-            else:
-                error = "the process stopped during this step and its outcome cannot be verified; check by hand"
+            try:
+                verdict = self._settle(record, run, playbook, context, timeout, now)
+            except Exception as exc:  # noqa: BLE001 - e.g. its action's parameters changed since
+                verdict = None
+                planned = PlannedStep(record.step, record.action, record.params, False, "", timeout, 0, "stop", False)
+                error = f"could not settle the step after a restart: {_describe(exc)}; check by hand"
                 self._log(record.run_id, context, run["playbook"], planned, record.position, "interrupted",
                           record.attempt, "blastwall", now, error=error)
                 self._visible_failure(context, record.run_id, record.step, error, now)
@@ -500,8 +524,34 @@ class Responder:
                     self._advance(playbook, context, self._plan(playbook, context), now, run["started_by"],
                                   run["mode"])
                 except EngineError:
-                    pass  # the playbook changed meanwhile; the run stays as settled
+                    pass  # the playbook or the incident changed meanwhile; the run stays as settled
         return settled
+
+    def _settle(self, record: StepRecord, run: dict[str, Any], playbook: Playbook | None, context: dict[str, Any],
+                timeout: timedelta, now: datetime) -> bool | None:
+        """Decide an abandoned step by its action's ``verify``; returns the verdict."""
+        action = REGISTRY.get(record.action)
+        planned = PlannedStep(record.step, record.action, record.params, False, "", timeout, 0, "stop", False)
+        if record.state == "rollback_started":
+            self._log(record.run_id, context, run["playbook"], planned, record.position, "rollback_failed",
+                      record.attempt, "blastwall", now,
+                      error="the process stopped during the rollback; check the control by hand")
+            return None
+        ctx = self._action_context(context, record.run_id, record.step, "blastwall", now)
+        verdict = action.verify(ctx, action.Params.model_validate(record.params), None) if action else None
+        if verdict:
+            self._log(record.run_id, context, run["playbook"], planned, record.position, "succeeded",
+                      record.attempt, "blastwall", now, result={"recovered": True})
+        elif verdict is False:
+            # Verified not done: clearing the mark lets the next advance run it (once).
+            self._log(record.run_id, context, run["playbook"], planned, record.position, "reset",
+                      record.attempt, "blastwall", now, error="the process stopped before the side effect")
+        else:
+            error = "the process stopped during this step and its outcome cannot be verified; check by hand"
+            self._log(record.run_id, context, run["playbook"], planned, record.position, "interrupted",
+                      record.attempt, "blastwall", now, error=error)
+            self._visible_failure(context, record.run_id, record.step, error, now)
+        return verdict
 
     # --- reading -------------------------------------------------------------------------
 
@@ -513,11 +563,11 @@ class Responder:
         result = self.client.query(
             "SELECT run_id, step, argMax(position, written), argMax(action, written), argMax(state, written),"
             " argMax(attempt, written), argMax(actor, written), toUnixTimestamp64Milli(argMax(at, written)),"
-            " argMax(params, written), argMax(result, written), argMax(error, written)"
+            " argMax(params, written), argMax(result, written), argMax(error, written), max(written)"
             f" FROM playbook_step_log WHERE {where} GROUP BY run_id, step", parameters=parameters)
         return sorted((StepRecord(run, step, int(position), action, state, int(attempt), actor, _dt(at_ms),
-                                  json.loads(params or "{}"), json.loads(result or "{}"), error)
-                       for run, step, position, action, state, attempt, actor, at_ms, params, result, error
+                                  json.loads(params or "{}"), json.loads(result or "{}"), error, int(written))
+                       for run, step, position, action, state, attempt, actor, at_ms, params, result, error, written
                        in result.result_rows), key=lambda r: (r.run_id, r.position))
 
     def report(self, run_id: str) -> RunReport:

@@ -453,13 +453,15 @@ def plan(playbook: Playbook, incident: dict[str, Any]) -> Plan | None:
             params = render(step.with_, incident, extra)
             action = REGISTRY[step.action]
             typed = action.Params.model_validate(params)
-        except (TemplateError, ValidationError) as exc:
-            detail = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()) \
-                if isinstance(exc, ValidationError) else str(exc)
+            dumped = typed.model_dump(mode="json")
+        except ValidationError as exc:
+            detail = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
             raise PlanError(f"{playbook.id}, step {step.name}: {detail}") from None
+        except Exception as exc:  # noqa: BLE001 - a template, or a value no action parameter can hold
+            raise PlanError(f"{playbook.id}, step {step.name}: {exc}") from None
         reversible = step.rollback is not False and (action.reversible or isinstance(step.rollback, RollbackSpec))
         steps.append(PlannedStep(
-            name=step.name, action=step.action, params=typed.model_dump(mode="json"),
+            name=step.name, action=step.action, params=dumped,
             needs_approval=step.needs_approval(incident["severity"]), description=action.describe(typed),
             timeout=step.timeout, retries=step.retries, on_failure=step.on_failure, reversible=reversible))
     return Plan(playbook.id, int(incident["id"]), incident["severity"], steps)

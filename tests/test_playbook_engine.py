@@ -94,6 +94,11 @@ def _responder(client: Client, tmp_path: Path | None = None, routing: RoutingCon
     return Responder(client, load_library(folders), Pager(client, routing), integrations, retry_wait=0.01)
 
 
+def _minutes_later(minutes: int):  # noqa: ANN202
+    """A wall clock this many minutes ahead (as a restart that long after a crash sees it)."""
+    return lambda: time.time_ns() + minutes * 60 * 10**9
+
+
 def _control_rows(client: Client) -> int:
     return int(client.query("SELECT count() FROM control_log").result_rows[0][0])
 
@@ -215,6 +220,8 @@ def test_a_failing_action_is_recorded_made_visible_and_stops_nothing_else(client
     errors = [i for i in list_incidents(client) if i["detector"] == "playbook_error"]
     assert len(errors) == 1 and errors[0]["severity"] == "SEV1" and str(fanout) in errors[0]["title"]
     assert agent != fanout
+    # The grant was not revoked where it matters, so the control table does not claim it.
+    assert [c["kind"] for c in controls_in_force(client)] == ["identity"]
 
 
 def test_dry_run_writes_nothing(client: Client, tmp_path: Path) -> None:
@@ -255,8 +262,8 @@ def test_a_restart_after_the_side_effect_does_not_repeat_it(client: Client, tmp_
     assert _control_rows(client) == 1
 
     restarted = _responder(client)  # a new process: nothing in memory
-    assert restarted.recover(NOW + timedelta(seconds=30)) == []  # too soon: it may still be running
-    settled = restarted.recover(NOW + timedelta(minutes=5))
+    assert restarted.recover(NOW) == []  # too soon: it may still be running
+    settled = restarted.recover(NOW, clock=_minutes_later(5))
     assert [(s.step, s.state) for s in settled] == [("suspend_agent", "succeeded")]
     assert _control_rows(client) == 1  # not executed again
     report = restarted.report(run_id)
@@ -275,7 +282,7 @@ def test_a_restart_before_the_side_effect_runs_it_exactly_once(client: Client, t
     responder._write_run(run_id, context, "runaway_agent", "running", "live", "playbook:runaway_agent", planned, "",
                          NOW)
     responder._log(run_id, context, "runaway_agent", planned.steps[0], 0, "started", 1, "playbook:runaway_agent", NOW)
-    settled = _responder(client).recover(NOW + timedelta(minutes=5))
+    settled = _responder(client).recover(NOW, clock=_minutes_later(5))
     assert [(s.step, s.state) for s in settled] == [("suspend_agent", "reset")]
     assert _control_rows(client) == 1
     assert [c["target"] for c in controls_in_force(client)] == ["agent.cleaner"]
@@ -328,7 +335,7 @@ def test_a_process_killed_mid_step_is_not_repeated(tmp_path: Path, receiver) -> 
     try:
         responder = Responder(client, load_library([folder]), Pager(client), retry_wait=0.01)
         later = datetime.now(UTC) + timedelta(minutes=5)
-        settled = responder.recover(later)
+        settled = responder.recover(later, clock=_minutes_later(5))
         assert [(s.step, s.state) for s in settled] == [("tell_soar", "interrupted")]
         responder.run("tell_soar", agent_incident, later, actor="alice")
         responder.respond(later)
@@ -412,3 +419,67 @@ def test_respond_pages_once_per_incident_over_http_and_the_page_step_adds_none(c
     assert "ds.telemetry" in receiver.at("/owners")[0].json["message"]
     _responder(client, routing=routing).respond(NOW + timedelta(minutes=1))
     assert len(receiver.at("/oncall")) == 1
+
+
+_SLOW_PLAYBOOK = _HANGING_PLAYBOOK.replace("timeout: 60s", "timeout: 1s\n    retries: 2")
+
+
+def test_a_timed_out_step_is_never_retried_and_asks_a_human(client: Client, tmp_path: Path, receiver) -> None:
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "tell_soar.yaml").write_text(_SLOW_PLAYBOOK.replace("URL", receiver.url("/soar")), encoding="utf-8")
+    receiver.script("/soar", [200], delay=3)
+    incident_id = record_alert(client, _alert("runaway_agent", "agent.x", "SEV3")).incident_id
+    responder = Responder(client, load_library([folder]), Pager(client), retry_wait=0.01)
+    report = responder.run("tell_soar", incident_id, NOW, actor="alice")
+    step = report.steps[0]
+    assert (step.state, step.attempt) == ("interrupted", 1) and "timed out" in step.error
+    time.sleep(3.5)  # let the abandoned call finish: it must still be the only one
+    assert len(receiver.at("/soar")) == 1
+
+
+def test_a_step_that_cannot_be_settled_does_not_block_responses(client: Client, tmp_path: Path) -> None:
+    _organisation(client, tmp_path)
+    stuck = record_alert(client, _alert("runaway_agent", "agent.cleaner", "SEV2")).incident_id
+    responder = _responder(client)
+    context = responder._context(stuck)
+    planned = responder._plan(responder.library.playbooks["runaway_agent"], context)
+    run_id = f"{stuck}.runaway_agent"
+    responder._write_run(run_id, context, "runaway_agent", "running", "live", "x", planned, "", NOW)
+    broken = planned.steps[0].__class__(**{**planned.steps[0].__dict__, "params": {"no_such_parameter": 1}})
+    responder._log(run_id, context, "runaway_agent", broken, 0, "started", 1, "x", NOW)
+    record_alert(client, _fanout())
+    summary = responder.respond(NOW)  # recover() meets the broken step first
+    states = {r.playbook: r.state for r in summary.runs}
+    assert states == {"restricted_fanout": "succeeded", "runaway_agent": "running"}  # in flight, not redone
+    settled = responder.recover(NOW, clock=_minutes_later(5))
+    assert [(s.step, s.state) for s in settled] == [("suspend_agent", "interrupted")]
+    assert "could not settle" in settled[0].error
+    assert responder.respond(NOW).errors == []
+
+
+def test_a_rolled_back_run_is_not_resumed_and_a_closed_incident_is_not_contained(client: Client,
+                                                                                  tmp_path: Path) -> None:
+    _organisation(client, tmp_path)
+    incident_id = record_alert(client, _embedding("SEV2")).incident_id
+    responder = _responder(client)
+    run = responder.respond(NOW).runs[0]
+    assert run.state == "awaiting_approval"
+    responder.rollback_incident(incident_id, "alice", NOW)
+    record_alert(client, _alert("bulk_export", "bob", "SEV1", resources=("emb.hr_notes",),
+                                at=T0 + timedelta(minutes=30)))
+    responder.respond(NOW + timedelta(minutes=50))
+    assert responder.report(run.run_id).state == "rolled_back" and controls_in_force(client) == []
+
+    other = record_alert(client, _alert("bulk_export", "carol", "SEV3", resources=("emb.hr_notes",))).incident_id
+    pending = responder.respond(NOW).runs[0]
+    transition(client, other, "false_positive", actor="alice", reason="sanctioned")
+    import pytest
+
+    from playbooks.engine import EngineError
+
+    with pytest.raises(EngineError, match="false_positive"):
+        responder.approve(pending.run_id, "suspend_identity", "alice", NOW)
+    assert controls_in_force(client) == []
+    denied = responder.deny(pending.run_id, "suspend_identity", "alice", NOW, reason="closed anyway")
+    assert {s.step: s.state for s in denied.steps}["suspend_identity"] == "denied"

@@ -171,6 +171,9 @@ def test_templates_keep_types_and_undefined_names_fail() -> None:
     assert render("{{ incident.unsanitised_inputs }}", incident) == ["ds.a"]
     assert render("run {{ incident.training_run }} on {{ incident.resources | length }}", incident) == "run run.1 on 3"
     assert render({"a": ["{{ incident.id }}", 2]}, incident) == {"a": [1, 2]}
+    assert render("{{ incident.id }}: {{ incident.training_run }}", incident) == "1: run.1"  # text, two expressions
+    with pytest.raises(TemplateError, match="nope"):
+        render("{{ [incident.nope] }}", incident)  # undefined inside a value is still undefined
     with pytest.raises(TemplateError, match="no_such_field"):
         render("{{ incident.no_such_field }}", incident)
 
