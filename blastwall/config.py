@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from playbooks.actions import Integrations
 from playbooks.durations import parse_duration
 from playbooks.model import LIBRARY
-from playbooks.paging import RoutingConfig
+from playbooks.paging import RoutingConfig, default_routing
 
 
 class ConfigError(ValueError):
@@ -39,7 +39,8 @@ class Settings(BaseModel):
     """The response settings (see the module docstring)."""
 
     model_config = ConfigDict(extra="forbid")
-    paging: RoutingConfig = Field(default_factory=RoutingConfig)
+    # Without settings every SEV1-SEV3 page is still recorded (as unrouted), never dropped.
+    paging: RoutingConfig = Field(default_factory=default_routing)
     integrations: Integrations = Field(default_factory=Integrations)
     playbooks: list[Path] = Field(default_factory=list)
     respond_max_age: timedelta = timedelta(hours=6)
