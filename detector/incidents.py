@@ -192,15 +192,19 @@ def incident_id_for(alert_id: str) -> int:
     return int.from_bytes(digest, "big") & ((1 << 63) - 1)
 
 
-def _ms(moment: datetime) -> int:
-    """Epoch milliseconds of a time; a naive time is taken as UTC."""
+def to_epoch_ms(moment: datetime) -> int:
+    """Epoch milliseconds of a time; a naive time is taken as UTC (how times travel to the store)."""
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return (moment - _EPOCH) // timedelta(milliseconds=1)
 
 
-def _dt(ms: int) -> datetime:
+def from_epoch_ms(ms: int) -> datetime:
+    """The UTC time of epoch milliseconds read back from the store."""
     return _EPOCH + timedelta(milliseconds=int(ms))
+
+
+_ms, _dt = to_epoch_ms, from_epoch_ms
 
 
 def _now_ms() -> int:

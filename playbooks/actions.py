@@ -22,7 +22,7 @@ import hmac
 import json
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, ClassVar, Literal
 
 import requests
@@ -30,6 +30,8 @@ import tenacity
 from clickhouse_connect.driver.client import Client
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from detector.incidents import from_epoch_ms
+from detector.incidents import to_epoch_ms as _ms
 from playbooks.paging import Pager, PagingError
 
 MIGRATIONS: list[tuple[int, list[str]]] = [
@@ -55,13 +57,7 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
 
 CONTROL_KINDS = ("grant", "resource", "training_run", "identity")
 _TS = "fromUnixTimestamp64Milli({%s:Int64}, 'UTC')"
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
-
-def _ms(moment: datetime) -> int:
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return (moment - _EPOCH) // timedelta(milliseconds=1)
 
 
 class ActionError(RuntimeError):
@@ -236,7 +232,7 @@ def controls_in_force(client: Client, kind: str | None = None) -> list[dict[str,
     rows = []
     for row in result.result_rows:
         entry = dict(zip(result.column_names, row))
-        entry["at"] = _EPOCH + timedelta(milliseconds=int(entry.pop("at_ms")))
+        entry["at"] = from_epoch_ms(entry.pop("at_ms"))
         entry.pop("force")
         rows.append(entry)
     return rows

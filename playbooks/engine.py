@@ -29,7 +29,7 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import tenacity
@@ -42,6 +42,12 @@ from detector.incidents import (
     record_alert,
     record_event,
     transition,
+)
+from detector.incidents import (
+    from_epoch_ms as _dt,
+)
+from detector.incidents import (
+    to_epoch_ms as _ms,
 )
 from playbooks.actions import REGISTRY, ActionContext, ControlAction, Integrations
 from playbooks.context import incident_context, render
@@ -81,18 +87,9 @@ TERMINAL = ("succeeded", "failed", "denied", "interrupted", "rolled_back", "roll
 CLOSED = ("resolved", "false_positive")
 #: Detectors about blastwall itself: paged by severity, never contained.
 _OWN_DETECTORS = ("pipeline_error", "playbook_error")
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _TS = "fromUnixTimestamp64Milli({%s:Int64}, 'UTC')"
 
 
-def _ms(moment: datetime) -> int:
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return (moment - _EPOCH) // timedelta(milliseconds=1)
-
-
-def _dt(ms: int) -> datetime:
-    return _EPOCH + timedelta(milliseconds=int(ms))
 
 
 class EngineError(ValueError):

@@ -58,7 +58,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 from tenacity import Retrying, retry_if_result, stop_after_attempt, wait_exponential
 
-from detector.incidents import FINAL_STATUSES, get_incident
+from detector.incidents import FINAL_STATUSES, from_epoch_ms, get_incident, to_epoch_ms
 from detector.severity import SEVERITIES
 from playbooks.durations import parse_duration
 
@@ -82,7 +82,6 @@ MAX_ROUNDS = 10
 #: long outage of the paging service is still caught up once it recovers.
 _FIRST_BACKOFF, _MAX_BACKOFF = timedelta(minutes=1), timedelta(hours=1)
 _DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _TS = "fromUnixTimestamp64Milli({%s:Int64}, 'UTC')"
 _LISTED = 5  # principals/resources shown in a message; the link has the rest
 
@@ -413,11 +412,7 @@ def _aware(moment: datetime) -> datetime:
 
 
 def _ms(moment: datetime | None) -> int:
-    return 0 if moment is None else (_aware(moment) - _EPOCH) // timedelta(milliseconds=1)
-
-
-def _dt(ms: int) -> datetime:
-    return _EPOCH + timedelta(milliseconds=int(ms))
+    return 0 if moment is None else to_epoch_ms(moment)
 
 
 def _rank(severity: str) -> int:
@@ -597,8 +592,8 @@ class Pager:
             " FROM pages WHERE incident_id = {id:UInt64} ORDER BY seq",
             parameters={"id": incident_id},
         )
-        return [PageRecord(incident_id, sev, int(level), channel, state, _dt(at_ms), error,
-                           _dt(due_ms) if due_ms else None, int(tries), reason)
+        return [PageRecord(incident_id, sev, int(level), channel, state, from_epoch_ms(at_ms), error,
+                           from_epoch_ms(due_ms) if due_ms else None, int(tries), reason)
                 for sev, level, channel, state, at_ms, error, due_ms, tries, reason in result.result_rows]
 
     # ---- internals
@@ -619,7 +614,7 @@ class Pager:
                 continue
             severity = str(incident["severity"])
             for number, step in enumerate(self.config.escalation, start=1):
-                if number in done or _aware(now) < _dt(first_ms) + step.after:
+                if number in done or _aware(now) < from_epoch_ms(first_ms) + step.after:
                     continue
                 why = f"unacknowledged {_span(step.after)} after the first page"
                 title, body = self._message(incident, severity, number, why)
