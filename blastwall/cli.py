@@ -172,6 +172,8 @@ def ingest(ctx: click.Context, table: str, files: tuple[Path, ...]) -> None:
 @click.pass_context
 def demo(ctx: click.Context, principals: int, days: int, seed: int, reseed: bool, no_console: bool) -> None:
     """Seed a realistic organisation (with labelled attacks) and open the console on it."""
+    from datetime import UTC, datetime, timedelta
+
     from blastwall.simulation import OrgSpec, write_to_store
 
     dsn = ctx.obj["dsn"] or demo_dsn()
@@ -183,14 +185,33 @@ def demo(ctx: click.Context, principals: int, days: int, seed: int, reseed: bool
         if existing:
             click.echo(f"demo store {dsn} already holds {existing:,} events (use --reseed to regenerate)")
         else:
-            spec = OrgSpec(principals=principals, days=days, seed=seed)
+            # The history ends at today's midnight, so the console's live traffic continues it.
+            today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+            spec = OrgSpec(principals=principals, days=days, seed=seed, start=today - timedelta(days=days))
             click.echo(f"seeding {principals:,} principals x {days} days (seed {seed}) into {dsn} ...")
             counts = write_to_store(client, spec)
             click.echo(_describe_seed(counts))
-    click.echo(f"to detect on it: blastwall --dsn {dsn} detect --since {OrgSpec().start.date()} --until <end> "
-               "--step 15m (the console hosting live detection arrives with the console milestone)")
+    accounts = _demo_accounts(dsn)
+    click.echo(f"sign in as 'demo' with password 'demo' (accounts: {accounts})")
     if not no_console:
-        _launch_console(dsn)
+        click.echo("the console detects, pages and contains live, and the organisation keeps working meanwhile")
+        _launch_console(ctx, dsn, demo=True, accounts=accounts)
+
+
+def _demo_accounts(dsn: str) -> Path:
+    """The demo store's own accounts file, with one admin account for the visitor."""
+    from blastwall.access import add_account, load_accounts
+    from blastwall.store import parse_dsn
+
+    folder = parse_dsn(dsn).embedded_path or Path(".")
+    path = Path(folder).parent / "demo-accounts.yaml"
+    try:
+        if load_accounts(path).authenticate("demo", "demo") is not None:
+            return path
+    except ValueError:
+        pass  # missing or unreadable: write it
+    add_account(path, "demo", "admin", "demo", name="Demo visitor")
+    return path
 
 
 def _describe_seed(counts: dict) -> str:
@@ -240,14 +261,24 @@ def console(ctx: click.Context, port: int) -> None:
     dsn = resolve_dsn(ctx.obj["dsn"])
     with _client(ctx):  # fail here, in one line, if the store is unusable
         pass
-    _launch_console(dsn, port)
+    _settings(ctx)  # and here, if the settings are unusable
+    _launch_console(ctx, dsn, port)
 
 
-def _launch_console(dsn: str, port: int = 8501) -> None:
+def _launch_console(ctx: click.Context, dsn: str, port: int = 8501, demo: bool = False,
+                    accounts: Path | None = None) -> None:
+    """Serve the console; it hosts the scheduled jobs itself when the store is embedded."""
     app = Path(__file__).resolve().parent.parent / "dashboard" / "app.py"
     command = [sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(port),
                "--server.headless", "true", "--browser.gatherUsageStats", "false",
                "--client.toolbarMode", "viewer", "--", "--dsn", dsn]
+    config = ctx.obj.get("config") or os.environ.get("BLASTWALL_CONFIG")
+    if config:
+        command += ["--config", str(config)]
+    if accounts:
+        command += ["--accounts", str(accounts)]
+    if demo:
+        command.append("--demo")
     click.echo(f"console: http://localhost:{port}  (Ctrl-C to stop)")
     try:
         sys.exit(subprocess.call(command))
@@ -651,6 +682,89 @@ def respond(ctx: click.Context) -> None:
         click.echo(f"  {report.run_id}: {report.state}")
     for error in summary.errors:
         click.echo(f"  error: {error}", err=True)
+
+
+# --- console accounts ------------------------------------------------------------------
+
+#: blastwall.access.ROLES, spelled out so that starting the CLI does not load argon2 and
+#: pydantic (tests/test_access.py holds the two equal).
+_ROLES = ("viewer", "analyst", "responder", "admin")
+
+_ACCOUNTS_FILE_OPTION = click.option(
+    "--file", "path", type=click.Path(dir_okay=False, path_type=Path),
+    help="The accounts file. Default: $BLASTWALL_ACCOUNTS, else accounts.yaml in the user config directory.")
+
+
+def _accounts_file(path: Path | None) -> Path:
+    from blastwall.access import default_accounts_path
+
+    return path or default_accounts_path()
+
+
+@cli.group()
+def account() -> None:
+    """Console sign-in: local accounts (argon2-hashed passwords) and their roles."""
+
+
+@account.command(name="add")
+@click.argument("user")
+@click.option("--role", required=True, type=click.Choice(_ROLES),
+              help="viewer reads; analyst also triages; responder also approves, runs and rolls back "
+              "playbooks; admin does everything.")
+@click.option("--name", default="", help="Display name (an existing account keeps its own if omitted).")
+@_ACCOUNTS_FILE_OPTION
+def account_add(user: str, role: str, name: str, path: Path | None) -> None:
+    """Add a console account, or replace an existing USER's role and password.
+
+    The password is asked for twice without echo, or read from $BLASTWALL_PASSWORD in
+    scripts; only its argon2id hash is written (file mode 0600).
+    """
+    from blastwall.access import AccountsError, add_account, load_accounts
+
+    target = _accounts_file(path)
+    try:
+        # A broken file is reported before anyone types a password.
+        existed = target.exists() and load_accounts(target).get(user) is not None
+    except AccountsError as exc:
+        raise BlastwallCliError(str(exc)) from None
+    password = os.environ.get("BLASTWALL_PASSWORD", "")
+    if not password:
+        try:
+            password = click.prompt(f"Password for {user}", hide_input=True, confirmation_prompt=True)
+        except click.exceptions.Abort:
+            raise BlastwallCliError("no password given (type it when asked, or set BLASTWALL_PASSWORD)") from None
+    try:
+        added = add_account(target, user, role, password, name=name)
+    except AccountsError as exc:
+        raise BlastwallCliError(str(exc)) from None
+    except OSError as exc:
+        raise BlastwallCliError(f"{target}: cannot write ({exc.strerror or exc})") from None
+    click.echo(f"{'updated' if existed else 'added'} {added.user} ({added.role}) in {target}")
+
+
+@account.command(name="list")
+@_ACCOUNTS_FILE_OPTION
+def account_list(path: Path | None) -> None:
+    """List the console accounts and the OIDC role mapping (never the hashes)."""
+    from blastwall.access import AccountsError, load_accounts
+
+    target = _accounts_file(path)
+    try:
+        accounts = load_accounts(target)
+    except AccountsError as exc:
+        raise BlastwallCliError(str(exc)) from None
+    users = accounts.users()
+    if not users:
+        click.echo(f"no local accounts in {target}")
+    else:
+        width = max(len("USER"), *(len(u.user) for u in users))
+        click.echo(f"{'USER':<{width}}  {'ROLE':<9}  NAME")
+        for found in users:
+            click.echo(f"{found.user:<{width}}  {found.role:<9}  {found.name}")
+    if accounts.oidc is not None:
+        click.echo(f"oidc: default role {accounts.oidc.default_role or 'none (unlisted e-mails are refused)'}")
+        for email, role in sorted(accounts.oidc.roles.items()):
+            click.echo(f"  {email}: {role}")
 
 
 def main() -> None:

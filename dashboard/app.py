@@ -1,13 +1,33 @@
-"""The SOC console: ``streamlit run dashboard/app.py -- --dsn DSN`` (``blastwall console`` does this)."""
+"""The SOC console: ``streamlit run dashboard/app.py -- --dsn DSN`` (``blastwall console`` does this).
+
+Sign-in first (OIDC through ``st.login`` when ``[auth]`` is configured in Streamlit's
+secrets, else the local accounts file), then ``st.navigation`` over the views. For an
+embedded store the console also hosts the scheduled jobs (and, for the demo, the
+organisation's live traffic).
+"""
 
 from __future__ import annotations
 
 import streamlit as st
 
-from dashboard.state import dsn_from_argv
+from dashboard import login
+from dashboard.state import hosted_jobs, options
 
-st.set_page_config(page_title="blastwall", layout="wide")
-st.session_state.setdefault("dsn", dsn_from_argv())
+st.set_page_config(page_title="blastwall", page_icon=":material/shield:", layout="wide")
+opts = options()
+if opts.scheduler:
+    hosted_jobs(opts.dsn, opts.config, opts.demo)
 
-page = st.navigation([st.Page("views/overview.py", title="Overview", icon=":material/monitoring:", default=True)])
-page.run()
+user = login.signed_in_user()
+if user is None:
+    login.form()
+    st.stop()
+
+login.sidebar(user)
+pages = [
+    st.Page("views/queue.py", title="Queue", icon=":material/inbox:", default=True),
+    st.Page("views/incident.py", title="Incident", icon=":material/crisis_alert:"),
+    st.Page("views/overview.py", title="Overview", icon=":material/monitoring:"),
+    st.Page("views/playbooks.py", title="Playbooks", icon=":material/menu_book:"),
+]
+st.navigation(pages).run()

@@ -1,25 +1,199 @@
-"""Console plumbing shared by the views: the DSN and the cached store client."""
+"""Console plumbing shared by the views: options, the cached store client, the engine, the jobs.
+
+Everything here is created once per console process (``st.cache_resource``) and shared
+by every session. One lock guards the store client: Streamlit runs each session's script
+in its own thread and the hosted scheduler runs in another, and the embedded engine is
+one connection.
+"""
 
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, TypeVar
 
 import streamlit as st
 from clickhouse_connect.driver.client import Client
 
-from blastwall.store import open_store, resolve_dsn
+from blastwall.access import ConsoleActions, User, default_accounts_path
+from blastwall.config import Settings, load_settings
+from blastwall.store import open_store, parse_dsn, resolve_dsn
+from playbooks.engine import Responder
+from playbooks.model import Library, load_library
+from playbooks.paging import Pager
+
+log = logging.getLogger("blastwall.console")
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class ConsoleOptions:
+    """What ``blastwall console``/``demo`` pass after ``--`` to ``streamlit run``."""
+
+    dsn: str
+    config: Path | None = None
+    accounts: Path | None = None
+    demo: bool = False
+    scheduler: bool = True
+
+
+def options_from_argv(argv: list[str] | None = None) -> ConsoleOptions:
+    """The console's options from its command line (unknown arguments are Streamlit's)."""
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--dsn")
+    parser.add_argument("--config", type=Path)
+    parser.add_argument("--accounts", type=Path)
+    parser.add_argument("--demo", action="store_true")
+    parser.add_argument("--no-scheduler", dest="scheduler", action="store_false")
+    known, _ = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
+    return ConsoleOptions(resolve_dsn(known.dsn), known.config, known.accounts, known.demo, known.scheduler)
 
 
 def dsn_from_argv(argv: list[str] | None = None) -> str:
     """The DSN passed after ``--`` to ``streamlit run``, else the usual resolution."""
-    parser = argparse.ArgumentParser(add_help=False)
-    parser.add_argument("--dsn")
-    known, _ = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
-    return resolve_dsn(known.dsn)
+    return options_from_argv(argv).dsn
+
+
+def options() -> ConsoleOptions:
+    """This session's options (tests set them in ``st.session_state['options']``)."""
+    if "options" not in st.session_state:
+        found = options_from_argv()
+        if "dsn" in st.session_state:  # a test (or an older caller) set only the DSN
+            found = ConsoleOptions(st.session_state["dsn"], found.config, found.accounts, found.demo, False)
+        st.session_state["options"] = found
+    return st.session_state["options"]
 
 
 @st.cache_resource(show_spinner=False)
 def store_client(dsn: str) -> Client:
     """One client per DSN for the console process (the embedded engine allows one)."""
     return open_store(dsn, holder="blastwall console")
+
+
+@st.cache_resource(show_spinner=False)
+def store_lock(dsn: str) -> threading.RLock:
+    """The lock every use of the store client takes (sessions and the hosted jobs)."""
+    return threading.RLock()
+
+
+@contextmanager
+def store() -> Iterator[Client]:
+    """The store client, held exclusively for the block."""
+    opts = options()
+    with store_lock(opts.dsn):
+        yield store_client(opts.dsn)
+
+
+def read(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Call a read function of ours with the store client as its first argument."""
+    with store() as client:
+        return function(client, *args, **kwargs)
+
+
+@st.cache_resource(show_spinner=False)
+def settings(config: Path | None) -> Settings:
+    return load_settings(config)
+
+
+@st.cache_resource(show_spinner=False, ttl=60)
+def library(config: Path | None) -> Library:
+    """The playbooks (reloaded every minute, so an edited file shows without a restart)."""
+    return load_library(settings(config).playbook_folders())
+
+
+def responder() -> Responder:
+    """The playbook engine over the store (cheap: built per use from cached parts)."""
+    opts = options()
+    client = store_client(opts.dsn)
+    conf = settings(opts.config)
+    return Responder(client, library(opts.config), Pager(client, conf.paging), conf.integrations)
+
+
+def current_user() -> User | None:
+    return st.session_state.get("user")
+
+
+def actions() -> ConsoleActions:
+    """The signed-in user's role-checked actions (every one is authorised on the server)."""
+    user = current_user()
+    if user is None:
+        raise PermissionError("sign in first")
+    return ConsoleActions(store_client(options().dsn), user, responder())
+
+
+@contextmanager
+def acting() -> Iterator[ConsoleActions]:
+    """Role-checked actions with the store held for the block."""
+    with store_lock(options().dsn):
+        yield actions()
+
+
+def accounts_path() -> Path:
+    return options().accounts or default_accounts_path()
+
+
+# --- the jobs the console hosts for an embedded store --------------------------------
+
+
+@dataclass
+class HostedJobs:
+    """The scheduler running inside the console, and what it last did."""
+
+    scheduler: Any
+    jobs: Any
+    traffic: Any = None
+    traffic_error: str = ""
+
+
+@st.cache_resource(show_spinner=False)
+def hosted_jobs(dsn: str, config: Path | None, demo: bool) -> HostedJobs | None:
+    """Start detect, respond, escalate, retention (and the demo's live traffic) in this process.
+
+    Only for an embedded store: one process owns it, so the console is where the jobs
+    must run. Against a server, ``blastwall run`` runs them as its own process.
+    """
+    if not parse_dsn(dsn).is_embedded:
+        return None
+    from apscheduler.schedulers.background import BackgroundScheduler
+
+    from blastwall.jobs import DetectionJobs, LiveSettings, schedule
+
+    client = store_client(dsn)
+    conf = settings(config)
+    # Short runs: the lock is shared with every analyst's clicks.
+    jobs = DetectionJobs(client, LiveSettings(max_steps_per_run=12, respond_max_age=conf.respond_max_age),
+                         responder=Responder(client, library(config), Pager(client, conf.paging), conf.integrations))
+    jobs.lock = store_lock(dsn)
+    scheduler = schedule(BackgroundScheduler(timezone="UTC", daemon=True), jobs)
+    hosted = HostedJobs(scheduler, jobs)
+    if demo:
+        _add_live_traffic(hosted, client, store_lock(dsn))
+    scheduler.start()
+    return hosted
+
+
+def _add_live_traffic(hosted: HostedJobs, client: Client, lock: threading.RLock) -> None:
+    """The demo organisation keeps working (and honours containment) while the visitor watches."""
+    from blastwall.simulation.live import LiveTraffic, demo_spec
+
+    traffic = LiveTraffic(client, demo_spec(client), started=datetime.now(UTC))
+    hosted.traffic = traffic
+
+    def tick() -> None:
+        with lock:
+            try:
+                traffic.tick(datetime.now(UTC))
+                hosted.traffic_error = ""
+            except Exception as error:  # noqa: BLE001 - the next tick catches up
+                hosted.traffic_error = str(error)
+                log.error("live traffic failed: %s", error)
+
+    hosted.scheduler.add_job(tick, "interval", seconds=30, id="live_traffic", coalesce=True, max_instances=1,
+                             next_run_time=datetime.now(UTC) + timedelta(seconds=5), replace_existing=True)

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from blastwall.access import User
 from blastwall.schema import init_schema
 from blastwall.store import close_store, is_open, open_store
 from dashboard.state import store_client
@@ -31,9 +32,12 @@ def console_dsn(store_dsn: str) -> Iterator[str]:
 
 
 def run_console(dsn: str) -> AppTest:
+    """The overview page, signed in as a viewer."""
     app = AppTest.from_file(APP, default_timeout=60)
     app.session_state["dsn"] = dsn
-    return app.run()
+    app.session_state["user"] = User("vera", "Vera", "viewer")
+    app.run()
+    return app.switch_page("views/overview.py").run()
 
 
 def test_overview_shows_an_empty_store(console_dsn: str) -> None:
@@ -63,5 +67,5 @@ def test_overview_counts_events_and_lists_rejections(console_dsn: str, tmp_path:
     metrics = {m.label: m.value for m in app.metric}
     assert metrics["access log"] == "3" and metrics["rejected rows"] == "1"
     assert "2026-10-05 09:00" in app.caption[0].value
-    table = app.dataframe[0].value
+    table = next(t.value for t in app.dataframe if "reason" in t.value.columns)
     assert list(table["reason"]) == ["unparsable event_time (want ISO-8601)"] and list(table["line"]) == [4]

@@ -1,0 +1,80 @@
+"""Signing in: OIDC via ``st.login`` when configured, else the local accounts file.
+
+The signed-in :class:`blastwall.access.User` lives in the session; every action checks
+its role on the server (:class:`blastwall.access.ConsoleActions`).
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from blastwall.access import AccessDenied, AccountsError, User, load_accounts
+from dashboard.state import accounts_path
+
+
+def _oidc_configured() -> bool:
+    try:
+        return "auth" in st.secrets
+    except Exception:  # noqa: BLE001 - no secrets file at all
+        return False
+
+
+def signed_in_user() -> User | None:
+    """The session's user, completing an OIDC sign-in when the identity provider sent one back."""
+    if "user" in st.session_state:
+        return st.session_state["user"]
+    if _oidc_configured() and getattr(st.user, "is_logged_in", False):
+        accounts = _accounts()
+        if accounts is not None:
+            try:
+                st.session_state["user"] = accounts.for_oidc(str(st.user.get("email", "")),
+                                                             str(st.user.get("name", "")))
+            except AccessDenied as refused:
+                st.error(f"{refused} Ask an admin to add your e-mail to the accounts file.")
+                return None
+            return st.session_state["user"]
+    return None
+
+
+def _accounts():
+    path = accounts_path()
+    try:
+        return load_accounts(path)
+    except AccountsError as error:
+        st.error(str(error))
+        st.info(f"Create an account: `blastwall account add USER --role admin --file {path}`")
+        return None
+
+
+def form() -> None:
+    """The sign-in page."""
+    st.title("blastwall")
+    st.caption("Anomaly detection and incident response for the data paths of AI training")
+    if _oidc_configured():
+        st.button("Sign in with your identity provider", on_click=st.login, type="primary")
+        return
+    accounts = _accounts()
+    if accounts is None:
+        return
+    with st.form("sign_in"):
+        user = st.text_input("User", key="sign_in_user")
+        password = st.text_input("Password", type="password", key="sign_in_password")
+        submitted = st.form_submit_button("Sign in", type="primary")
+    if submitted:
+        found = accounts.authenticate(user, password)
+        if found is None:
+            st.error("Wrong user or password.")
+        else:
+            st.session_state["user"] = found
+            st.rerun()
+
+
+def sidebar(user: User) -> None:
+    """Who is signed in, and signing out."""
+    with st.sidebar:
+        st.write(f"**{user.name or user.user}** · {user.role}")
+        if st.button("Sign out", key="sign_out"):
+            st.session_state.pop("user", None)
+            if _oidc_configured() and getattr(st.user, "is_logged_in", False):
+                st.logout()
+            st.rerun()

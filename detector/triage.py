@@ -1,0 +1,216 @@
+"""What an analyst reads while triaging: the queue, an incident's evidence and blast radius, trends.
+
+Read-only functions over the store for the console (and anyone else): the ranked queue
+with its filters and counts, the evidence events of an incident page by page, who could
+read the data and through which groups, who actually read it, and the daily volumes
+the overview charts. The console caches their results briefly; they hold no state.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import pandas as pd
+from clickhouse_connect.driver.client import Client
+
+from detector.incidents import STATUSES, _public, _read_rows, to_epoch_ms
+from detector.severity import SEVERITIES
+
+#: Statuses an analyst still has to work on.
+ACTIVE_STATUSES = ("open", "acknowledged", "contained")
+_READS = ("read", "query", "join", "export", "download", "train")
+
+
+@dataclass(frozen=True)
+class QueueFilter:
+    """The queue's filters; empty means any."""
+
+    statuses: tuple[str, ...] = ACTIVE_STATUSES
+    severities: tuple[str, ...] = ()
+    detectors: tuple[str, ...] = ()
+    assignee: str = ""
+    team: str = ""
+    since: datetime | None = None
+    until: datetime | None = None
+
+    def where(self) -> tuple[str, dict[str, Any]]:
+        """A WHERE clause over ``incidents FINAL`` and its parameters."""
+        for status in self.statuses:
+            if status not in STATUSES:
+                raise ValueError(f"unknown status {status!r}")
+        clauses = ["status IN {statuses:Array(String)}"]
+        params: dict[str, Any] = {"statuses": list(self.statuses or STATUSES)}
+        if self.severities:
+            clauses.append("severity IN {severities:Array(String)}")
+            params["severities"] = list(self.severities)
+        if self.detectors:
+            clauses.append("detector IN {detectors:Array(String)}")
+            params["detectors"] = list(self.detectors)
+        if self.assignee:
+            clauses.append("assignee = {assignee:String}")
+            params["assignee"] = self.assignee
+        if self.team:
+            clauses.append("hasAny(principals, (SELECT groupArray(principal) FROM principals FINAL"
+                           " WHERE team = {team:String}))")
+            params["team"] = self.team
+        if self.since is not None:
+            clauses.append("detected_at >= fromUnixTimestamp64Milli({since:Int64}, 'UTC')")
+            params["since"] = to_epoch_ms(self.since)
+        if self.until is not None:
+            clauses.append("detected_at < fromUnixTimestamp64Milli({until:Int64}, 'UTC')")
+            params["until"] = to_epoch_ms(self.until)
+        return " AND ".join(clauses), params
+
+
+def queue(client: Client, filters: QueueFilter = QueueFilter(), limit: int = 200) -> list[dict[str, Any]]:
+    """Incidents matching the filters, most severe first, then by score, then newest."""
+    where, params = filters.where()
+    rows = _read_rows(client, where, {**params, "limit": int(limit)},
+                      "ORDER BY severity ASC, score DESC, detected_at DESC, id LIMIT {limit:UInt32}")
+    return [_public(r) for r in rows]
+
+
+def queue_counts(client: Client, filters: QueueFilter = QueueFilter()) -> dict[str, int]:
+    """How many incidents match the filters, per severity (every severity present, 0 if none)."""
+    where, params = filters.where()
+    rows = client.query(f"SELECT severity, count() FROM incidents FINAL WHERE {where} GROUP BY severity",
+                        parameters=params).result_rows
+    counts = {severity: 0 for severity in SEVERITIES}
+    counts.update({severity: int(n) for severity, n in rows})
+    return counts
+
+
+def filter_choices(client: Client) -> dict[str, list[str]]:
+    """Values the queue's filters can take: detectors, assignees, teams present in the store."""
+    detectors = [r[0] for r in client.query("SELECT DISTINCT detector FROM incidents ORDER BY 1").result_rows]
+    assignees = [r[0] for r in client.query(
+        "SELECT DISTINCT assignee FROM incidents FINAL WHERE assignee != '' ORDER BY 1").result_rows]
+    teams = [r[0] for r in client.query(
+        "SELECT DISTINCT team FROM principals FINAL WHERE team != '' ORDER BY 1").result_rows]
+    return {"detectors": detectors, "assignees": assignees, "teams": teams}
+
+
+def evidence_events(client: Client, incident: dict[str, Any], offset: int = 0, limit: int = 100,
+                    margin: timedelta = timedelta(hours=1)) -> tuple[pd.DataFrame, int]:
+    """One page of the events behind an incident, and how many there are.
+
+    The evidence is every event by the incident's principals or on its resources
+    (directly or as a joined/consumed resource) from ``margin`` before its first to
+    ``margin`` after its last evidence time.
+    """
+    params = {"p": list(incident["principals"]), "r": list(incident["resources"]),
+              "lo": to_epoch_ms(incident["first_seen"] - margin), "hi": to_epoch_ms(incident["last_seen"] + margin),
+              "limit": int(limit), "offset": int(offset)}
+    where = ("(principal IN {p:Array(String)} OR resource IN {r:Array(String)} OR hasAny(related, {r:Array(String)}))"
+             " AND event_time >= fromUnixTimestamp64Milli({lo:Int64}, 'UTC')"
+             " AND event_time <= fromUnixTimestamp64Milli({hi:Int64}, 'UTC')")
+    total = int(client.query(f"SELECT count() FROM access_log WHERE {where}", parameters=params).result_rows[0][0])
+    frame = client.query_df(
+        "SELECT event_time, principal, principal_type, action, resource, related, grantee, bytes, rows, via, status,"
+        f" source_ip, event_id FROM access_log WHERE {where} ORDER BY event_time, event_id"
+        " LIMIT {limit:UInt32} OFFSET {offset:UInt64}", parameters=params)
+    return frame, total
+
+
+@dataclass
+class BlastRadius:
+    """Who could read the data, through which groups; who actually read it; how much."""
+
+    audience: pd.DataFrame = field(default_factory=pd.DataFrame)  # member, principal_type, through (groups)
+    audience_size: int = 0
+    readers: pd.DataFrame = field(default_factory=pd.DataFrame)   # principal, reads, rows, bytes, first_read, first_time
+    records: int = 0
+
+
+def blast_radius(client: Client, incident: dict[str, Any], limit: int = 1000) -> BlastRadius:
+    """The blast radius of an incident.
+
+    For a grant (``entity == 'grant'``, key ``RESOURCE -> GRANTEE``) the audience is every
+    principal reachable from the grantee through nested groups, with the chain of groups
+    that brought each in. For every incident, readers are the principals who read its
+    resources from its first evidence on, each marked first-time when they had never
+    read that resource before.
+    """
+    radius = BlastRadius()
+    if incident.get("entity") == "grant" and " -> " in incident.get("entity_key", ""):
+        grantee = incident["entity_key"].split(" -> ", 1)[1]
+        members = _audience(client, grantee)
+        radius.audience_size = len(members)
+        kinds = dict(client.query("SELECT principal, argMax(principal_type, updated_at) FROM principals"
+                                  " GROUP BY principal").result_rows) if members else {}
+        radius.audience = pd.DataFrame(
+            [{"member": m, "principal_type": kinds.get(m, ""), "through": " > ".join(path)} for m, path in members[:limit]],
+            columns=["member", "principal_type", "through"])
+    resources = [r for r in incident["resources"]]
+    if resources:
+        params = {"r": resources, "since": to_epoch_ms(incident["first_seen"]), "reads": list(_READS),
+                  "limit": int(limit)}
+        radius.readers = client.query_df(
+            "SELECT principal, count() AS reads, sum(rows) AS rows, sum(bytes) AS bytes,"
+            " min(event_time) AS first_read,"
+            " principal NOT IN (SELECT principal FROM access_log WHERE resource IN {r:Array(String)}"
+            "   AND action IN {reads:Array(String)}"
+            "   AND event_time < fromUnixTimestamp64Milli({since:Int64}, 'UTC')) AS first_time"
+            " FROM access_log WHERE resource IN {r:Array(String)} AND action IN {reads:Array(String)}"
+            " AND status = 'ok' AND event_time >= fromUnixTimestamp64Milli({since:Int64}, 'UTC')"
+            " GROUP BY principal ORDER BY first_time DESC, reads DESC LIMIT {limit:UInt32}", parameters=params)
+        radius.records = int(radius.readers["rows"].sum()) if len(radius.readers) else 0
+    return radius
+
+
+def _audience(client: Client, grantee: str) -> list[tuple[str, list[str]]]:
+    """Every non-group principal reachable from ``grantee``, with the group chain (breadth first)."""
+    edges: dict[str, list[str]] = {}
+    for group, member in client.query(
+            "SELECT `group`, member FROM memberships FINAL WHERE NOT removed ORDER BY `group`, member").result_rows:
+        edges.setdefault(group, []).append(member)
+    if grantee not in edges:
+        return [(grantee, [grantee])]  # a principal, not a group
+    found: list[tuple[str, list[str]]] = []
+    seen = {grantee}
+    todo: deque[tuple[str, list[str]]] = deque([(grantee, [grantee])])
+    while todo:
+        node, path = todo.popleft()
+        for member in edges.get(node, []):
+            if member in seen:
+                continue  # cycles and diamonds: the shortest chain explains it
+            seen.add(member)
+            if member in edges:
+                todo.append((member, [*path, member]))
+            else:
+                found.append((member, path))
+    return found
+
+
+def incidents_per_day(client: Client, days: int = 30, now: datetime | None = None) -> pd.DataFrame:
+    """Incidents detected per day and severity over the last ``days`` (by detection time)."""
+    params: dict[str, Any] = {"days": int(days)}
+    anchor = "now64(3)"
+    if now is not None:
+        anchor = "fromUnixTimestamp64Milli({now:Int64}, 'UTC')"
+        params["now"] = to_epoch_ms(now)
+    return client.query_df(
+        "SELECT toDate(detected_at) AS day, severity, count() AS incidents FROM incidents FINAL"
+        f" WHERE detected_at >= {anchor} - toIntervalDay({{days:UInt32}})"
+        " GROUP BY day, severity ORDER BY day, severity", parameters=params)
+
+
+def detector_quality(client: Client) -> pd.DataFrame:
+    """Per detector: alerts applied, incidents, false-positive verdicts and their share of verdicts."""
+    return client.query_df(
+        "SELECT i.detector AS detector, i.incidents AS incidents, i.false_positives AS false_positives,"
+        " i.resolved AS resolved, a.alerts AS alerts, a.suppressed AS suppressed,"
+        " if(i.false_positives + i.resolved > 0, i.false_positives / (i.false_positives + i.resolved), NULL)"
+        "   AS false_positive_rate"
+        " FROM (SELECT detector, count() AS incidents, countIf(status = 'false_positive') AS false_positives,"
+        "       countIf(status = 'resolved') AS resolved FROM incidents FINAL GROUP BY detector) AS i"
+        " LEFT JOIN (SELECT detector, count() AS alerts, countIf(outcome = 'suppressed') AS suppressed"
+        "       FROM alerts_seen FINAL GROUP BY detector) AS a ON a.detector = i.detector"
+        " ORDER BY i.incidents DESC")
+
+
+__all__ = ["ACTIVE_STATUSES", "BlastRadius", "QueueFilter", "blast_radius", "detector_quality", "evidence_events",
+           "filter_choices", "incidents_per_day", "queue", "queue_counts"]

@@ -1,0 +1,238 @@
+"""The SOC console under Streamlit's AppTest, on a real embedded store seeded by the generator.
+
+Every view renders, and every action goes through the signed-in user's role, checked on
+the server: what a role may not do shows an error and changes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from blastwall.access import User, add_account
+from blastwall.schema import init_schema
+from blastwall.simulation import OrgSpec, write_to_store
+from blastwall.store import close_store, is_open, open_store
+from dashboard.state import ConsoleOptions, store_client
+from detector.incidents import Alert, get_incident, incident_timeline, record_alert
+from playbooks.actions import controls_in_force
+
+APP = str(Path(__file__).resolve().parent.parent / "dashboard" / "app.py")
+NOW = datetime.now(UTC).replace(microsecond=0)
+MIDNIGHT = NOW.replace(hour=0, minute=0, second=0)
+ROLES = ("viewer", "analyst", "responder", "admin")
+
+
+@pytest.fixture
+def org(store_dsn: str, tmp_path: Path) -> Iterator[dict]:
+    """A generated organisation with three incidents, and one account per role."""
+    client = open_store(store_dsn)
+    init_schema(client)
+    write_to_store(client, OrgSpec(principals=60, days=5, start=MIDNIGHT - timedelta(days=5)))
+    restricted = client.query("SELECT resource FROM resources FINAL WHERE sensitivity = 'restricted'"
+                              " AND kind = 'dataset' ORDER BY resource LIMIT 1").result_rows[0][0]
+    embedding = client.query("SELECT resource FROM resources FINAL WHERE kind = 'embedding' ORDER BY resource"
+                             " LIMIT 1").result_rows[0][0]
+    person = client.query("SELECT principal FROM principals FINAL WHERE principal_type = 'human' ORDER BY principal"
+                          " LIMIT 1").result_rows[0][0]
+    seen = MIDNIGHT - timedelta(hours=14)  # inside the generated period: there is evidence
+
+    def incident(detector: str, key: str, severity: str, entity: str, principals: tuple, resources: tuple,
+                 explanation: list) -> int:
+        return record_alert(client, Alert(
+            alert_id=f"{detector}|{key}", detector=detector, entity=entity, entity_key=key,
+            title=f"{detector} on {key}", severity=severity, score=0.999, principals=principals,
+            resources=resources, first_seen=seen, last_seen=seen + timedelta(hours=6),
+            detected_at=NOW - timedelta(minutes=5), explanation=explanation)).incident_id
+
+    ids = {
+        "fanout": incident("permission_fanout", f"{restricted} -> all-staff", "SEV1", "grant", (person,),
+                           (restricted,), [{"feature": "audience_gain", "value": 55, "baseline": 0, "weight": 1.0},
+                                           {"rule": "grant.mass_audience", "severity_points": {"policy": 4}}]),
+        "export": incident("bulk_export", person, "SEV2", "principal", (person,), (embedding,),
+                           [{"feature": "export_bytes", "value": 9e9, "baseline": 1e6, "weight": 0.9}]),
+        "outlier": incident("behaviour_outlier", "svc-x", "SEV4", "principal", ("svc-x",), (), []),
+    }
+    accounts = tmp_path / "accounts.yaml"
+    for role in ROLES:
+        add_account(accounts, role, role, f"{role}-password", name=role.title())
+    try:
+        yield {"dsn": store_dsn, "client": client, "ids": ids, "accounts": accounts, "person": person,
+               "restricted": restricted}
+    finally:
+        store_client.clear()
+        while is_open(store_dsn):
+            close_store(client)
+
+
+def console(org: dict, role: str | None = "analyst", incident: int | None = None) -> AppTest:
+    app = AppTest.from_file(APP, default_timeout=90)
+    app.session_state["options"] = ConsoleOptions(org["dsn"], None, org["accounts"], False, False)
+    if role is not None:
+        app.session_state["user"] = User(role, role.title(), role)
+    if incident is not None:
+        app.session_state["incident_id"] = incident
+    return app.run()
+
+
+def open_incident(org: dict, role: str, incident: int) -> AppTest:
+    app = console(org, role, incident)
+    app.switch_page("views/incident.py").run()
+    assert not app.exception, app.exception
+    return app
+
+
+def test_sign_in_with_a_local_account(org: dict) -> None:
+    app = console(org, role=None)
+    assert not app.exception
+    assert app.title[0].value == "blastwall" and len(app.text_input) == 2
+    app.text_input(key="sign_in_user").input("responder")
+    app.text_input(key="sign_in_password").input("wrong")
+    app.button[0].click().run()
+    assert any("Wrong user or password" in e.value for e in app.error)
+    app.text_input(key="sign_in_password").input("responder-password")
+    app.button[0].click().run()
+    assert not app.exception
+    assert app.session_state["user"].role == "responder"
+    assert app.title[0].value == "Queue"
+
+
+def test_queue_ranks_by_severity_and_filters(org: dict) -> None:
+    app = console(org, "viewer")
+    assert not app.exception, app.exception
+    metrics = {m.label: m.value for m in app.metric}
+    assert metrics == {"SEV1": "1", "SEV2": "1", "SEV3": "0", "SEV4": "1"}
+    table = app.dataframe[0].value
+    assert list(table["severity"]) == ["SEV1", "SEV2", "SEV4"]
+    app.multiselect(key="q_severity").set_value(["SEV2"]).run()
+    assert list(app.dataframe[0].value["detector"]) == ["bulk_export"]
+    assert {m.label: m.value for m in app.metric}["SEV1"] == "0"
+
+
+def test_opening_an_incident_from_the_queue(org: dict) -> None:
+    app = console(org, "viewer")
+    app.selectbox(key="q_open").set_value(org["ids"]["export"])
+    app.button(key="q_open_button").click().run()
+    assert not app.exception, app.exception
+    assert app.session_state["incident_id"] == org["ids"]["export"]
+    assert app.title[0].value == f"bulk_export on {org['person']}"
+
+
+def test_incident_view_explains_shows_evidence_radius_and_timeline(org: dict) -> None:
+    app = open_incident(org, "viewer", org["ids"]["fanout"])
+    assert app.title[0].value.startswith("permission_fanout on")
+    labels = {m.label: m.value for m in app.metric}
+    assert labels["status"] == "open" and labels["able to read (through the grant)"] != "0"
+    tables = [t.value for t in app.dataframe]
+    audience = next(t for t in tables if "through" in t.columns)
+    assert audience["through"].str.startswith("all-staff").all()
+    timeline = next(t for t in tables if "actor" in t.columns)
+    assert list(timeline["action"]) == ["opened"]
+    evidence = next(t for t in tables if "event_id" in t.columns)
+    assert len(evidence) > 0 and set(evidence["resource"]) & {org["restricted"]} | set(evidence["principal"]) & {
+        org["person"]}
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_acknowledge_needs_an_analyst(org: dict, role: str) -> None:
+    incident = org["ids"]["fanout"]
+    app = open_incident(org, role, incident)
+    app.button(key="do_ack").click().run()
+    assert not app.exception, app.exception
+    status = get_incident(org["client"], incident)["status"]
+    if role == "viewer":
+        assert status == "open"
+        assert any("may not acknowledge" in e.value for e in app.error)
+        assert incident_timeline(org["client"], incident)[-1]["action"] == "denied_action"
+    else:
+        assert status == "acknowledged"
+        assert incident_timeline(org["client"], incident)[-1]["actor"] == role
+
+
+def test_assign_note_false_positive_and_resolve(org: dict) -> None:
+    incident = org["ids"]["export"]
+    app = open_incident(org, "analyst", incident)
+    app.text_input(key="do_assignee").input("bob")
+    app.button(key="do_assign").click().run()
+    app.text_area(key="do_note").input("checked the export destinations")
+    app.button(key="do_add_note").click().run()
+    assert get_incident(org["client"], incident)["assignee"] == "bob"
+    assert incident_timeline(org["client"], incident)[-1]["reason"] == "checked the export destinations"
+    app.button(key="do_fp").click().run()  # no reason: refused, shown
+    assert any("needs a reason" in e.value for e in app.error)
+    app.text_input(key="do_fp_reason").input("sanctioned migration")
+    app.button(key="do_fp").click().run()
+    assert get_incident(org["client"], org["ids"]["export"])["status"] == "false_positive"
+    other = open_incident(org, "analyst", org["ids"]["outlier"])
+    other.button(key="do_resolve").click().run()
+    assert get_incident(org["client"], org["ids"]["outlier"])["status"] == "resolved"
+
+
+def test_run_approve_and_roll_back_need_a_responder(org: dict) -> None:
+    incident = org["ids"]["export"]
+    analyst = open_incident(org, "analyst", incident)
+    analyst.selectbox(key="do_playbook").set_value("embedding_export")
+    analyst.button(key="do_run").click().run()
+    assert any("may not run_playbook" in e.value for e in analyst.error)
+
+    responder = open_incident(org, "responder", incident)
+    responder.selectbox(key="do_playbook").set_value("embedding_export")
+    responder.button(key="do_run").click().run()
+    assert not responder.exception, responder.exception
+    run_id = f"{incident}.embedding_export"
+    assert responder.button(key=f"approve_{run_id}_suspend_identity") is not None
+    analyst = open_incident(org, "analyst", incident)
+    analyst.button(key=f"approve_{run_id}_suspend_identity").click().run()
+    assert any("may not approve" in e.value for e in analyst.error)
+    assert controls_in_force(org["client"]) == []
+
+    responder = open_incident(org, "responder", incident)
+    responder.button(key=f"approve_{run_id}_suspend_identity").click().run()
+    assert [c["target"] for c in controls_in_force(org["client"])] == [org["person"]]
+    assert get_incident(org["client"], incident)["status"] == "contained"
+    responder.button(key="do_rollback").click().run()
+    assert controls_in_force(org["client"]) == []
+    assert get_incident(org["client"], incident)["status"] == "acknowledged"
+
+
+def test_deny_a_pending_step(org: dict) -> None:
+    incident = org["ids"]["export"]
+    app = open_incident(org, "responder", incident)
+    app.selectbox(key="do_playbook").set_value("embedding_export")
+    app.button(key="do_run").click().run()
+    run_id = f"{incident}.embedding_export"
+    app.text_input(key=f"reason_{run_id}_suspend_identity").input("sanctioned")
+    app.button(key=f"deny_{run_id}_suspend_identity").click().run()
+    assert not app.exception, app.exception
+    assert controls_in_force(org["client"]) == []
+    assert any("denied suspend_identity" in s.value for s in app.success)
+
+
+def test_overview_shows_health_trends_and_detector_quality(org: dict) -> None:
+    app = console(org, "viewer")
+    app.switch_page("views/overview.py").run()
+    assert not app.exception, app.exception
+    metrics = {m.label: m.value for m in app.metric}
+    assert int(metrics["access log"].replace(",", "")) > 1000
+    assert metrics["last step ended"] == "never"
+    quality = next(t.value for t in app.dataframe if "false_positive_rate" in t.value.columns)
+    assert set(quality["detector"]) == {"permission_fanout", "bulk_export", "behaviour_outlier"}
+
+
+def test_playbooks_catalogue_controls_and_dry_run(org: dict) -> None:
+    app = console(org, "viewer")
+    app.switch_page("views/playbooks.py").run()
+    assert not app.exception, app.exception
+    assert len(app.expander) >= 11
+    assert any("Nothing is contained" in m.value for m in app.markdown)
+    app.selectbox(key="dry_playbook").set_value("restricted_fanout")
+    app.text_input(key="dry_incident").input(str(org["ids"]["fanout"]))
+    app.button(key="dry_run").click().run()
+    assert any("4 steps would run at SEV1" in s.value for s in app.success)
+    plan = next(t.value for t in app.dataframe if "does" in t.value.columns)
+    assert list(plan["step"]) == ["snapshot_readers", "revoke_grant", "notify_owner", "page"]
+    assert controls_in_force(org["client"]) == []  # a dry run changes nothing
