@@ -82,6 +82,11 @@ def render(dsn: str, page: str | None, incident: int | None, repeat: int) -> flo
         times.append(time.perf_counter() - start)
         if app.exception:
             raise RuntimeError(f"{page or 'queue'} failed: {app.exception}")
+    # What was rendered is the real view, not an empty or error page.
+    title = app.title[0].value
+    expected = "synthetic incident" if incident is not None else "Queue"
+    if not title.startswith(expected) or (incident is None and len(app.dataframe[0].value) != 200):
+        raise RuntimeError(f"{page or 'queue'} rendered {title!r}, not the view under test")
     return statistics.median(times[1:])
 
 

@@ -159,10 +159,17 @@ class DetectionJobs:
                 log.error("retention job failed: %s", error)
 
 
-def schedule(scheduler: BaseScheduler, jobs: DetectionJobs) -> BaseScheduler:
-    """Add the jobs to a scheduler (stable ids; replaces jobs of the same id)."""
+def schedule(scheduler: BaseScheduler, jobs: DetectionJobs,
+             detect_every: timedelta = timedelta(minutes=1)) -> BaseScheduler:
+    """Add the jobs to a scheduler (stable ids; replaces jobs of the same id).
+
+    ``detect_every`` is how often ``detect`` looks for due steps; the console runs it more
+    often with fewer steps per run, so a backlog catches up without holding the store
+    from the analysts for long.
+    """
     common = {"coalesce": True, "max_instances": 1, "misfire_grace_time": 120, "replace_existing": True}
-    scheduler.add_job(jobs.detect, "interval", minutes=1, id="detect", next_run_time=datetime.now(UTC), **common)
+    scheduler.add_job(jobs.detect, "interval", seconds=detect_every.total_seconds(), id="detect",
+                      next_run_time=datetime.now(UTC), **common)
     scheduler.add_job(jobs.retention, "interval", hours=6, id="retention", **common)
     if jobs.responder is not None:
         scheduler.add_job(jobs.escalate, "interval", minutes=1, id="escalate", **common)

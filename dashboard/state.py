@@ -167,11 +167,14 @@ def hosted_jobs(dsn: str, config: Path | None, demo: bool) -> HostedJobs | None:
 
     client = store_client(dsn)
     conf = settings(config)
-    # Short runs: the lock is shared with every analyst's clicks.
-    jobs = DetectionJobs(client, LiveSettings(max_steps_per_run=12, respond_max_age=conf.respond_max_age),
-                         responder=Responder(client, library(config), Pager(client, conf.paging), conf.integrations))
+    # Short, frequent runs: the lock is shared with every analyst's clicks. The demo starts
+    # detecting a few hours back, so its live attack is reached within minutes.
+    live = LiveSettings(max_steps_per_run=12, respond_max_age=conf.respond_max_age,
+                        initial_backfill=timedelta(hours=6) if demo else LiveSettings().initial_backfill)
+    jobs = DetectionJobs(client, live, responder=Responder(client, library(config), Pager(client, conf.paging),
+                                                           conf.integrations))
     jobs.lock = store_lock(dsn)
-    scheduler = schedule(BackgroundScheduler(timezone="UTC", daemon=True), jobs)
+    scheduler = schedule(BackgroundScheduler(timezone="UTC", daemon=True), jobs, detect_every=timedelta(seconds=15))
     hosted = HostedJobs(scheduler, jobs)
     if demo:
         _add_live_traffic(hosted, client, store_lock(dsn))
