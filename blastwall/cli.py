@@ -298,7 +298,6 @@ def incidents(ctx: click.Context, as_json: bool, status: str | None, min_severit
     import json
 
     from detector.incidents import list_incidents
-
     from playbooks.engine import runs_for_incidents
 
     with _client(ctx) as client:
@@ -769,6 +768,11 @@ def account_list(path: Path | None) -> None:
 
 def main() -> None:
     """Console-script entry point."""
+    import logging
+
+    # The driver logs a failure before raising it; we report it ourselves, in one line.
+    logging.getLogger("clickhouse_connect").addHandler(logging.NullHandler())
+    logging.getLogger("clickhouse_connect").propagate = False
     try:
         cli.main(prog_name="blastwall", standalone_mode=False)
     except click.exceptions.Exit as exc:

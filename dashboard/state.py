@@ -92,9 +92,20 @@ def store() -> Iterator[Client]:
 
 
 def read(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """Call a read function of ours with the store client as its first argument."""
-    with store() as client:
-        return function(client, *args, **kwargs)
+    """Call a read function of ours with the store client first; results are cached for 5 s.
+
+    Every session shares the cache, so many analysts on one queue cost one query; an action
+    clears it (:func:`acting`), so its effect shows at once.
+    """
+    name = f"{function.__module__}.{function.__qualname__}"
+    return _cached_read(options().dsn, name, function, *args, **kwargs)
+
+
+@st.cache_data(ttl=5, show_spinner=False, max_entries=512)
+def _cached_read(dsn: str, name: str, _function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    # Keyed by the function's name (a function object cannot be hashed; `_` skips it).
+    with store_lock(dsn):
+        return _function(store_client(dsn), *args, **kwargs)
 
 
 @st.cache_resource(show_spinner=False)
@@ -131,8 +142,11 @@ def actions() -> ConsoleActions:
 @contextmanager
 def acting() -> Iterator[ConsoleActions]:
     """Role-checked actions with the store held for the block."""
-    with store_lock(options().dsn):
-        yield actions()
+    try:
+        with store_lock(options().dsn):
+            yield actions()
+    finally:
+        _cached_read.clear()  # what the action changed must show on the next read
 
 
 def accounts_path() -> Path:
