@@ -236,3 +236,24 @@ def test_playbooks_catalogue_controls_and_dry_run(org: dict) -> None:
     plan = next(t.value for t in app.dataframe if "does" in t.value.columns)
     assert list(plan["step"]) == ["snapshot_readers", "revoke_grant", "notify_owner", "page"]
     assert controls_in_force(org["client"]) == []  # a dry run changes nothing
+
+
+def test_with_oidc_configured_the_sign_in_page_offers_the_identity_provider(org: dict) -> None:
+    app = AppTest.from_file(APP, default_timeout=90)
+    app.session_state["options"] = ConsoleOptions(org["dsn"], None, org["accounts"], False, False)
+    app.secrets["auth"] = {"redirect_uri": "http://localhost:8501/oauth2callback", "cookie_secret": "x" * 32,
+                           "client_id": "blastwall", "client_secret": "s", "server_metadata_url":
+                           "https://idp.example/.well-known/openid-configuration"}
+    app.run()
+    assert not app.exception, app.exception
+    assert [b.label for b in app.button] == ["Sign in with your identity provider"]
+    assert len(app.text_input) == 0  # no local password form when an identity provider is configured
+
+
+def test_mark_contained_by_hand(org: dict) -> None:
+    incident = org["ids"]["fanout"]
+    app = open_incident(org, "analyst", incident)
+    app.button(key="do_contain").click().run()
+    assert not app.exception, app.exception
+    assert get_incident(org["client"], incident)["status"] == "contained"
+    assert any("contained: done" in s.value for s in app.success)
