@@ -14,6 +14,7 @@ import pytest
 from argon2 import PasswordHasher
 from click.testing import CliRunner
 from clickhouse_connect.driver.client import Client
+from test_cli import run
 
 from blastwall import cli as cli_module
 from blastwall.access import (
@@ -32,7 +33,6 @@ from blastwall.access import (
     load_accounts,
     write_accounts,
 )
-from blastwall.cli import main
 from detector.incidents import (
     Alert,
     IncidentError,
@@ -354,17 +354,6 @@ def test_default_accounts_path(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) 
 
 
 # --- the command line ------------------------------------------------------------------
-
-
-def run(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, *args: str) -> tuple[int, str, str]:
-    monkeypatch.setattr("sys.argv", ["blastwall", *args])
-    try:
-        main()
-        code = 0
-    except SystemExit as exit_:
-        code = int(exit_.code or 0)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def test_cli_account_add_and_list(capsys, monkeypatch, tmp_path: Path) -> None:
