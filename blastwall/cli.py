@@ -172,9 +172,10 @@ def ingest(ctx: click.Context, table: str, files: tuple[Path, ...]) -> None:
 @click.pass_context
 def demo(ctx: click.Context, principals: int, days: int, seed: int, reseed: bool, no_console: bool) -> None:
     """Seed a realistic organisation (with labelled attacks) and open the console on it."""
-    from datetime import UTC, datetime, timedelta
+    from datetime import UTC, datetime
 
     from blastwall.simulation import OrgSpec, write_to_store
+    from blastwall.simulation.live import demo_start
 
     dsn = ctx.obj["dsn"] or demo_dsn()
     ctx.obj["dsn"] = dsn
@@ -186,8 +187,7 @@ def demo(ctx: click.Context, principals: int, days: int, seed: int, reseed: bool
             click.echo(f"demo store {dsn} already holds {existing:,} events (use --reseed to regenerate)")
         else:
             # The history ends at today's midnight, so the console's live traffic continues it.
-            today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-            spec = OrgSpec(principals=principals, days=days, seed=seed, start=today - timedelta(days=days))
+            spec = OrgSpec(principals=principals, days=days, seed=seed, start=demo_start(datetime.now(UTC), days))
             click.echo(f"seeding {principals:,} principals x {days} days (seed {seed}) into {dsn} ...")
             counts = write_to_store(client, spec)
             click.echo(_describe_seed(counts))

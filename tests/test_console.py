@@ -257,3 +257,14 @@ def test_mark_contained_by_hand(org: dict) -> None:
     assert not app.exception, app.exception
     assert get_incident(org["client"], incident)["status"] == "contained"
     assert any("contained: done" in s.value for s in app.success)
+
+
+def test_without_an_accounts_file_the_console_says_how_to_create_one(org: dict, tmp_path: Path) -> None:
+    app = AppTest.from_file(APP, default_timeout=90)
+    missing = tmp_path / "nowhere" / "accounts.yaml"
+    app.session_state["options"] = ConsoleOptions(org["dsn"], None, missing, False, False)
+    app.run()
+    assert not app.exception, app.exception
+    assert any(str(missing) in e.value for e in app.error)
+    assert any(f"blastwall account add USER --role admin --file {missing}" in i.value for i in app.info)
+    assert "user" not in app.session_state
