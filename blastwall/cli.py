@@ -255,21 +255,27 @@ def _reset_embedded(dsn: str) -> None:
 
 @cli.command()
 @click.option("--port", default=8501, show_default=True, type=int)
+@click.option("--address", default="127.0.0.1", show_default=True,
+              help="Interface to serve on (0.0.0.0 for every interface, behind your TLS proxy).")
 @click.pass_context
-def console(ctx: click.Context, port: int) -> None:
+def console(ctx: click.Context, port: int, address: str) -> None:
     """Open the Streamlit console on the store."""
     dsn = resolve_dsn(ctx.obj["dsn"])
     with _client(ctx):  # fail here, in one line, if the store is unusable
         pass
     _settings(ctx)  # and here, if the settings are unusable
-    _launch_console(ctx, dsn, port)
+    _launch_console(ctx, dsn, port, address=address)
 
 
 def _launch_console(ctx: click.Context, dsn: str, port: int = 8501, demo: bool = False,
-                    accounts: Path | None = None) -> None:
-    """Serve the console; it hosts the scheduled jobs itself when the store is embedded."""
+                    accounts: Path | None = None, address: str = "127.0.0.1") -> None:
+    """Serve the console; it hosts the scheduled jobs itself when the store is embedded.
+
+    Only on this machine unless ``address`` says otherwise (the demo's account is public).
+    """
     app = Path(__file__).resolve().parent.parent / "dashboard" / "app.py"
     command = [sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(port),
+               "--server.address", address,
                "--server.headless", "true", "--browser.gatherUsageStats", "false",
                "--client.toolbarMode", "viewer", "--", "--dsn", dsn]
     config = ctx.obj.get("config") or os.environ.get("BLASTWALL_CONFIG")
@@ -279,7 +285,7 @@ def _launch_console(ctx: click.Context, dsn: str, port: int = 8501, demo: bool =
         command += ["--accounts", str(accounts)]
     if demo:
         command.append("--demo")
-    click.echo(f"console: http://localhost:{port}  (Ctrl-C to stop)")
+    click.echo(f"console: http://{'localhost' if address == '127.0.0.1' else address}:{port}  (Ctrl-C to stop)")
     try:
         sys.exit(subprocess.call(command))
     except KeyboardInterrupt:
