@@ -111,6 +111,9 @@ def test_queue_ranks_by_severity_and_filters(org: dict) -> None:
     app.multiselect(key="q_severity").set_value(["SEV2"]).run()
     assert list(app.dataframe[0].value["detector"]) == ["bulk_export"]
     assert {m.label: m.value for m in app.metric}["SEV1"] == "0"
+    app.multiselect(key="q_severity").set_value(["SEV3"]).run()
+    assert any("Nothing to work on" in i.value for i in app.info)
+    assert any("Detection has not processed a step yet" in c.value for c in app.caption)
 
 
 def test_opening_an_incident_from_the_queue(org: dict) -> None:

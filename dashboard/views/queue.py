@@ -10,6 +10,7 @@ import streamlit as st
 from dashboard import style
 from dashboard.state import read
 from detector.incidents import STATUSES
+from detector.runs import health
 from detector.severity import SEVERITIES
 from detector.triage import (
     ACTIVE_STATUSES,
@@ -48,6 +49,12 @@ def ranked() -> None:
     found = read(queue, filters, limit=200)
     if not found:
         st.info("Nothing to work on with these filters.")
+        progress = read(health)
+        if progress["watermark"] is None:
+            st.caption("Detection has not processed a step yet; it starts as soon as events are due.")
+        else:
+            st.caption(f"Detection has processed events up to {progress['watermark']:%Y-%m-%d %H:%M} UTC "
+                       f"({progress['lag_seconds'] / 60:,.0f} min behind now).")
         return
     table = pd.DataFrame([style.queue_row(incident) for incident in found])
     picked = st.dataframe(style.by_severity(table), hide_index=True, width="stretch",
