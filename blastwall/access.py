@@ -26,7 +26,7 @@ The accounts file (YAML; written by ``blastwall account add``, mode 0600)::
         role: analyst
         password_hash: "$argon2id$v=19$m=65536,t=3,p=4$..."
     oidc:                       # optional: people signed in through an identity provider
-      default_role: viewer      # unmapped e-mails; null refuses them
+      default_role: viewer      # unmapped e-mails; null refuses them (no oidc section: refused)
       roles:
         alice@corp.example: responder
 
@@ -352,7 +352,9 @@ class Accounts(BaseModel):
         AccessDenied
             No e-mail was sent, or the e-mail is not mapped and ``default_role`` is null.
         """
-        oidc = self.oidc or OidcSettings()
+        # No oidc section: nobody gets in through the identity provider by default
+        # (turning on Google sign-in must not let every Google account read evidence).
+        oidc = self.oidc or OidcSettings(default_role=None)
         key = (email or "").strip().lower()
         role = oidc.roles.get(key, oidc.default_role) if key else None
         if not key:

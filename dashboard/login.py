@@ -25,6 +25,9 @@ def signed_in_user() -> User | None:
         return st.session_state["user"]
     if _oidc_configured() and getattr(st.user, "is_logged_in", False):
         accounts = _accounts()
+        if st.user.get("email_verified") is False:
+            st.error("Your identity provider has not verified your e-mail address; it cannot be given a role.")
+            return None
         if accounts is not None:
             try:
                 st.session_state["user"] = accounts.for_oidc(str(st.user.get("email", "")),
@@ -74,7 +77,9 @@ def sidebar(user: User) -> None:
     with st.sidebar:
         st.write(f"**{user.name or user.user}** · {user.role}")
         if st.button("Sign out", key="sign_out"):
-            st.session_state.pop("user", None)
+            for key in list(st.session_state):  # nothing of this user stays for the next one
+                if key != "options":
+                    del st.session_state[key]
             if _oidc_configured() and getattr(st.user, "is_logged_in", False):
                 st.logout()
             st.rerun()

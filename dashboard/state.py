@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import threading
 from collections.abc import Callable, Iterator
@@ -22,7 +23,14 @@ from typing import Any, TypeVar
 import streamlit as st
 from clickhouse_connect.driver.client import Client
 
-from blastwall.access import ConsoleActions, User, default_accounts_path
+from blastwall.access import (
+    AccessDenied,
+    AccountsError,
+    ConsoleActions,
+    User,
+    default_accounts_path,
+    load_accounts,
+)
 from blastwall.config import Settings, load_settings
 from blastwall.store import open_store, parse_dsn, resolve_dsn
 from playbooks.engine import Responder
@@ -77,10 +85,17 @@ def store_client(dsn: str) -> Client:
     return open_store(dsn, holder="blastwall console")
 
 
-@st.cache_resource(show_spinner=False)
+# Kept in the module, not in st.cache_resource: any session can ask Streamlit to clear its
+# caches, and a second lock or a second scheduler over the one connection must never exist.
+_LOCKS: dict[str, threading.RLock] = {}
+_HOSTED: dict[str, HostedJobs | None] = {}
+_GUARD = threading.RLock()  # hosted_jobs takes it, then store_lock again
+
+
 def store_lock(dsn: str) -> threading.RLock:
     """The lock every use of the store client takes (sessions and the hosted jobs)."""
-    return threading.RLock()
+    with _GUARD:
+        return _LOCKS.setdefault(dsn, threading.RLock())
 
 
 @contextmanager
@@ -110,7 +125,7 @@ def _cached_read(dsn: str, name: str, _function: Callable[..., T], *args: Any, *
 
 @st.cache_resource(show_spinner=False)
 def settings(config: Path | None) -> Settings:
-    return load_settings(config)
+    return load_settings(config, webhook_secret=os.environ.get("BLASTWALL_WEBHOOK_SECRET", ""))
 
 
 @st.cache_resource(show_spinner=False, ttl=60)
@@ -132,11 +147,27 @@ def current_user() -> User | None:
 
 
 def actions() -> ConsoleActions:
-    """The signed-in user's role-checked actions (every one is authorised on the server)."""
+    """The signed-in user's role-checked actions (every one is authorised on the server).
+
+    The role is the one the accounts file gives *now*: a demoted or removed account loses
+    its rights at its next action, not at its next sign-in.
+    """
     user = current_user()
     if user is None:
-        raise PermissionError("sign in first")
-    return ConsoleActions(store_client(options().dsn), user, responder())
+        raise AccessDenied("sign in first", action="view")
+    return ConsoleActions(store_client(options().dsn), _current_role(user), responder())
+
+
+def _current_role(user: User) -> User:
+    try:
+        accounts = load_accounts(accounts_path())
+    except AccountsError as error:
+        raise AccessDenied(f"the accounts file cannot be read, so no action is allowed: {error}",
+                           action="view") from None
+    account = accounts.get(user.user)
+    if account is not None:
+        return account.to_user()
+    return accounts.for_oidc(user.user, user.name)  # an OIDC identity: its mapping, or AccessDenied
 
 
 @contextmanager
@@ -166,15 +197,19 @@ class HostedJobs:
     traffic_error: str = ""
 
 
-@st.cache_resource(show_spinner=False)
 def hosted_jobs(dsn: str, config: Path | None, demo: bool) -> HostedJobs | None:
-    """Start detect, respond, escalate, retention (and the demo's live traffic) in this process.
+    """Start detect, respond, escalate, retention (and the demo's live traffic) in this process, once.
 
     Only for an embedded store: one process owns it, so the console is where the jobs
     must run. Against a server, ``blastwall run`` runs them as its own process.
     """
-    if not parse_dsn(dsn).is_embedded:
-        return None
+    with _GUARD:
+        if dsn not in _HOSTED:
+            _HOSTED[dsn] = _start_jobs(dsn, config, demo) if parse_dsn(dsn).is_embedded else None
+        return _HOSTED[dsn]
+
+
+def _start_jobs(dsn: str, config: Path | None, demo: bool) -> HostedJobs:
     from apscheduler.schedulers.background import BackgroundScheduler
 
     from blastwall.jobs import DetectionJobs, LiveSettings, schedule
@@ -191,7 +226,11 @@ def hosted_jobs(dsn: str, config: Path | None, demo: bool) -> HostedJobs | None:
     scheduler = schedule(BackgroundScheduler(timezone="UTC", daemon=True), jobs, detect_every=timedelta(seconds=15))
     hosted = HostedJobs(scheduler, jobs)
     if demo:
-        _add_live_traffic(hosted, client, store_lock(dsn))
+        try:
+            _add_live_traffic(hosted, client, store_lock(dsn))
+        except Exception as error:  # noqa: BLE001 - detection must run even if the simulation cannot
+            hosted.traffic_error = f"live traffic could not start: {error}"
+            log.error(hosted.traffic_error)
     scheduler.start()
     return hosted
 

@@ -152,7 +152,7 @@ def blast_radius(client: Client, incident: dict[str, Any], limit: int = 1000) ->
             "SELECT principal, count() AS reads, sum(rows) AS rows, sum(bytes) AS bytes,"
             " min(event_time) AS first_read,"
             " principal NOT IN (SELECT principal FROM access_log WHERE resource IN {r:Array(String)}"
-            "   AND action IN {reads:Array(String)}"
+            "   AND action IN {reads:Array(String)} AND status = 'ok'"
             "   AND event_time < fromUnixTimestamp64Milli({since:Int64}, 'UTC')) AS first_time"
             " FROM access_log WHERE resource IN {r:Array(String)} AND action IN {reads:Array(String)}"
             " AND status = 'ok' AND event_time >= fromUnixTimestamp64Milli({since:Int64}, 'UTC')"

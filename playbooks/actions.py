@@ -64,6 +64,10 @@ class ActionError(RuntimeError):
     """An action that could not do its work (the step fails with this message)."""
 
 
+class StepTimeout(ActionError):
+    """The step's time ran out while a call was in flight: its outcome is unknown."""
+
+
 class Integrations(BaseModel):
     """How actions reach a user's real systems.
 
@@ -102,6 +106,11 @@ class ActionContext:
     now: datetime
     pager: Pager | None = None
     integrations: Integrations = field(default_factory=Integrations)
+    deadline: float | None = None  # time.monotonic() by which the step must be done
+
+    def remaining(self) -> float | None:
+        """Seconds left before the step's deadline (None: no deadline)."""
+        return None if self.deadline is None else self.deadline - time.monotonic()
 
     @property
     def idempotency_key(self) -> str:
@@ -162,26 +171,42 @@ class _Retryable(Exception):
     pass
 
 
-def post_signed(url: str, payload: dict[str, Any], integrations: Integrations, idempotency_key: str) -> int:
+def post_signed(url: str, payload: dict[str, Any], integrations: Integrations, idempotency_key: str,
+                deadline: float | None = None) -> int:
     """POST JSON, signed, with retries and backoff; returns the final HTTP status.
 
-    The ``Idempotency-Key`` header lets a receiver drop a repeat of the same step.
+    The ``Idempotency-Key`` header lets a receiver drop a repeat of the same step. With a
+    ``deadline`` (``time.monotonic()``), no attempt outlives it: the call runs in the
+    caller's thread, so a step never leaves work behind it.
 
     Raises
     ------
+    StepTimeout
+        The deadline passed with the outcome unknown (a request timed out, or no time was
+        left for another attempt).
     ActionError
         Still failing after every attempt, or a 4xx answer (not retried).
     """
     body = json.dumps(payload, default=str, sort_keys=True).encode()
 
     def attempt() -> int:
+        timeout = integrations.timeout_seconds
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise StepTimeout(f"{url}: the step's time ran out (the outcome is unknown)")
+            timeout = min(timeout, left)
         timestamp = str(int(time.time()))
         headers = {"Content-Type": "application/json", "Idempotency-Key": idempotency_key,
                    "X-Blastwall-Timestamp": timestamp}
         if integrations.secret:
             headers["X-Blastwall-Signature"] = sign(integrations.secret, timestamp, body)
         try:
-            answer = requests.post(url, data=body, headers=headers, timeout=integrations.timeout_seconds)
+            answer = requests.post(url, data=body, headers=headers, timeout=timeout)
+        except requests.Timeout as exc:
+            if deadline is not None and deadline - time.monotonic() <= 0:
+                raise StepTimeout(f"{url}: timed out with the step's time (the outcome is unknown)") from None
+            raise _Retryable(f"{url}: {type(exc).__name__}: {exc}") from None
         except requests.RequestException as exc:
             raise _Retryable(f"{url}: {type(exc).__name__}: {exc}") from None
         if answer.status_code >= 500 or answer.status_code == 429:
@@ -273,7 +298,7 @@ class ControlAction(Action):
         if url:
             try:
                 post_signed(url, _request_body(self.name, "execute", ctx, params), ctx.integrations,
-                            ctx.idempotency_key)
+                            ctx.idempotency_key, ctx.deadline)
             except ActionError:
                 # Your system did not take it: the control table must not claim it holds.
                 for target in targets:
@@ -537,7 +562,7 @@ class Webhook(Action):
     def execute(self, ctx: ActionContext, params: BaseModel) -> dict[str, Any]:
         assert isinstance(params, Webhook.Params)
         body = {"incident_id": ctx.incident["id"], "run_id": ctx.run_id, "step": ctx.step, **params.payload}
-        status = post_signed(params.url, body, ctx.integrations, ctx.idempotency_key)
+        status = post_signed(params.url, body, ctx.integrations, ctx.idempotency_key, ctx.deadline)
         return {"status": status}
 
     def describe(self, params: BaseModel) -> str:

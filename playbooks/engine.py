@@ -23,7 +23,6 @@ Tables: ``playbook_runs`` (current state of each run, newest version wins),
 
 from __future__ import annotations
 
-import concurrent.futures
 import hashlib
 import json
 import time
@@ -49,7 +48,13 @@ from detector.incidents import (
 from detector.incidents import (
     to_epoch_ms as _ms,
 )
-from playbooks.actions import REGISTRY, ActionContext, ControlAction, Integrations
+from playbooks.actions import (
+    REGISTRY,
+    ActionContext,
+    ControlAction,
+    Integrations,
+    StepTimeout,
+)
 from playbooks.context import incident_context, render
 from playbooks.model import (
     Library,
@@ -333,11 +338,13 @@ class Responder:
         action = REGISTRY[step.action]
         params = action.Params.model_validate(step.params)
         ctx = self._action_context(context, run_id, step.name, actor, now)
+        # One deadline for all attempts; actions run in this thread and stop at it (a thread
+        # left running past a timeout would act on the store outside its lock).
+        ctx.deadline = time.monotonic() + step.timeout.total_seconds()
         timed_out = False
         retrying = tenacity.Retrying(stop=tenacity.stop_after_attempt(step.retries + 1),
                                      wait=tenacity.wait_exponential(multiplier=self.retry_wait, max=60),
-                                     retry=tenacity.retry_if_exception(
-                                         lambda exc: not isinstance(exc, concurrent.futures.TimeoutError)),
+                                     retry=tenacity.retry_if_exception(lambda exc: not isinstance(exc, StepTimeout)),
                                      reraise=True)
         attempt_number = 0
         try:
@@ -347,9 +354,9 @@ class Responder:
                     # Persisted before the side effect: a crash from here on is seen on restart.
                     self._log(run_id, context, playbook, step, position, "started", attempt_number, actor, now)
                     try:
-                        result = _with_timeout(lambda: action.execute(ctx, params), step.timeout)
-                    except concurrent.futures.TimeoutError:
-                        # It may still be running: another attempt could do it twice.
+                        result = action.execute(ctx, params)
+                    except StepTimeout:
+                        # The call may have landed: another attempt could do it twice.
                         timed_out = True
                         raise
                     except Exception as exc:
@@ -377,8 +384,9 @@ class Responder:
         playbook, context, planned, position = self._gated(run_id, step, approving=True)
         self._log(run_id, context, playbook.id, planned, position, "approved", 0, actor, now, error=reason)
         run = self._run_row(run_id) or {}
-        return self._advance(playbook, context, self._plan(playbook, context), now,
-                             run.get("started_by") or actor, run.get("mode", "manual"))
+        # The approver carries the run on: the control rows name who let them happen.
+        return self._advance(playbook, context, self._plan(playbook, context), now, actor,
+                             run.get("mode", "manual"))
 
     def deny(self, run_id: str, step: str, actor: str, now: datetime, reason: str) -> RunReport:
         """Deny a step awaiting approval (never executed); the run continues with the next step."""
@@ -389,8 +397,8 @@ class Responder:
         run = self._run_row(run_id) or {}
         if context["status"] in CLOSED:
             return self.report(run_id)
-        return self._advance(playbook, context, self._plan(playbook, context), now,
-                             run.get("started_by") or actor, run.get("mode", "manual"))
+        return self._advance(playbook, context, self._plan(playbook, context), now, actor,
+                             run.get("mode", "manual"))
 
     def _gated(self, run_id: str, step: str, approving: bool) -> tuple[Playbook, dict[str, Any], PlannedStep, int]:
         run = self._run_row(run_id)
@@ -670,18 +678,7 @@ def _has_step(playbook: Playbook, name: str) -> bool:
 
 
 def _describe(exc: BaseException) -> str:
-    if isinstance(exc, concurrent.futures.TimeoutError):
-        return "timed out (the outcome is unknown)"
     return f"{type(exc).__name__}: {exc}"[:2000]
-
-
-def _with_timeout(call: Any, timeout: timedelta) -> Any:
-    """Run a call, giving up waiting after ``timeout`` (the thread cannot be killed; it is left to finish)."""
-    pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="playbook-step")
-    try:
-        return pool.submit(call).result(timeout=timeout.total_seconds())
-    finally:
-        pool.shutdown(wait=False)
 
 
 def runs_for_incidents(client: Client, incident_ids: list[int]) -> dict[int, list[dict[str, Any]]]:

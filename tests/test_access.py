@@ -337,7 +337,8 @@ def test_oidc_roles() -> None:
     assert accounts.for_oidc("ALICE@corp.example ", "") == User("alice@corp.example", "alice@corp.example",
                                                                 "responder")
     assert accounts.for_oidc("eve@corp.example", "Eve").role == "viewer"
-    assert Accounts().for_oidc("eve@corp.example", "Eve").role == "viewer"  # no oidc section: viewers
+    with pytest.raises(AccessDenied, match="no console role"):  # no oidc section: nobody by default
+        Accounts().for_oidc("eve@corp.example", "Eve")
     with pytest.raises(AccessDenied, match="no e-mail"):
         accounts.for_oidc("", "Nobody")
     strict = Accounts(oidc={"default_role": None, "roles": {"alice@corp.example": "admin"}})

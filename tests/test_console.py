@@ -271,3 +271,30 @@ def test_without_an_accounts_file_the_console_says_how_to_create_one(org: dict, 
     assert any(str(missing) in e.value for e in app.error)
     assert any(f"blastwall account add USER --role admin --file {missing}" in i.value for i in app.info)
     assert "user" not in app.session_state
+
+
+def test_a_demoted_account_loses_its_rights_at_its_next_action(org: dict) -> None:
+    incident = org["ids"]["fanout"]
+    app = open_incident(org, "analyst", incident)
+    add_account(org["accounts"], "analyst", "viewer", "analyst-password")  # demoted while signed in
+    app.button(key="do_ack").click().run()
+    assert any("may not acknowledge" in e.value for e in app.error)
+    assert get_incident(org["client"], incident)["status"] == "open"
+
+
+def test_the_console_hosts_one_scheduler_per_store_whatever_the_caches(org: dict) -> None:
+    import streamlit as st
+
+    from dashboard import state
+
+    hosted = state.hosted_jobs(org["dsn"], None, False)
+    try:
+        assert hosted is not None
+        assert {job.id for job in hosted.scheduler.get_jobs()} == {"detect", "retention", "escalate"}
+        assert hosted.jobs.lock is state.store_lock(org["dsn"])
+        st.cache_resource.clear()  # what any session can ask of Streamlit
+        assert state.hosted_jobs(org["dsn"], None, False) is hosted
+        assert state.store_lock(org["dsn"]) is hosted.jobs.lock
+    finally:
+        hosted.scheduler.shutdown(wait=True)
+        state._HOSTED.pop(org["dsn"], None)

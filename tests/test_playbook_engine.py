@@ -172,7 +172,8 @@ def test_approval_pending_then_approved_executes_and_denied_never_does(client: C
     steps = [e for e in incident_timeline(client, incident_id) if e["action"] == "playbook_step"]
     assert [(e["actor"], e["details"]["state"]) for e in steps if e["details"]["step"] == "suspend_identity"] == [
         ("playbook:embedding_export", "awaiting_approval"), ("alice", "approved"),
-        ("playbook:embedding_export", "started"), ("playbook:embedding_export", "succeeded")]
+        ("alice", "started"), ("alice", "succeeded")]  # the approver carries the run on
+    assert controls_in_force(client, "identity")[0]["actor"] == "alice"
 
     # The same flow, denied: the step never executes.
     other = record_alert(client, _alert("bulk_export", "carol", "SEV3", resources=("emb.hr_notes",))).incident_id

@@ -19,7 +19,12 @@ if not incident_id:
     st.title("Incident")
     st.info("Pick an incident in the queue.")
     st.stop()
-incident_id = int(incident_id)
+try:
+    incident_id = int(incident_id)
+except ValueError:
+    st.title("Incident")
+    st.error(f"{incident_id!r} is not an incident id.")
+    st.stop()
 incident = read(get_incident, incident_id)
 if incident is None:
     st.title("Incident")

@@ -57,6 +57,8 @@ def ranked() -> None:
                        f"({progress['lag_seconds'] / 60:,.0f} min behind now).")
         return
     table = pd.DataFrame([style.queue_row(incident) for incident in found])
+    shown = st.session_state.pop("q_shown", None)  # the ids of the table the analyst clicked in
+    st.session_state["q_shown"] = [int(i) for i in table["id"]]
     picked = st.dataframe(style.by_severity(table), hide_index=True, width="stretch",
                           on_select="rerun", selection_mode="single-row", key="q_table")
     rows = picked.selection.rows if picked is not None and hasattr(picked, "selection") else []
@@ -64,7 +66,8 @@ def ranked() -> None:
     chosen = st.selectbox("Open an incident", list(options), format_func=options.get, key="q_open",
                           index=rows[0] if rows else 0)
     if st.button("Open", type="primary", key="q_open_button") or rows:
-        st.session_state["incident_id"] = int(table.iloc[rows[0]]["id"]) if rows else int(chosen)
+        # A click is a position in the table as it was shown, which a refresh may have reordered.
+        st.session_state["incident_id"] = (shown or st.session_state["q_shown"])[rows[0]] if rows else int(chosen)
         st.session_state.pop("q_table", None)  # coming back must not re-open it
         st.switch_page("views/incident.py")
 
