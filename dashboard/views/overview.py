@@ -23,7 +23,7 @@ else:
 st.subheader("Detector health")
 state = read(health)
 cols = st.columns(4)
-cols[0].metric("last step ended", f"{state['watermark']:%Y-%m-%d %H:%M}" if state["watermark"] else "never")
+cols[0].metric("last step ended", f"{state['watermark']:%d %b %H:%M}" if state["watermark"] else "never")
 cols[1].metric("lag behind now", f"{state['lag_seconds'] / 60:,.0f} min" if state["lag_seconds"] is not None else "—")
 cols[2].metric("events / s", f"{state['events_per_second']:,.0f}")
 cols[3].metric("failed steps (recent)", f"{state['failed']:,}")
