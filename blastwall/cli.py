@@ -84,13 +84,7 @@ def _settings(ctx: click.Context):
 
 def _responder(ctx: click.Context, client: Client, extra_dirs: tuple[Path, ...] = ()):
     """The playbook engine over the store, with the configured library, pager and integrations."""
-    from playbooks.engine import Responder
-    from playbooks.model import load_library
-    from playbooks.paging import Pager
-
-    settings = _settings(ctx)
-    library = load_library(settings.playbook_folders(extra_dirs))
-    return Responder(client, library, Pager(client, settings.paging), settings.integrations)
+    return _settings(ctx).responder(client, extra=extra_dirs)
 
 
 def _actor() -> str:

@@ -23,12 +23,14 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from clickhouse_connect.driver.client import Client
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from playbooks.actions import Integrations
 from playbooks.durations import parse_duration
-from playbooks.model import LIBRARY
-from playbooks.paging import RoutingConfig, default_routing
+from playbooks.engine import Responder
+from playbooks.model import LIBRARY, Library, load_library
+from playbooks.paging import Pager, RoutingConfig, default_routing
 
 
 class ConfigError(ValueError):
@@ -53,6 +55,14 @@ class Settings(BaseModel):
     def playbook_folders(self, extra: tuple[Path, ...] = ()) -> list[Path]:
         """The built-in library first, then the configured folders, then ``extra``."""
         return [LIBRARY, *self.playbooks, *extra]
+
+    def responder(self, client: Client, library: Library | None = None, extra: tuple[Path, ...] = ()) -> Responder:
+        """The playbook engine these settings describe: its playbooks, its pager, its integrations.
+
+        ``library`` (already loaded, e.g. cached by the console) replaces loading the folders.
+        """
+        library = library if library is not None else load_library(self.playbook_folders(extra))
+        return Responder(client, library, Pager(client, self.paging), self.integrations)
 
 
 def load_settings(path: Path | None, webhook_secret: str = "") -> Settings:

@@ -35,7 +35,6 @@ from blastwall.config import Settings, load_settings
 from blastwall.store import open_store, parse_dsn, resolve_dsn
 from playbooks.engine import Responder
 from playbooks.model import Library, load_library
-from playbooks.paging import Pager
 
 log = logging.getLogger("blastwall.console")
 T = TypeVar("T")
@@ -137,9 +136,7 @@ def library(config: Path | None) -> Library:
 def responder() -> Responder:
     """The playbook engine over the store (cheap: built per use from cached parts)."""
     opts = options()
-    client = store_client(opts.dsn)
-    conf = settings(opts.config)
-    return Responder(client, library(opts.config), Pager(client, conf.paging), conf.integrations)
+    return settings(opts.config).responder(store_client(opts.dsn), library(opts.config))
 
 
 def current_user() -> User | None:
@@ -220,8 +217,7 @@ def _start_jobs(dsn: str, config: Path | None, demo: bool) -> HostedJobs:
     # detecting a few hours back, so its live attack is reached within minutes.
     live = LiveSettings(max_steps_per_run=12, respond_max_age=conf.respond_max_age,
                         initial_backfill=timedelta(hours=6) if demo else LiveSettings().initial_backfill)
-    jobs = DetectionJobs(client, live, responder=Responder(client, library(config), Pager(client, conf.paging),
-                                                           conf.integrations))
+    jobs = DetectionJobs(client, live, responder=conf.responder(client, library(config)))
     jobs.lock = store_lock(dsn)
     scheduler = schedule(BackgroundScheduler(timezone="UTC", daemon=True), jobs, detect_every=timedelta(seconds=15))
     hosted = HostedJobs(scheduler, jobs)

@@ -18,10 +18,16 @@ from clickhouse_connect.driver.client import Client
 
 from detector.incidents import STATUSES, _public, _read_rows, to_epoch_ms
 from detector.severity import SEVERITIES
+from features.registry import READING_ACTIONS
 
 #: Statuses an analyst still has to work on.
 ACTIVE_STATUSES = ("open", "acknowledged", "contained")
-_READS = ("read", "query", "join", "export", "download", "train")
+#: Actions through which data reaches a principal (a training run consumes it too).
+READ_ACTIONS = (*READING_ACTIONS, "train")
+#: The events behind an incident: by its principals ``{p}``, or on its resources ``{r}``
+#: directly or as joined/consumed resources (times bounded by the caller).
+EVIDENCE_WHERE = ("(principal IN {p:Array(String)} OR resource IN {r:Array(String)}"
+                  " OR hasAny(related, {r:Array(String)}))")
 
 
 @dataclass(frozen=True)
@@ -104,8 +110,7 @@ def evidence_events(client: Client, incident: dict[str, Any], offset: int = 0, l
     params = {"p": list(incident["principals"]), "r": list(incident["resources"]),
               "lo": to_epoch_ms(incident["first_seen"] - margin), "hi": to_epoch_ms(incident["last_seen"] + margin),
               "limit": int(limit), "offset": int(offset)}
-    where = ("(principal IN {p:Array(String)} OR resource IN {r:Array(String)} OR hasAny(related, {r:Array(String)}))"
-             " AND event_time >= fromUnixTimestamp64Milli({lo:Int64}, 'UTC')"
+    where = (EVIDENCE_WHERE + " AND event_time >= fromUnixTimestamp64Milli({lo:Int64}, 'UTC')"
              " AND event_time <= fromUnixTimestamp64Milli({hi:Int64}, 'UTC')")
     total = int(client.query(f"SELECT count() FROM access_log WHERE {where}", parameters=params).result_rows[0][0])
     frame = client.query_df(
@@ -146,7 +151,7 @@ def blast_radius(client: Client, incident: dict[str, Any], limit: int = 1000) ->
             columns=["member", "principal_type", "through"])
     resources = [r for r in incident["resources"]]
     if resources:
-        params = {"r": resources, "since": to_epoch_ms(incident["first_seen"]), "reads": list(_READS),
+        params = {"r": resources, "since": to_epoch_ms(incident["first_seen"]), "reads": list(READ_ACTIONS),
                   "limit": int(limit)}
         radius.readers = client.query_df(
             "SELECT principal, count() AS reads, sum(rows) AS rows, sum(bytes) AS bytes,"

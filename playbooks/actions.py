@@ -32,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from detector.incidents import from_epoch_ms
 from detector.incidents import to_epoch_ms as _ms
+from detector.triage import EVIDENCE_WHERE, READ_ACTIONS
 from playbooks.paging import Pager, PagingError
 
 MIGRATIONS: list[tuple[int, list[str]]] = [
@@ -407,7 +408,6 @@ class SuspendIdentity(ControlAction):
 
 _EVIDENCE_COLUMNS = ("event_time, event_id, principal, principal_type, action, resource, related, grantee, bytes,"
                      " rows, via, status, source_ip")
-_READS = ("read", "query", "join", "export", "download", "train")
 
 
 @register
@@ -435,8 +435,7 @@ class SnapshotEvidence(Action):
                 where = "resource IN {r:Array(String)} AND action IN {reads:Array(String)}"
                 hi = _ms(ctx.now)
             else:
-                where = "(principal IN {p:Array(String)} OR resource IN {r:Array(String)}" \
-                        " OR hasAny(related, {r:Array(String)}))"
+                where = EVIDENCE_WHERE
                 hi = _ms(incident["last_seen"] + margin)
             ctx.client.command(
                 f"INSERT INTO evidence (snapshot_id, incident_id, scope, {_EVIDENCE_COLUMNS})"
@@ -445,7 +444,7 @@ class SnapshotEvidence(Action):
                 + " ORDER BY event_time LIMIT {limit:UInt64}",
                 parameters={"s": snapshot, "i": int(incident["id"]), "scope": params.scope,
                             "p": list(incident.get("principals", [])), "r": list(incident.get("resources", [])),
-                            "reads": list(_READS), "lo": lo, "hi": hi, "limit": params.limit})
+                            "reads": list(READ_ACTIONS), "lo": lo, "hi": hi, "limit": params.limit})
             written = self._rows(ctx, snapshot)
         ctx.client.command(
             "INSERT INTO evidence_snapshots (snapshot_id, incident_id, run_id, step, scope, rows, captured_at,"

@@ -35,6 +35,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from detector.incidents import from_epoch_ms as _utc
+from detector.incidents import to_epoch_ms as _ms
 from playbooks.actions import controls_in_force
 
 from ._random import hash64, permute32
@@ -64,7 +66,6 @@ READ_ACTIONS = ("read", "query", "join", "export", "download", "train")
 #: Attack rows per (attack start second, date): ids stay apart between restarts of the console.
 _ATTACK_SLOTS = 16_384
 _NEVER = np.iinfo(np.int64).max
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _HEX = np.frombuffer(b"0123456789abcdef", np.uint8)
 _SEEDED_ID = re.compile(r"^([0-9a-f]+)-(\d{3,})-[0-9a-f]{8}$")
 
@@ -533,17 +534,6 @@ class LiveTraffic:
 
 
 # ---------------------------------------------------------------------- helpers
-
-
-def _ms(value: datetime) -> int:
-    """Epoch milliseconds of an aware datetime (floored, so chained intervals meet exactly)."""
-    delta = value - _EPOCH
-    return (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
-
-
-def _utc(ms: int) -> datetime:
-    """The UTC time of epoch milliseconds."""
-    return _EPOCH + timedelta(milliseconds=int(ms))
 
 
 def _midnight(target: date) -> datetime:
