@@ -59,6 +59,7 @@ from pydantic import (
 )
 
 from detector.incidents import IncidentError, record_event, transition
+from features.settings_file import FileProblem, SettingsFileError, describe_error, read_yaml, validation_problems
 
 if TYPE_CHECKING:
     from clickhouse_connect.driver.client import Client
@@ -90,7 +91,6 @@ PERMISSIONS: dict[str, str] = {
     "manage_accounts": "admin",
 }
 
-ACCOUNTS_ENV = "BLASTWALL_ACCOUNTS"
 DENIED_ACTION = "denied_action"
 
 
@@ -369,8 +369,11 @@ class Accounts(BaseModel):
 
 def default_accounts_path() -> Path:
     """The accounts file: ``$BLASTWALL_ACCOUNTS``, else ``accounts.yaml`` in the user config directory."""
-    if os.environ.get(ACCOUNTS_ENV):
-        return Path(os.environ[ACCOUNTS_ENV]).expanduser()
+    from blastwall.environment import environment
+
+    configured = environment().accounts
+    if configured is not None:
+        return configured.expanduser()
     return Path(platformdirs.user_config_dir("blastwall")) / "accounts.yaml"
 
 
@@ -390,21 +393,11 @@ def _where(loc: tuple[Any, ...], raw: Any) -> str:
     return "".join(parts)
 
 
-def _describe(error: dict[str, Any], raw: Any) -> str:
-    kind = error["type"]
-    if kind == "missing":
-        what = "missing"
-    elif kind == "extra_forbidden":
-        what = "unknown field"
-    elif kind == "literal_error":
-        # Only roles are literals here, so echoing the value is safe.
-        what = f"{str(error.get('input'))[:40]!r} is not a role ({', '.join(ROLES)})"
-    elif kind == "value_error":
-        what = str(error.get("ctx", {}).get("error", error["msg"]))
-    else:
-        what = error["msg"][:1].lower() + error["msg"][1:]
-    where = _where(tuple(error["loc"]), raw)
-    return f"{where}: {what}" if where else what
+def _describe(error: dict[str, Any]) -> str | None:
+    """Roles are the only literals here, so the value can be echoed with the choices."""
+    if error["type"] == "literal_error":
+        return f"{str(error.get('input'))[:40]!r} is not a role ({', '.join(ROLES)})"
+    return None
 
 
 def load_accounts(path: str | os.PathLike[str]) -> Accounts:
@@ -426,32 +419,26 @@ def load_accounts(path: str | os.PathLike[str]) -> Accounts:
         unknown fields, missing or unknown roles, duplicate users, a non-argon2 hash.
     """
     path = Path(path)
+    if not path.exists():
+        raise AccountsError(f"{path}: no such accounts file (create one with `blastwall account add`)")
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise AccountsError(f"{path}: no such accounts file (create one with `blastwall account add`)") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise AccountsError(f"{path}: cannot read ({getattr(exc, 'strerror', None) or exc})") from None
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}: " if mark is not None else ""
-        problem = getattr(exc, "problem", None) or type(exc).__name__
-        raise AccountsError(f"{path}: not valid YAML ({where}{problem})") from None
-    if raw is None:
-        raw = {}
+        document = read_yaml(path)
+    except SettingsFileError as exc:
+        raise AccountsError(str(exc)) from None
+    raw = {} if document.data is None else document.data
     if not isinstance(raw, dict):
-        raise AccountsError(f"{path}: expected a mapping with 'accounts' (and optionally 'oidc'),"
+        raise AccountsError(f"{path}:1: expected a mapping with 'accounts' (and optionally 'oidc'),"
                             f" not a {type(raw).__name__}")
     try:
         return Accounts.model_validate(raw)
     except ValidationError as exc:
-        problems = [_describe(error, raw) for error in exc.errors()]
+        problems = validation_problems(document, exc, label=lambda loc: _where(loc, raw), describe=_describe)
         # Duplicates are checked after the fields; report them with the field problems too.
         if isinstance(raw.get("accounts"), list):
-            problems += [p for p in _duplicate_users(raw["accounts"]) if p not in problems]
-        raise AccountsError(f"{path}: " + "; ".join(problems).replace("\n", " ")) from None
+            known = {p.message for p in problems}
+            problems += [FileProblem(path, document.line_of(("accounts",)), message)
+                         for message in _duplicate_users(raw["accounts"]) if message not in known]
+        raise AccountsError(str(SettingsFileError(problems))) from None
 
 
 def write_accounts(path: str | os.PathLike[str], accounts: Accounts) -> None:
@@ -525,7 +512,9 @@ def add_account(path: str | os.PathLike[str], user: str, role: str, password: st
         account = Account(user=user, name=name or (previous.name if previous else ""), role=role,
                           password_hash=hash_password(password, hasher))
     except ValidationError as exc:
-        raise AccountsError(f"{path}: " + "; ".join(_describe(e, {}) for e in exc.errors())) from None
+        raise AccountsError(f"{path}: " + "; ".join(f"{_where(tuple(e['loc']), {})}: "
+                                                     f"{_describe(e) or describe_error(e)}" for e in exc.errors())
+                            ) from None
     if previous is None:
         kept = [*current.accounts, account]
     else:

@@ -67,17 +67,17 @@ def _client(ctx: click.Context, *, initialise: bool = True) -> Iterator[Client]:
 @click.pass_context
 def cli(ctx: click.Context, dsn: str | None, config_path: Path | None) -> None:
     """blastwall: anomaly detection and incident response for the data paths of AI training."""
-    ctx.obj = {"dsn": dsn, "config": config_path}
+    from blastwall.environment import environment
+
+    ctx.obj = {"dsn": dsn, "config": config_path or environment().config}
 
 
 def _settings(ctx: click.Context):
     """The response settings of this invocation (one readable line when they are bad)."""
     from blastwall.config import ConfigError, load_settings
 
-    path = ctx.obj.get("config") or (Path(os.environ["BLASTWALL_CONFIG"]) if os.environ.get("BLASTWALL_CONFIG")
-                                     else None)
     try:
-        return load_settings(path, webhook_secret=os.environ.get("BLASTWALL_WEBHOOK_SECRET", ""))
+        return load_settings(ctx.obj.get("config"))
     except ConfigError as exc:
         raise BlastwallCliError(str(exc)) from None
 
@@ -163,8 +163,12 @@ def ingest(ctx: click.Context, table: str, files: tuple[Path, ...]) -> None:
 @click.option("--seed", default=7, show_default=True, type=click.IntRange(0))
 @click.option("--reseed", is_flag=True, help="Drop the demo store and generate it again.")
 @click.option("--no-console", is_flag=True, help="Seed (and detect) only; do not open the console.")
+@click.option("--port", default=8501, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--address", default="127.0.0.1", show_default=True,
+              help="Interface to serve on (the demo account is public: keep it on this machine).")
 @click.pass_context
-def demo(ctx: click.Context, principals: int, days: int, seed: int, reseed: bool, no_console: bool) -> None:
+def demo(ctx: click.Context, principals: int, days: int, seed: int, reseed: bool, no_console: bool,
+         port: int, address: str) -> None:
     """Seed a realistic organisation (with labelled attacks) and open the console on it."""
     from datetime import UTC, datetime
 
@@ -189,7 +193,7 @@ def demo(ctx: click.Context, principals: int, days: int, seed: int, reseed: bool
     click.echo(f"sign in as 'demo' with password 'demo' (accounts: {accounts})")
     if not no_console:
         click.echo("the console detects, pages and contains live, and the organisation keeps working meanwhile")
-        _launch_console(ctx, dsn, demo=True, accounts=accounts)
+        _launch_console(ctx, dsn, port, demo=True, accounts=accounts, address=address)
 
 
 def _demo_accounts(dsn: str) -> Path:
@@ -266,24 +270,81 @@ def _launch_console(ctx: click.Context, dsn: str, port: int = 8501, demo: bool =
     """Serve the console; it hosts the scheduled jobs itself when the store is embedded.
 
     Only on this machine unless ``address`` says otherwise (the demo's account is public).
+    The DSN, the settings and the accounts reach the Streamlit child through its
+    environment, never its command line, where ``ps`` would show a server password.
     """
-    app = Path(__file__).resolve().parent.parent / "dashboard" / "app.py"
+    import dashboard
+
+    app = Path(dashboard.__file__).resolve().parent / "app.py"
     command = [sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(port),
                "--server.address", address,
                "--server.headless", "true", "--browser.gatherUsageStats", "false",
-               "--client.toolbarMode", "viewer", "--", "--dsn", dsn]
-    config = ctx.obj.get("config") or os.environ.get("BLASTWALL_CONFIG")
-    if config:
-        command += ["--config", str(config)]
-    if accounts:
-        command += ["--accounts", str(accounts)]
+               "--client.toolbarMode", "viewer", "--"]
     if demo:
         command.append("--demo")
+    env = {**os.environ, "BLASTWALL_DSN": dsn}
+    config = ctx.obj.get("config")
+    if config:
+        env["BLASTWALL_CONFIG"] = str(Path(config).resolve())
+    if accounts:
+        env["BLASTWALL_ACCOUNTS"] = str(Path(accounts).resolve())
     click.echo(f"console: http://{'localhost' if address == '127.0.0.1' else address}:{port}  (Ctrl-C to stop)")
+    sys.exit(run_child(command, env))
+
+
+def run_child(command: list[str], env: dict[str, str], grace: float = 20.0) -> int:
+    """Run a child process until it ends, forwarding SIGINT and SIGTERM to it.
+
+    The child runs in its own session, so a Ctrl-C reaches it once (through us), and it is
+    asked by the kernel to end if we die without forwarding anything (SIGKILL). Whatever
+    ends us, the child is waited for: it must release the embedded store and its port
+    before we exit. A child that outlives ``grace`` seconds after the signal is killed.
+
+    Returns
+    -------
+    int
+        The child's exit code (0 when it ended on our forwarded signal).
+    """
+    import signal
+    import time
+
+    child = subprocess.Popen(command, env=env, start_new_session=True, preexec_fn=_die_with_parent)
+    received: list[int] = []
+
+    def forward(signum: int, _frame: object) -> None:
+        received.append(signum)
+        if child.poll() is None:
+            child.send_signal(signum)
+
+    previous = {signum: signal.signal(signum, forward) for signum in (signal.SIGINT, signal.SIGTERM)}
+    deadline: float | None = None
     try:
-        sys.exit(subprocess.call(command))
-    except KeyboardInterrupt:
-        sys.exit(0)
+        while (code := child.poll()) is None:
+            if received and deadline is None:
+                deadline = time.monotonic() + grace
+            if deadline is not None and time.monotonic() > deadline:
+                child.kill()
+            try:
+                child.wait(timeout=0.2)
+            except subprocess.TimeoutExpired:
+                pass
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        if child.poll() is None:  # an exception of ours: never leave the child behind
+            child.kill()
+            child.wait()
+    return 0 if received and code in (0, -signal.SIGINT, -signal.SIGTERM) else code
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: ask Linux to send SIGTERM when the parent dies."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM))
 
 
 @cli.command()
@@ -344,21 +405,17 @@ class _Moment(click.ParamType):
 
 
 class _Duration(click.ParamType):
-    """A duration: a number and a unit, ``30s``, ``5m``/``5min``, ``1h``, ``1d``."""
+    """A duration as :func:`features.durations.parse_duration` reads it (``30s``, ``5m``, ``5min``, ``1h``)."""
 
     name = "DURATION"
-    _UNITS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "d": 86400}
 
     def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> object:
-        import re
-        from datetime import timedelta
+        from features.durations import parse_duration
 
-        if isinstance(value, timedelta):
-            return value
-        match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|d)\s*", str(value))
-        if not match or float(match.group(1)) <= 0:
-            self.fail(f"{value!r} is not a positive duration (e.g. 30s, 5m, 1h, 1d)", param, ctx)
-        return timedelta(seconds=float(match.group(1)) * self._UNITS[match.group(2)])
+        try:
+            return parse_duration(value)
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
 
 
 @cli.command()
@@ -464,9 +521,10 @@ def evaluate(as_json: bool, seeds: str, principals: int, days: int, step, jobs: 
     PyOD detector, from the last run of benchmarks/adbench.py (--adbench runs it first).
     """
     from blastwall.evaluation import (
-        ADBENCH_RESULTS,
+        ADBENCH_SCRIPT,
         EvalSettings,
         format_report,
+        in_checkout,
         to_json,
     )
     from blastwall.evaluation import evaluate as run_eval
@@ -478,10 +536,9 @@ def evaluate(as_json: bool, seeds: str, principals: int, days: int, step, jobs: 
     if not seed_list or min(seed_list) < 0:
         raise BlastwallCliError(f"--seeds must name at least one non-negative seed, got {seeds!r}")
     if rerun_adbench:
-        script = ADBENCH_RESULTS.parent.parent / "adbench.py"
-        if not script.is_file():
-            raise BlastwallCliError(f"{script}: not found (the ADBench benchmark ships with the source tree)")
-        if subprocess.run([sys.executable, str(script)], stdout=sys.stderr).returncode != 0:
+        if not in_checkout():
+            raise BlastwallCliError("--adbench needs a source checkout (benchmarks/adbench.py is not installed)")
+        if subprocess.run([sys.executable, str(ADBENCH_SCRIPT)], stdout=sys.stderr).returncode != 0:
             raise BlastwallCliError("benchmarks/adbench.py failed (its output is above)")
     report = run_eval(EvalSettings(seeds=seed_list, principals=principals, days=days, step=step, jobs=jobs))
     click.echo(to_json(report) if as_json else format_report(report))
@@ -597,18 +654,27 @@ def _echo_run(report) -> None:
 @playbook.command(name="new")
 @click.argument("playbook_id")
 @click.option("--dir", "folder", type=click.Path(file_okay=False, path_type=Path),
-              help="Where to write it (default: the built-in library folder).")
-def playbook_new(playbook_id: str, folder: Path | None) -> None:
+              help="Where to write it. Default: the first `playbooks:` folder of the settings; in a "
+              "source checkout, the built-in library.")
+@click.pass_context
+def playbook_new(ctx: click.Context, playbook_id: str, folder: Path | None) -> None:
     """Write a new playbook with a runbook and a positive and a negative test, ready to edit."""
-    from playbooks.model import LIBRARY, scaffold
+    from playbooks.model import LIBRARY, in_source_tree, scaffold
 
+    configured = _settings(ctx).playbooks
+    if folder is None and configured:
+        folder = configured[0]
+    if folder is None and not in_source_tree():
+        # An installed package is not the place for the user's own playbooks.
+        raise BlastwallCliError("say where to write it: --dir DIR (then add DIR to `playbooks:` in the "
+                                "settings, so the live loop runs it)")
     target = (folder or LIBRARY) / f"{playbook_id}.yaml"
     try:
         scaffold(playbook_id, target)
     except (ValueError, OSError) as exc:
         raise BlastwallCliError(str(exc)) from None
-    click.echo(f"wrote {target}; edit it, then: blastwall playbook test {playbook_id}"
-               + (f" --dir {folder}" if folder else ""))
+    hint = f" --dir {folder}" if folder and folder not in configured else ""
+    click.echo(f"wrote {target}; edit it, then: blastwall playbook test {playbook_id}{hint}")
 
 
 @cli.command()
@@ -726,7 +792,9 @@ def account_add(user: str, role: str, name: str, path: Path | None) -> None:
         existed = target.exists() and load_accounts(target).get(user) is not None
     except AccountsError as exc:
         raise BlastwallCliError(str(exc)) from None
-    password = os.environ.get("BLASTWALL_PASSWORD", "")
+    from blastwall.environment import environment
+
+    password = environment().password
     if not password:
         try:
             password = click.prompt(f"Password for {user}", hide_input=True, confirmation_prompt=True)

@@ -22,12 +22,13 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import yaml
 from clickhouse_connect.driver.client import Client
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from blastwall.environment import environment
+from features.durations import parse_duration
+from features.settings_file import SettingsFileError, load_model
 from playbooks.actions import Integrations
-from playbooks.durations import parse_duration
 from playbooks.engine import Responder
 from playbooks.model import LIBRARY, Library, load_library
 from playbooks.paging import Pager, RoutingConfig, default_routing
@@ -65,32 +66,31 @@ class Settings(BaseModel):
         return Responder(client, library, Pager(client, self.paging), self.integrations)
 
 
-def load_settings(path: Path | None, webhook_secret: str = "") -> Settings:
+def load_settings(path: Path | None, webhook_secret: str | None = None) -> Settings:
     """Read the settings file (``None``: the defaults).
+
+    Parameters
+    ----------
+    path : Path or None
+    webhook_secret : str, optional
+        The HMAC secret of signed webhooks; default ``BLASTWALL_WEBHOOK_SECRET``.
 
     Raises
     ------
     ConfigError
-        Unreadable file, bad YAML, or invalid settings (all problems, one per line).
+        Unreadable file, bad YAML, or invalid settings: every problem, each on its own
+        line as ``file:line: field: problem``.
     """
     if path is None:
         settings = Settings()
     else:
         try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except OSError as exc:
-            raise ConfigError(f"{path}: cannot read ({exc.strerror or exc})") from None
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            raise ConfigError(f"{path}:{mark.line + 1 if mark else 0}: not valid YAML") from None
-        if not isinstance(data, dict):
-            raise ConfigError(f"{path}: expected a mapping with paging, integrations, playbooks")
-        try:
-            settings = Settings.model_validate(data)
-        except ValidationError as exc:
-            lines = [f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()]
-            raise ConfigError(f"{path}: " + "; ".join(lines)) from None
+            settings = load_model(path, Settings, expected="paging, integrations, playbooks")
+        except SettingsFileError as exc:
+            raise ConfigError(str(exc)) from None
         settings.playbooks = [p if p.is_absolute() else (path.parent / p) for p in settings.playbooks]
-    if webhook_secret:
-        settings.integrations.secret = webhook_secret
+    secret = environment().webhook_secret if webhook_secret is None else webhook_secret
+    if secret:
+        settings.integrations.secret = secret
     return settings
+

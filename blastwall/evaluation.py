@@ -44,7 +44,7 @@ from blastwall.simulation import AttackLabel, OrgSpec, build_organisation, write
 from blastwall.store import close_store, open_store
 from detector.incidents import list_incidents
 from detector.replay import run_steps
-from detector.severity import SEVERITIES
+from detector.severity import SEVERITIES, severity_rank
 
 #: The worst severity each family must reach to count as caught (low-and-slow is quieter by design).
 GOAL_SEVERITY = {"low_and_slow": "SEV3"}
@@ -52,7 +52,16 @@ DEFAULT_GOAL_SEVERITY = "SEV2"
 MAX_FALSE_PAGES_PER_1000 = 1.0
 MAX_MEDIAN_TTD_MINUTES = 15.0
 MATCH_SLACK = timedelta(hours=1)
-ADBENCH_RESULTS = Path(__file__).resolve().parent.parent / "benchmarks" / "results" / "adbench.json"
+#: The ADBench comparison is measured by ``benchmarks/adbench.py`` in a source checkout; an
+#: installed package has no benchmarks, and says so instead of reading beside site-packages.
+_CHECKOUT = Path(__file__).resolve().parent.parent
+ADBENCH_SCRIPT = _CHECKOUT / "benchmarks" / "adbench.py"
+ADBENCH_RESULTS = _CHECKOUT / "benchmarks" / "results" / "adbench.json"
+
+
+def in_checkout() -> bool:
+    """Whether this is blastwall's source tree (with its benchmarks), not an installed package."""
+    return (_CHECKOUT / "pyproject.toml").is_file() and ADBENCH_SCRIPT.is_file()
 
 
 @dataclass(frozen=True)
@@ -75,10 +84,6 @@ class EvalSettings:
     days: int = 14
     step: timedelta = timedelta(minutes=15)
     jobs: int = 1
-
-
-def _rank(severity: str) -> int:
-    return SEVERITIES.index(severity)  # type: ignore[arg-type]
 
 
 def _matches(incident: dict[str, Any], label: AttackLabel) -> bool:
@@ -107,8 +112,8 @@ def score_incidents(incidents: list[dict[str, Any]], labels: list[AttackLabel], 
         found = [i for i in incidents if _matches(i, label)]
         matched_ids.update(i["id"] for i in found)
         goal = GOAL_SEVERITY.get(label.family, DEFAULT_GOAL_SEVERITY)
-        worst = min((i["severity"] for i in found), key=_rank, default=None)
-        at_goal = [i for i in found if _rank(i["severity"]) <= _rank(goal)]
+        worst = min((i["severity"] for i in found), key=severity_rank, default=None)
+        at_goal = [i for i in found if severity_rank(i["severity"]) <= severity_rank(goal)]
         ttd = (min(i["detected_at"] for i in at_goal) - label.start).total_seconds() / 60 if at_goal else None
         attacks.append({
             "scenario": label.scenario_id, "family": label.family, "start": label.start,
@@ -205,7 +210,7 @@ def summarise(seeds: list[dict[str, Any]], settings: EvalSettings) -> dict[str, 
         "median_ttd_minutes": summary["median_ttd_minutes"] is not None
         and summary["median_ttd_minutes"] <= MAX_MEDIAN_TTD_MINUTES,
     }
-    summary["adbench"] = adbench_summary()
+    summary["adbench"] = adbench_summary() if in_checkout() else None
     return summary
 
 
@@ -257,7 +262,8 @@ def format_report(report: dict[str, Any]) -> str:
         lines.append(f"ensemble vs the best single detector ({adbench['best_single']}): {adbench['margin']:+.4f} "
                      f"({'met' if adbench['goal_holds'] else 'MISSED'})")
     else:
-        lines.append("ADBench: no results yet (python benchmarks/adbench.py)")
+        lines.append("ADBench: no results yet (python benchmarks/adbench.py)" if in_checkout() else
+                     "ADBench: not part of an installed package (run benchmarks/adbench.py in a source checkout)")
     return "\n".join(lines)
 
 

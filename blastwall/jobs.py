@@ -31,7 +31,7 @@ from detector.baselines import ModelBook
 from detector.detect import DetectConfig
 from detector.incidents import Alert, record_alert
 from detector.replay import ReplaySummary, StepFailed, align, run_steps
-from features.history import epoch_ms
+from features.times import bound_ms, ms_param
 from playbooks.engine import Responder
 
 log = logging.getLogger("blastwall.jobs")
@@ -138,7 +138,7 @@ class DetectionJobs:
         hour = align(now, timedelta(hours=1))
         try:
             record_alert(self.client, Alert(
-                alert_id=f"pipeline_error|job|detect|{epoch_ms(hour)}", detector="pipeline_error", entity="job",
+                alert_id=f"pipeline_error|job|detect|{bound_ms(hour)}", detector="pipeline_error", entity="job",
                 entity_key="detect", title=f"the detect job is failing: {str(error)[:200]}", severity="SEV3",
                 score=1.0, principals=(), resources=(), first_seen=now, last_seen=now, detected_at=now,
                 explanation=[{"feature": "error", "value": str(error)[:2000], "baseline": "", "weight": 1.0,
@@ -153,8 +153,8 @@ class DetectionJobs:
         with self.lock:
             try:
                 self.client.command(
-                    "DELETE FROM feature_rows WHERE step_end < fromUnixTimestamp64Milli({t:Int64}, 'UTC')",
-                    parameters={"t": epoch_ms(cutoff)})
+                    "DELETE FROM feature_rows WHERE step_end < " + ms_param("t"),
+                    parameters={"t": bound_ms(cutoff)})
             except Exception as error:  # noqa: BLE001
                 log.error("retention job failed: %s", error)
 

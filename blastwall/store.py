@@ -22,7 +22,6 @@ import platformdirs
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError
 
-DSN_ENV = "BLASTWALL_DSN"
 LOCK_FILE_NAME = ".blastwall.lock"
 
 
@@ -41,7 +40,9 @@ def default_dsn() -> str:
 
 def resolve_dsn(cli_dsn: str | None) -> str:
     """Pick the DSN: ``--dsn``, else ``BLASTWALL_DSN``, else the embedded default."""
-    return cli_dsn or os.environ.get(DSN_ENV) or default_dsn()
+    from blastwall.environment import environment
+
+    return cli_dsn or environment().dsn or default_dsn()
 
 
 @dataclass(frozen=True)

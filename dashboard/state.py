@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 import threading
 from collections.abc import Callable, Iterator
@@ -32,6 +31,7 @@ from blastwall.access import (
     load_accounts,
 )
 from blastwall.config import Settings, load_settings
+from blastwall.environment import environment
 from blastwall.store import open_store, parse_dsn, resolve_dsn
 from playbooks.engine import Responder
 from playbooks.model import Library, load_library
@@ -42,7 +42,13 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class ConsoleOptions:
-    """What ``blastwall console``/``demo`` pass after ``--`` to ``streamlit run``."""
+    """What ``blastwall console``/``demo`` give the console.
+
+    The store, the settings and the accounts arrive in the environment (``BLASTWALL_DSN``,
+    ``BLASTWALL_CONFIG``, ``BLASTWALL_ACCOUNTS``: see :mod:`blastwall.environment`), so a
+    server password never shows on a command line; ``--demo`` and ``--no-scheduler`` come
+    after ``--`` on ``streamlit run``'s.
+    """
 
     dsn: str
     config: Path | None = None
@@ -52,20 +58,13 @@ class ConsoleOptions:
 
 
 def options_from_argv(argv: list[str] | None = None) -> ConsoleOptions:
-    """The console's options from its command line (unknown arguments are Streamlit's)."""
+    """The console's options: the environment, and flags from the command line (the rest is Streamlit's)."""
     parser = argparse.ArgumentParser(add_help=False)
-    parser.add_argument("--dsn")
-    parser.add_argument("--config", type=Path)
-    parser.add_argument("--accounts", type=Path)
     parser.add_argument("--demo", action="store_true")
     parser.add_argument("--no-scheduler", dest="scheduler", action="store_false")
     known, _ = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
-    return ConsoleOptions(resolve_dsn(known.dsn), known.config, known.accounts, known.demo, known.scheduler)
-
-
-def dsn_from_argv(argv: list[str] | None = None) -> str:
-    """The DSN passed after ``--`` to ``streamlit run``, else the usual resolution."""
-    return options_from_argv(argv).dsn
+    env = environment()
+    return ConsoleOptions(resolve_dsn(None), env.config, env.accounts, known.demo, known.scheduler)
 
 
 def options() -> ConsoleOptions:
@@ -124,7 +123,7 @@ def _cached_read(dsn: str, name: str, _function: Callable[..., T], *args: Any, *
 
 @st.cache_resource(show_spinner=False)
 def settings(config: Path | None) -> Settings:
-    return load_settings(config, webhook_secret=os.environ.get("BLASTWALL_WEBHOOK_SECRET", ""))
+    return load_settings(config)
 
 
 @st.cache_resource(show_spinner=False, ttl=60)

@@ -32,7 +32,8 @@ import numpy as np
 from clickhouse_connect.driver.client import Client
 
 from detector.ensemble import EnsembleScorer
-from features.history import epoch_ms
+from features.times import bound_ms
+from features.times import ms_param
 
 MIGRATIONS: list[tuple[int, list[str]]] = [
     (1, [
@@ -48,7 +49,6 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
     ]),
 ]
 
-_TS = "fromUnixTimestamp64Milli({%s:Int64}, 'UTC')"
 
 
 @dataclass(frozen=True)
@@ -173,8 +173,8 @@ class ModelBook:
             newest = last[0].replace(tzinfo=UTC)
             counts = client.query(
                 "SELECT entity, peer_group, toUnixTimestamp64Milli(step_end), count() FROM feature_rows"
-                " WHERE step_end > " + _TS % "lo" + " GROUP BY entity, peer_group, step_end",
-                parameters={"lo": epoch_ms(newest - book.policy.lookback)}).result_rows
+                " WHERE step_end > " + ms_param("lo") + " GROUP BY entity, peer_group, step_end",
+                parameters={"lo": bound_ms(newest - book.policy.lookback)}).result_rows
             for entity, group, end_ms, n in counts:
                 when = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=int(end_ms))
                 book._counts.setdefault((entity, group), {})[when] = int(n)
@@ -214,11 +214,11 @@ class ModelBook:
 
     def _fit(self, client: Client, entity: str, group: str, until: datetime, step_ms: int,
              features: tuple[str, ...]) -> bool:
-        params = {"entity": entity, "group": group, "lo": epoch_ms(until - self.policy.lookback),
-                  "hi": epoch_ms(until), "limit": self.policy.max_rows, "seed": self.policy.random_state}
+        params = {"entity": entity, "group": group, "lo": bound_ms(until - self.policy.lookback),
+                  "hi": bound_ms(until), "limit": self.policy.max_rows, "seed": self.policy.random_state}
         rows = client.query(
             "SELECT values FROM feature_rows WHERE entity = {entity:String} AND peer_group = {group:String}"
-            " AND step_end > " + _TS % "lo" + " AND step_end <= " + _TS % "hi"
+            " AND step_end > " + ms_param("lo") + " AND step_end <= " + ms_param("hi")
             + " ORDER BY cityHash64(key, step_end, {seed:UInt64}) LIMIT {limit:UInt32}",
             parameters=params).result_rows
         if len(rows) < self.policy.min_rows:
@@ -229,13 +229,13 @@ class ModelBook:
         scorer = EnsembleScorer(random_state=self.policy.random_state).fit(X)
         personal = {key: np.asarray(values, dtype=np.float64) for key, values in client.query(
             "SELECT key, maxForEach(values) FROM feature_rows WHERE entity = {entity:String}"
-            " AND peer_group = {group:String} AND step_end > " + _TS % "lo" + " AND step_end <= " + _TS % "hi"
+            " AND peer_group = {group:String} AND step_end > " + ms_param("lo") + " AND step_end <= " + ms_param("hi")
             + " GROUP BY key", parameters=params).result_rows}
         # The tail from every trailing row, not the sample: rare events (an embedding
         # export) need all the rows there are for a stable 99.9th percentile.
         tail = np.asarray(client.query(
             f"SELECT quantileExactForEach({TAIL_QUANTILE})(values) FROM feature_rows WHERE entity = {{entity:String}}"
-            " AND peer_group = {group:String} AND step_end > " + _TS % "lo" + " AND step_end <= " + _TS % "hi",
+            " AND peer_group = {group:String} AND step_end > " + ms_param("lo") + " AND step_end <= " + ms_param("hi"),
             parameters=params).result_rows[0][0], dtype=np.float64)
         fitted = FittedBaseline(entity, group, scorer, until, X.shape[0], step_ms, features, tail, personal)
         blob = pickle.dumps((scorer, tail, personal), protocol=pickle.HIGHEST_PROTOCOL)
@@ -260,7 +260,7 @@ class ModelBook:
 
 def forget_step(client: Client, step_end: datetime) -> None:
     """Remove the rows a crashed step stored, before it is run again."""
-    client.command("DELETE FROM feature_rows WHERE step_end = " + _TS % "t", parameters={"t": epoch_ms(step_end)})
+    client.command("DELETE FROM feature_rows WHERE step_end = " + ms_param("t"), parameters={"t": bound_ms(step_end)})
 
 
 def reset_baselines(client: Client) -> None:

@@ -41,7 +41,7 @@ from __future__ import annotations
 import time
 import traceback
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -63,7 +63,7 @@ from features.engine import (
     FeatureSet,
     extract,
 )
-from features.history import epoch_ms
+from features.times import bound_ms, from_epoch_ms
 from features.registry import BY_NAME, MIN_HOURS_HISTORY, features_of
 
 #: Principal features whose drivers name a detector family.
@@ -214,10 +214,6 @@ def _context(client: Client, sql: str, keys: list[str], params: dict[str, int]) 
     return {row["key"]: row for row in frame.to_dict("records")}
 
 
-def _utc(ms: int) -> datetime:
-    return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=int(ms))
-
-
 # ---------------------------------------------------------------------------- scoring
 
 
@@ -273,7 +269,7 @@ def _score_entity(client: Client, book: ModelBook, entity: str, start: datetime,
     :attr:`DetectConfig.score_margin` of their normal ceiling in every feature are not scored.
     """
     names = tuple(feature.name for feature in features_of(entity))  # type: ignore[arg-type]
-    step_ms = epoch_ms(end) - epoch_ms(start)
+    step_ms = bound_ms(end) - bound_ms(start)
     book.refresh(client, entity, start, step_ms, names)
     candidates: list[_Candidate] = []
     for group in sorted(set(groups.tolist())):
@@ -348,7 +344,7 @@ def _principal_title(family: str, key: str, group: str, v: dict[str, float], lea
 
 
 def _alert_id(detector: str, entity: str, key: str, end: datetime) -> str:
-    return f"{detector}|{entity}|{key}|{epoch_ms(end)}"
+    return f"{detector}|{entity}|{key}|{bound_ms(end)}"
 
 
 def _explanation(drivers: list[Driver], points: dict[str, int]) -> list[dict[str, Any]]:
@@ -392,7 +388,7 @@ def _principal_alerts(client: Client, book: ModelBook, features: FeatureSet, par
             entity="principal", entity_key=candidate.key,
             title=_principal_title(family, candidate.key, candidate.group, v, candidate.drivers[0]),
             severity=severity(inputs), score=round(candidate.score, 6), principals=(candidate.key,),
-            resources=tuple(ctx["top_resources"]), first_seen=_utc(ctx["first_ms"]), last_seen=_utc(ctx["last_ms"]),
+            resources=tuple(ctx["top_resources"]), first_seen=from_epoch_ms(ctx["first_ms"]), last_seen=from_epoch_ms(ctx["last_ms"]),
             detected_at=features.end, explanation=_explanation(candidate.drivers, points)))
     return alerts
 
@@ -438,13 +434,13 @@ def _export_habit_alerts(client: Client, features: FeatureSet, params: dict[str,
     if not keys:
         return []
     recent = end - timedelta(days=7)
-    frame = _query_frame(client, _EXPORT_HABIT, {**params, "keys": sorted(keys), "recent": epoch_ms(recent),
-                                                 "since": epoch_ms(end - timedelta(days=28))})
+    frame = _query_frame(client, _EXPORT_HABIT, {**params, "keys": sorted(keys), "recent": bound_ms(recent),
+                                                 "since": bound_ms(end - timedelta(days=28))})
     alerts = []
     for row in frame.to_dict("records"):
         if row["last_ms"] < params["lo"]:
             continue  # no restricted export in this window: nothing new to say
-        observed = recent - _utc(row["active_since_ms"])
+        observed = recent - from_epoch_ms(row["active_since_ms"])
         if row["recent_days"] < config.habit_days or observed < config.habit_min_history:
             continue  # not repeated, or too little seen before the week to call it a change
         earlier_rate = row["earlier_days"] / max(observed / timedelta(days=1), 1.0)
@@ -461,7 +457,7 @@ def _export_habit_alerts(client: Client, features: FeatureSet, params: dict[str,
             title=f"{row['key']} exported restricted data on {int(row['recent_days'])} of the last 7 days "
                   f"({int(row['earlier_days'])} in the {observed.days} days before)",
             severity=severity(inputs), score=config.habit_score, principals=(row["key"],),
-            resources=tuple(sorted(row["resources"])), first_seen=_utc(row["first_ms"]), last_seen=_utc(row["last_ms"]),
+            resources=tuple(sorted(row["resources"])), first_seen=from_epoch_ms(row["first_ms"]), last_seen=from_epoch_ms(row["last_ms"]),
             detected_at=end, explanation=_explanation(drivers, points)))
     return alerts
 
@@ -493,7 +489,7 @@ def _resource_alerts(client: Client, book: ModelBook, features: FeatureSet, para
             entity="resource", entity_key=candidate.key,
             title=f"{int(v['first_time_readers'])} people read {candidate.key} for the first time",
             severity=severity(inputs), score=round(candidate.score, 6), principals=tuple(ctx["readers"]),
-            resources=(candidate.key,), first_seen=_utc(ctx["first_ms"]), last_seen=_utc(ctx["last_ms"]),
+            resources=(candidate.key,), first_seen=from_epoch_ms(ctx["first_ms"]), last_seen=from_epoch_ms(ctx["last_ms"]),
             detected_at=features.end, explanation=_explanation(candidate.drivers, points),
             group_key=f"resource:{candidate.key}"))
     return alerts
@@ -536,7 +532,7 @@ def _policy_alerts(client: Client, features: FeatureSet, params: dict[str, int],
                 sensitive_categories=int(run["categories"]), records_exposed=int(run["rows"]),
                 actor_is_agent=False)
             key = violation.key["resource"]
-            first, last = _utc(run["first_ms"]), _utc(run["last_ms"])
+            first, last = from_epoch_ms(run["first_ms"]), from_epoch_ms(run["last_ms"])
             group_key = f"resource:{key}"
             principals, resources = tuple(run["trainers"]), (key, *sorted(run["inputs"]))
         points = severity_points(inputs)
@@ -596,7 +592,7 @@ def detect_step(client: Client, start: datetime, end: datetime, book: ModelBook 
     features = extract(client, start, end)
     result = StepResult(features.start, features.end, feature_seconds=time.perf_counter() - started)
     result.events = int(features.frame("principal")["events"].sum()) if len(features.frame("principal")) else 0
-    params = {"lo": epoch_ms(features.start), "hi": epoch_ms(features.end)}
+    params = {"lo": bound_ms(features.start), "hi": bound_ms(features.end)}
     size = people if people is not None else organisation_size(client)
     stages = (
         ("principals", lambda: _principal_alerts(client, book, features, params, config)),

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike
 
-from detector.ensemble import robust_scale
 from features.registry import BY_NAME
 
 
@@ -52,46 +51,13 @@ class Driver:
                 "baseline": self.baseline, "weight": round(self.weight, 4)}
 
 
-def explain(row: ArrayLike, baseline: ArrayLike, feature_names: list[str], top: int = 3,
-            min_deviation: float = 1.0) -> list[Driver]:
-    """The features that drove one entity's score, largest first.
-
-    Parameters
-    ----------
-    row : array-like, shape (n_features,)
-        The entity's feature values.
-    baseline : array-like, shape (n_samples, n_features)
-        The population it is compared with (its own history or its peers).
-    feature_names : list of str
-        Column names (registry names; unknown names are described by their name).
-    top : int
-        At most this many drivers.
-    min_deviation : float
-        Ignore features less than this many spreads above the baseline median.
-
-    Returns
-    -------
-    list of Driver
-        Empty when nothing stands above the baseline.
-    """
-    values = np.asarray(row, dtype=np.float64).reshape(-1)
-    population = np.asarray(baseline, dtype=np.float64)
-    if population.ndim != 2 or population.shape[1] != values.shape[0] or len(feature_names) != values.shape[0]:
-        raise ValueError(f"row has {values.shape[0]} features, baseline shape {population.shape}, "
-                         f"{len(feature_names)} names: they must agree")
-    if population.shape[0] == 0:
-        raise ValueError("the baseline has no rows")
-    center = np.median(population, axis=0)
-    return explain_scaled(values, center, robust_scale(population, center), feature_names, top, min_deviation)
-
-
 def explain_scaled(values: ArrayLike, center: ArrayLike, scale: ArrayLike, feature_names: list[str], top: int = 3,
                    min_deviation: float = 1.0, shown_values: ArrayLike | None = None,
                    shown_baseline: ArrayLike | None = None) -> list[Driver]:
-    """The drivers of one row against a baseline summarised by its per-feature median and spread.
+    """The features that drove one row's score, largest first, against a baseline summarised
+    by its per-feature median and robust spread.
 
-    This is :func:`explain` for a fitted scorer, which keeps the baseline's median and
-    robust spread (:attr:`detector.ensemble.EnsembleScorer.feature_center_`, ``feature_scale_``)
+    A fitted scorer keeps the baseline's median and robust spread (:attr:`detector.ensemble.EnsembleScorer.feature_center_`, ``feature_scale_``)
     rather than its rows. ``values``, ``center`` and ``scale`` are in the scorer's space
     (e.g. after ``log1p``); ``shown_values``/``shown_baseline`` are what the analyst reads
     (the raw value and the baseline median back in raw units), defaulting to the same.

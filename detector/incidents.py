@@ -36,7 +36,8 @@ from typing import Any, Literal
 
 from clickhouse_connect.driver.client import Client
 
-from detector.severity import SEVERITIES, Severity
+from detector.severity import SEVERITIES, Severity, severity_rank
+from features.times import from_epoch_ms, ms_param, to_epoch_ms
 
 MIGRATIONS: list[tuple[int, list[str]]] = [
     (1, [
@@ -192,31 +193,10 @@ def incident_id_for(alert_id: str) -> int:
     return int.from_bytes(digest, "big") & ((1 << 63) - 1)
 
 
-def to_epoch_ms(moment: datetime) -> int:
-    """Epoch milliseconds of a time; a naive time is taken as UTC (how times travel to the store)."""
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return (moment - _EPOCH) // timedelta(milliseconds=1)
-
-
-def from_epoch_ms(ms: int) -> datetime:
-    """The UTC time of epoch milliseconds read back from the store."""
-    return _EPOCH + timedelta(milliseconds=int(ms))
-
-
-_ms, _dt = to_epoch_ms, from_epoch_ms
-
-
 def _now_ms() -> int:
-    return _ms(datetime.now(UTC))
+    return to_epoch_ms(datetime.now(UTC))
 
 
-def _rank(severity: str) -> int:
-    """0 for SEV1 (most severe) … 3 for SEV4."""
-    return SEVERITIES.index(severity)  # type: ignore[arg-type]
-
-
-_TS = "fromUnixTimestamp64Milli({%s:Int64}, 'UTC')"
 _INCIDENT_COLUMNS = (
     "id", "detector", "entity", "entity_key", "title", "severity", "status", "score", "principals",
     "resources", "first_seen", "last_seen", "detected_at", "explanation", "group_key", "group_id",
@@ -239,7 +219,7 @@ _SELECT_INCIDENT = ", ".join(
 def _write_incident(client: Client, row: dict[str, Any]) -> None:
     """Insert one version of an incident (times in epoch ms); the newest ``updated_at`` wins."""
     values = ", ".join(
-        _TS % c if c in _TIME_COLUMNS else f"{{{c}:{_INCIDENT_TYPES[c]}}}" for c in _INCIDENT_COLUMNS
+        ms_param(c) if c in _TIME_COLUMNS else f"{{{c}:{_INCIDENT_TYPES[c]}}}" for c in _INCIDENT_COLUMNS
     )
     client.command(
         f"INSERT INTO incidents ({', '.join(_INCIDENT_COLUMNS)}) SELECT {values}",
@@ -272,7 +252,7 @@ def _append_event(
     ).result_rows[0][0] + 1
     client.command(
         "INSERT INTO incident_events (incident_id, seq, at, actor, action, from_status, to_status, reason,"
-        " details, alert_id) SELECT {id:UInt64}, {seq:UInt32}, " + _TS % "at" + ", {actor:String},"
+        " details, alert_id) SELECT {id:UInt64}, {seq:UInt32}, " + ms_param("at") + ", {actor:String},"
         " {action:String}, {from_status:String}, {to_status:String}, {reason:String}, {details:String},"
         " {alert_id:String}",
         parameters={"id": incident_id, "seq": seq, "at": at_ms, "actor": actor, "action": action,
@@ -330,10 +310,10 @@ def record_alert(client: Client, alert: Alert, dedup_window: timedelta = timedel
         _mark_seen(client, alert, "duplicate", int(applied[0][0]))
         return RecordOutcome("duplicate", int(applied[0][0]))
 
-    first_ms, last_ms, detected_ms = _ms(alert.first_seen), _ms(alert.last_seen), _ms(alert.detected_at)
+    first_ms, last_ms, detected_ms = to_epoch_ms(alert.first_seen), to_epoch_ms(alert.last_seen), to_epoch_ms(alert.detected_at)
     suppression = client.query(
         "SELECT incident_id FROM suppressions WHERE detector = {d:String} AND entity_key = {k:String}"
-        " AND since <= " + _TS % "t" + " AND until > " + _TS % "t" + " ORDER BY until DESC LIMIT 1",
+        " AND since <= " + ms_param("t") + " AND until > " + ms_param("t") + " ORDER BY until DESC LIMIT 1",
         parameters={"d": alert.detector, "k": alert.entity_key, "t": first_ms},
     ).result_rows
     if suppression:
@@ -382,7 +362,7 @@ def record_alert(client: Client, alert: Alert, dedup_window: timedelta = timedel
 def _update(client: Client, row: dict[str, Any], alert: Alert, first_ms: int, last_ms: int) -> RecordOutcome:
     """Fold an alert into an open incident: severity/score/last_seen max, principals/resources union."""
     old_severity = row["severity"]
-    rose = _rank(alert.severity) < _rank(old_severity)
+    rose = severity_rank(alert.severity) < severity_rank(old_severity)
     new = dict(row)
     new["severity"] = alert.severity if rose else old_severity
     if alert.score > row["score"]:
@@ -397,7 +377,7 @@ def _update(client: Client, row: dict[str, Any], alert: Alert, first_ms: int, la
     new["alerts"] = int(row["alerts"]) + 1
     new["updated_at"] = _next_version(int(row["updated_at"]))
     _write_incident(client, new)
-    _append_event(client, int(row["id"]), _ms(alert.detected_at), SYSTEM_ACTOR, "updated", row["status"],
+    _append_event(client, int(row["id"]), to_epoch_ms(alert.detected_at), SYSTEM_ACTOR, "updated", row["status"],
                   row["status"],
                   details={"severity_from": old_severity, "severity_to": new["severity"], "score": alert.score},
                   alert_id=alert.alert_id)
@@ -448,7 +428,7 @@ def transition(
     if row is None:
         raise IncidentError(f"no incident {incident_id}")
     status = row["status"]
-    at_ms = _ms(at) if at is not None else _now_ms()
+    at_ms = to_epoch_ms(at) if at is not None else _now_ms()
     new = dict(row)
     details: dict[str, Any] = {}
     if action in _MOVES:
@@ -475,12 +455,12 @@ def transition(
         until_ms = at_ms + suppress_for // timedelta(milliseconds=1)
         client.command(
             "INSERT INTO suppressions (detector, entity_key, since, until, reason, incident_id, created_by)"
-            " SELECT {d:String}, {k:String}, " + _TS % "since" + ", " + _TS % "until"
+            " SELECT {d:String}, {k:String}, " + ms_param("since") + ", " + ms_param("until")
             + ", {reason:String}, {id:UInt64}, {actor:String}",
             parameters={"d": row["detector"], "k": row["entity_key"], "since": min(int(row["first_seen"]), at_ms),
                         "until": until_ms, "reason": reason, "id": incident_id, "actor": actor},
         )
-        details = {"suppressed_until": _dt(until_ms).isoformat()}
+        details = {"suppressed_until": from_epoch_ms(until_ms).isoformat()}
     _append_event(client, incident_id, at_ms, actor, action, status, new["status"], reason, details)
     result = get_incident(client, incident_id)
     assert result is not None
@@ -499,7 +479,7 @@ def record_event(client: Client, incident_id: int, actor: str, action: str, reas
     row = _raw_incident(client, incident_id)
     if row is None:
         raise IncidentError(f"no incident {incident_id}")
-    _append_event(client, incident_id, _ms(at) if at is not None else _now_ms(), actor, action, row["status"],
+    _append_event(client, incident_id, to_epoch_ms(at) if at is not None else _now_ms(), actor, action, row["status"],
                   row["status"], reason, details)
 
 
@@ -509,12 +489,12 @@ def _public(row: dict[str, Any]) -> dict[str, Any]:
         "id": int(row["id"]), "detector": row["detector"], "title": row["title"], "severity": row["severity"],
         "status": row["status"], "score": float(row["score"]), "principals": list(row["principals"]),
         "resources": list(row["resources"]),
-        "first_seen": _dt(row["first_seen"]), "last_seen": _dt(row["last_seen"]),
-        "detected_at": _dt(row["detected_at"]), "explanation": json.loads(row["explanation"] or "[]"),
+        "first_seen": from_epoch_ms(row["first_seen"]), "last_seen": from_epoch_ms(row["last_seen"]),
+        "detected_at": from_epoch_ms(row["detected_at"]), "explanation": json.loads(row["explanation"] or "[]"),
         "techniques": list(DETECTOR_TECHNIQUES.get(row["detector"], [])), "playbook_runs": [],
         "entity": row["entity"], "entity_key": row["entity_key"], "group_key": row["group_key"],
         "group_id": int(row["group_id"]), "assignee": row["assignee"] or None, "alerts": int(row["alerts"]),
-        "created_at": _dt(row["created_at"]), "updated_at": _dt(row["updated_at"]),
+        "created_at": from_epoch_ms(row["created_at"]), "updated_at": from_epoch_ms(row["updated_at"]),
     }
     return out
 
@@ -542,7 +522,7 @@ def list_incidents(
         raise IncidentError(f"unknown status {status!r}; expected one of {', '.join(STATUSES)}")
     if min_severity is not None and min_severity not in SEVERITIES:
         raise IncidentError(f"unknown severity {min_severity!r}; expected one of {', '.join(SEVERITIES)}")
-    allowed = list(SEVERITIES[: _rank(min_severity) + 1]) if min_severity else list(SEVERITIES)
+    allowed = list(SEVERITIES[: severity_rank(min_severity) + 1]) if min_severity else list(SEVERITIES)
     where, params = "severity IN {sev:Array(String)}", {"sev": allowed, "limit": int(limit)}
     if status is not None:
         where += " AND status = {status:String}"
@@ -562,23 +542,7 @@ def incident_timeline(client: Client, incident_id: int) -> list[dict[str, Any]]:
     events = []
     for r in result.result_rows:
         event = dict(zip(result.column_names, r))
-        event["at"] = _dt(event.pop("at_ms"))
+        event["at"] = from_epoch_ms(event.pop("at_ms"))
         event["details"] = json.loads(event["details"] or "{}")
         events.append(event)
     return events
-
-
-def false_positive_counts(client: Client) -> dict[str, int]:
-    """Incidents judged false positive, per detector (the feedback DESIGN.md asks to count)."""
-    rows = client.query(
-        "SELECT detector, count() FROM incidents FINAL WHERE status = 'false_positive' GROUP BY detector"
-    ).result_rows
-    return {d: int(n) for d, n in rows}
-
-
-def suppressed_counts(client: Client) -> dict[str, int]:
-    """Alerts dropped by a false-positive suppression, per detector."""
-    rows = client.query(
-        "SELECT detector, count() FROM alerts_seen FINAL WHERE outcome = 'suppressed' GROUP BY detector"
-    ).result_rows
-    return {d: int(n) for d, n in rows}

@@ -16,7 +16,8 @@ from datetime import UTC, datetime, timedelta
 
 from clickhouse_connect.driver.client import Client
 
-from features.history import epoch_ms
+from features.times import bound_ms
+from features.times import ms_param
 
 MIGRATIONS: list[tuple[int, list[str]]] = [
     (1, [
@@ -28,7 +29,6 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
     ]),
 ]
 
-_TS = "fromUnixTimestamp64Milli({%s:Int64}, 'UTC')"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -50,9 +50,9 @@ def record(client: Client, entry: StepRecord) -> None:
     """Append one ledger row."""
     client.command(
         "INSERT INTO detect_runs (step_start, step_end, state, events, alerts, opened, seconds, error) SELECT "
-        + _TS % "lo" + ", " + _TS % "hi"
+        + ms_param("lo") + ", " + ms_param("hi")
         + ", {state:String}, {events:UInt64}, {alerts:UInt32}, {opened:UInt32}, {seconds:Float64}, {error:String}",
-        parameters={"lo": epoch_ms(entry.step_start), "hi": epoch_ms(entry.step_end), "state": entry.state,
+        parameters={"lo": bound_ms(entry.step_start), "hi": bound_ms(entry.step_end), "state": entry.state,
                     "events": entry.events, "alerts": entry.alerts, "opened": entry.opened,
                     "seconds": entry.seconds, "error": entry.error})
 
@@ -67,8 +67,8 @@ def watermark(client: Client) -> datetime | None:
 def unfinished(client: Client, step_end: datetime) -> bool:
     """Whether a step ending at ``step_end`` was started before and never finished (a crash)."""
     row = client.query(
-        "SELECT countIf(state = 'started'), countIf(state = 'done') FROM detect_runs WHERE step_end = " + _TS % "t",
-        parameters={"t": epoch_ms(step_end)}).result_rows[0]
+        "SELECT countIf(state = 'started'), countIf(state = 'done') FROM detect_runs WHERE step_end = " + ms_param("t"),
+        parameters={"t": bound_ms(step_end)}).result_rows[0]
     return row[0] > 0 and row[1] == 0
 
 

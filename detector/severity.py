@@ -32,12 +32,37 @@ an AI actor.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
 Severity = Literal["SEV1", "SEV2", "SEV3", "SEV4"]
 SEVERITIES: tuple[Severity, ...] = ("SEV1", "SEV2", "SEV3", "SEV4")
 _THRESHOLDS: tuple[tuple[int, Severity], ...] = ((7, "SEV1"), (5, "SEV2"), (3, "SEV3"))
+
+
+def severity_rank(level: str) -> int:
+    """0 for ``SEV1`` (the most severe) … 3 for ``SEV4``: the one ordering of severities.
+
+    Raises
+    ------
+    ValueError
+        For anything that is not a severity (never silently ranked first or last).
+    """
+    try:
+        return SEVERITIES.index(level)  # type: ignore[arg-type]
+    except ValueError:
+        raise ValueError(f"unknown severity {level!r}; expected one of {', '.join(SEVERITIES)}") from None
+
+
+def at_least(level: str, minimum: str) -> bool:
+    """Whether ``level`` is ``minimum`` or more severe (``at_least("SEV1", "SEV2")`` is true)."""
+    return severity_rank(level) <= severity_rank(minimum)
+
+
+def most_severe(levels: Iterable[str]) -> Severity:
+    """The most severe of some severities."""
+    return SEVERITIES[min(severity_rank(level) for level in levels)]
 
 
 @dataclass(frozen=True)

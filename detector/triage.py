@@ -16,7 +16,8 @@ from typing import Any
 import pandas as pd
 from clickhouse_connect.driver.client import Client
 
-from detector.incidents import STATUSES, _public, _read_rows, to_epoch_ms
+from detector.incidents import STATUSES, _public, _read_rows
+from features.times import ms_param, to_epoch_ms
 from detector.severity import SEVERITIES
 from features.registry import READING_ACTIONS
 
@@ -63,10 +64,10 @@ class QueueFilter:
                            " WHERE team = {team:String}))")
             params["team"] = self.team
         if self.since is not None:
-            clauses.append("detected_at >= fromUnixTimestamp64Milli({since:Int64}, 'UTC')")
+            clauses.append("detected_at >= " + ms_param("since"))
             params["since"] = to_epoch_ms(self.since)
         if self.until is not None:
-            clauses.append("detected_at < fromUnixTimestamp64Milli({until:Int64}, 'UTC')")
+            clauses.append("detected_at < " + ms_param("until"))
             params["until"] = to_epoch_ms(self.until)
         return " AND ".join(clauses), params
 
@@ -110,8 +111,7 @@ def evidence_events(client: Client, incident: dict[str, Any], offset: int = 0, l
     params = {"p": list(incident["principals"]), "r": list(incident["resources"]),
               "lo": to_epoch_ms(incident["first_seen"] - margin), "hi": to_epoch_ms(incident["last_seen"] + margin),
               "limit": int(limit), "offset": int(offset)}
-    where = (EVIDENCE_WHERE + " AND event_time >= fromUnixTimestamp64Milli({lo:Int64}, 'UTC')"
-             " AND event_time <= fromUnixTimestamp64Milli({hi:Int64}, 'UTC')")
+    where = (EVIDENCE_WHERE + " AND event_time >= " + ms_param("lo") + " AND event_time <= " + ms_param("hi"))
     total = int(client.query(f"SELECT count() FROM access_log WHERE {where}", parameters=params).result_rows[0][0])
     frame = client.query_df(
         "SELECT event_time, principal, principal_type, action, resource, related, grantee, bytes, rows, via, status,"
@@ -195,7 +195,7 @@ def incidents_per_day(client: Client, days: int = 30, now: datetime | None = Non
     params: dict[str, Any] = {"days": int(days)}
     anchor = "now64(3)"
     if now is not None:
-        anchor = "fromUnixTimestamp64Milli({now:Int64}, 'UTC')"
+        anchor = ms_param("now")
         params["now"] = to_epoch_ms(now)
     return client.query_df(
         "SELECT toDate(detected_at) AS day, severity, count() AS incidents FROM incidents FINAL"

@@ -25,7 +25,8 @@ import pyarrow as pa
 from clickhouse_connect.driver.client import Client
 
 from features import _kernels
-from features.history import advance_history, epoch_ms
+from features.history import advance_history
+from features.times import bound_ms, ms_param
 from features.registry import (
     BURST_WINDOW_MS,
     ENTITY_KEYS,
@@ -57,7 +58,7 @@ RANK_SQL = "multiIf(c.sensitivity = 'public', 0, c.sensitivity = 'internal', 1, 
 _HOUR_OF_WEEK = "toUInt8((toDayOfWeek(event_time) - 1) * 24 + toHour(event_time))"
 
 #: ``[lo, hi)`` on ``event_time``; times travel as epoch milliseconds (no time-zone interpretation).
-WINDOW_SQL = "event_time >= fromUnixTimestamp64Milli({lo:Int64}, 'UTC') AND event_time < fromUnixTimestamp64Milli({hi:Int64}, 'UTC')"
+WINDOW_SQL = f"event_time >= {ms_param('lo')} AND event_time < {ms_param('hi')}"
 
 #: ``cat``: the newest catalogue row per resource, as a WITH clause.
 CATALOGUE_CTE = """cat AS (
@@ -381,7 +382,7 @@ def extract(client: Client, start: datetime, end: datetime) -> FeatureSet:
         raise ValueError(f"empty window: end {end} is not after start {start}")
     start, end = start.astimezone(timezone.utc), end.astimezone(timezone.utc)
     advance_history(client, start)
-    params = {"lo": epoch_ms(start), "hi": epoch_ms(end)}
+    params = {"lo": bound_ms(start), "hi": bound_ms(end)}
 
     principals = _principal_pass(client, params)
     pairs = _query_frame(client, _WINDOW_PAIRS, params)

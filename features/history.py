@@ -15,9 +15,11 @@ the tables stop growing with the number of steps.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 
 from clickhouse_connect.driver.client import Client
+
+from features.times import bound_ms, ms_param
 
 
 HISTORY_TABLES = (
@@ -103,8 +105,8 @@ def compact_history(client: Client, boundary: datetime) -> bool:
     if end is None:
         return False
     boundary = min(boundary.astimezone(timezone.utc), end.replace(tzinfo=timezone.utc))
-    params = {"b": epoch_ms(boundary)}
-    at = "fromUnixTimestamp64Milli({b:Int64}, 'UTC')"
+    params = {"b": bound_ms(boundary)}
+    at = ms_param("b")
     client.insert("history_compactions", [[boundary, "started"]], column_names=["boundary", "state"])
     folded = False
     for table, (keys, folds) in _FOLDS.items():
@@ -127,18 +129,6 @@ def compact_history(client: Client, boundary: datetime) -> bool:
 
 def _columns(client: Client, table: str) -> list[str]:
     return [row[0] for row in client.query(f"DESCRIBE TABLE {table}").result_rows]
-
-
-def epoch_ms(moment: datetime) -> int:
-    """A window bound in epoch milliseconds, rounded up.
-
-    Events carry milliseconds, so an event is at or after a bound exactly when it is at or
-    after the bound's next whole millisecond. Bounds travel to ClickHouse in this form, so
-    no time zone is interpreted on either side.
-    """
-    since_epoch = moment - datetime(1970, 1, 1, tzinfo=timezone.utc)
-    milliseconds, rest = divmod(since_epoch, timedelta(milliseconds=1))
-    return milliseconds + (1 if rest else 0)
 
 
 class HistoryAheadError(Exception):
@@ -185,8 +175,8 @@ def advance_history(client: Client, to: datetime) -> bool:
         if current == to:
             return False
     # Epoch milliseconds: no time-zone interpretation on either side.
-    params = {"lo": epoch_ms(current) if current else 0, "hi": epoch_ms(to)}
-    lo, hi = "fromUnixTimestamp64Milli({lo:Int64}, 'UTC')", "fromUnixTimestamp64Milli({hi:Int64}, 'UTC')"
+    params = {"lo": bound_ms(current) if current else 0, "hi": bound_ms(to)}
+    lo, hi = ms_param("lo"), ms_param("hi")
     window = f"event_time >= {lo} AND event_time < {hi}"
     unfinished = client.query(
         f"SELECT count() FROM history_progress WHERE state = 'started' AND history_end > {lo}",

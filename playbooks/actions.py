@@ -30,10 +30,9 @@ import tenacity
 from clickhouse_connect.driver.client import Client
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from detector.incidents import from_epoch_ms
-from detector.incidents import to_epoch_ms as _ms
 from detector.triage import EVIDENCE_WHERE, READ_ACTIONS
 from playbooks.paging import Pager, PagingError
+from features.times import from_epoch_ms, ms_param, to_epoch_ms
 
 MIGRATIONS: list[tuple[int, list[str]]] = [
     (1, [
@@ -55,9 +54,6 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
 ) ENGINE = MergeTree ORDER BY (incident_id, snapshot_id)""",
     ]),
 ]
-
-CONTROL_KINDS = ("grant", "resource", "training_run", "identity")
-_TS = "fromUnixTimestamp64Milli({%s:Int64}, 'UTC')"
 
 
 
@@ -270,9 +266,9 @@ def write_control(client: Client, kind: str, target: str, in_force: bool, *, inc
     client.command(
         "INSERT INTO control_log (kind, target, in_force, incident_id, run_id, step, actor, reason, at, written)"
         " SELECT {kind:String}, {target:String}, {force:UInt8}, {incident:UInt64}, {run:String}, {step:String},"
-        " {actor:String}, {reason:String}, " + _TS % "at" + ", {written:UInt64}",
+        " {actor:String}, {reason:String}, " + ms_param("at") + ", {written:UInt64}",
         parameters={"kind": kind, "target": target, "force": int(in_force), "incident": incident_id, "run": run_id,
-                    "step": step, "actor": actor, "reason": reason, "at": _ms(at), "written": time.time_ns()})
+                    "step": step, "actor": actor, "reason": reason, "at": to_epoch_ms(at), "written": time.time_ns()})
 
 
 class ControlAction(Action):
@@ -430,17 +426,17 @@ class SnapshotEvidence(Action):
         written = self._rows(ctx, snapshot)
         if written == 0:  # not copied yet (a crash after the copy leaves rows: count them instead)
             margin = timedelta(minutes=params.margin_minutes)
-            lo = _ms(incident["first_seen"] - margin)
+            lo = to_epoch_ms(incident["first_seen"] - margin)
             if params.scope == "readers":  # everyone who read the data since the evidence began
                 where = "resource IN {r:Array(String)} AND action IN {reads:Array(String)}"
-                hi = _ms(ctx.now)
+                hi = to_epoch_ms(ctx.now)
             else:
                 where = EVIDENCE_WHERE
-                hi = _ms(incident["last_seen"] + margin)
+                hi = to_epoch_ms(incident["last_seen"] + margin)
             ctx.client.command(
                 f"INSERT INTO evidence (snapshot_id, incident_id, scope, {_EVIDENCE_COLUMNS})"
                 f" SELECT {{s:String}}, {{i:UInt64}}, {{scope:String}}, {_EVIDENCE_COLUMNS} FROM access_log"
-                f" WHERE {where} AND event_time >= " + _TS % "lo" + " AND event_time < " + _TS % "hi"
+                f" WHERE {where} AND event_time >= " + ms_param("lo") + " AND event_time < " + ms_param("hi")
                 + " ORDER BY event_time LIMIT {limit:UInt64}",
                 parameters={"s": snapshot, "i": int(incident["id"]), "scope": params.scope,
                             "p": list(incident.get("principals", [])), "r": list(incident.get("resources", [])),
@@ -449,9 +445,9 @@ class SnapshotEvidence(Action):
         ctx.client.command(
             "INSERT INTO evidence_snapshots (snapshot_id, incident_id, run_id, step, scope, rows, captured_at,"
             " captured_by) SELECT {s:String}, {i:UInt64}, {run:String}, {step:String}, {scope:String},"
-            " {rows:UInt64}, " + _TS % "at" + ", {actor:String}",
+            " {rows:UInt64}, " + ms_param("at") + ", {actor:String}",
             parameters={"s": snapshot, "i": int(incident["id"]), "run": ctx.run_id, "step": ctx.step,
-                        "scope": params.scope, "rows": written, "at": _ms(ctx.now), "actor": ctx.actor})
+                        "scope": params.scope, "rows": written, "at": to_epoch_ms(ctx.now), "actor": ctx.actor})
         readers = []
         if params.scope == "readers":
             readers = [r[0] for r in ctx.client.query(

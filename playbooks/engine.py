@@ -63,9 +63,10 @@ from playbooks.model import (
     PlannedStep,
     Playbook,
     plan,
-    severity_rank,
 )
+from detector.severity import at_least
 from playbooks.paging import Pager
+from features.times import ms_param
 
 MIGRATIONS: list[tuple[int, list[str]]] = [
     (1, [
@@ -92,7 +93,6 @@ TERMINAL = ("succeeded", "failed", "denied", "interrupted", "rolled_back", "roll
 CLOSED = ("resolved", "false_positive")
 #: Detectors about blastwall itself: paged by severity, never contained.
 _OWN_DETECTORS = ("pipeline_error", "playbook_error")
-_TS = "fromUnixTimestamp64Milli({%s:Int64}, 'UTC')"
 
 
 
@@ -230,7 +230,7 @@ class Responder:
     def _trigger(self, incident_id: int, severity: str, outcome: str, runs: list[str], now: datetime) -> None:
         self.client.command(
             "INSERT INTO playbook_triggers (incident_id, severity, outcome, runs, at) SELECT {i:UInt64},"
-            " {s:String}, {o:String}, {r:Array(String)}, " + _TS % "at",
+            " {s:String}, {o:String}, {r:Array(String)}, " + ms_param("at"),
             parameters={"i": incident_id, "s": severity, "o": outcome, "r": runs, "at": _ms(now)})
 
     # --- runs ----------------------------------------------------------------------------
@@ -612,8 +612,8 @@ class Responder:
         self.client.command(
             "INSERT INTO playbook_runs (run_id, incident_id, playbook, severity, state, mode, started_by, plan,"
             " error, created_at, updated_at, version) SELECT {run:String}, {i:UInt64}, {p:String}, {sev:String},"
-            " {state:String}, {mode:String}, {actor:String}, {plan:String}, {error:String}, " + _TS % "created"
-            + ", " + _TS % "updated" + ", {version:UInt64}",
+            " {state:String}, {mode:String}, {actor:String}, {plan:String}, {error:String}, " + ms_param("created")
+            + ", " + ms_param("updated") + ", {version:UInt64}",
             parameters={"run": run_id, "i": int(context["id"]), "p": playbook, "sev": context["severity"],
                         "state": state, "mode": mode, "actor": actor, "plan": plan_text, "error": error,
                         "created": created, "updated": _ms(now), "version": time.time_ns()})
@@ -624,7 +624,7 @@ class Responder:
         self.client.command(
             "INSERT INTO playbook_step_log (run_id, incident_id, playbook, step, position, action, state, attempt,"
             " actor, at, params, result, error, written) SELECT {run:String}, {i:UInt64}, {p:String}, {s:String},"
-            " {pos:UInt16}, {a:String}, {state:String}, {attempt:UInt16}, {actor:String}, " + _TS % "at"
+            " {pos:UInt16}, {a:String}, {state:String}, {attempt:UInt16}, {actor:String}, " + ms_param("at")
             + ", {params:String}, {result:String}, {error:String}, {written:UInt64}",
             parameters={"run": run_id, "i": int(context["id"]), "p": playbook, "s": step.name, "pos": position,
                         "a": step.action, "state": state, "attempt": attempt, "actor": actor, "at": _ms(now),
@@ -641,7 +641,7 @@ class Responder:
 
     def _visible_failure(self, context: dict[str, Any], run_id: str, step: str, error: str, now: datetime) -> None:
         """A failed step opens a playbook_error incident at the incident's severity (SEV3 at least) and pages."""
-        severity = context["severity"] if severity_rank(context["severity"]) <= 2 else "SEV3"
+        severity = context["severity"] if at_least(context["severity"], "SEV3") else "SEV3"
         digest = hashlib.blake2b(f"{run_id}/{step}".encode(), digest_size=6).hexdigest()
         outcome = record_alert(self.client, Alert(
             alert_id=f"playbook_error|{run_id}|{step}|{digest}", detector="playbook_error", entity="playbook_run",

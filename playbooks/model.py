@@ -32,13 +32,12 @@ from __future__ import annotations
 import importlib.util
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -48,7 +47,10 @@ from pydantic import (
     model_validator,
 )
 
-from detector.severity import SEVERITIES
+from detector.severity import severity_rank
+from features.durations import parse_duration
+from features.settings_file import FileProblem as Problem
+from features.settings_file import SettingsFileError, YamlDocument, read_yaml, validation_problems
 from playbooks.actions import REGISTRY
 from playbooks.context import (
     TemplateError,
@@ -57,17 +59,11 @@ from playbooks.context import (
     evaluate_condition,
     render,
 )
-from playbooks.durations import parse_duration
 
 #: The playbooks that ship with blastwall.
 LIBRARY = Path(__file__).resolve().parent / "library"
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 _APPROVAL = re.compile(r"^(below|from) (SEV[1-4])$")
-
-
-def severity_rank(severity: str) -> int:
-    """0 for SEV1 (most severe) … 3 for SEV4."""
-    return SEVERITIES.index(severity)  # type: ignore[arg-type]
 
 
 class _Strict(BaseModel):
@@ -179,18 +175,6 @@ class PlaybookSpec(_Strict):
     tests: list[InlineTest] = Field(default_factory=list)
 
 
-@dataclass(frozen=True)
-class Problem:
-    """One thing wrong with one file, at one line (1-based; 0 when unknown)."""
-
-    file: Path
-    line: int
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.file}:{self.line}: {self.message}" if self.line else f"{self.file}: {self.message}"
-
-
 @dataclass
 class Playbook:
     """A loaded playbook."""
@@ -198,16 +182,13 @@ class Playbook:
     id: str
     path: Path
     spec: PlaybookSpec
-    lines: dict[tuple[Any, ...], int] = field(default_factory=dict)
+    document: YamlDocument | None = None
     match_hook: Callable[[dict[str, Any]], bool] | None = None
     parameters_hook: Callable[[dict[str, Any]], dict[str, Any]] | None = None
 
     def line_of(self, *path: Any) -> int:
         """The line of a node of the file (the nearest enclosing node that has one)."""
-        for size in range(len(path), -1, -1):
-            if path[:size] in self.lines:
-                return self.lines[path[:size]]
-        return 0
+        return self.document.line_of(path) if self.document is not None else 0
 
     def step(self, name: str) -> StepSpec:
         for step in self.spec.steps:
@@ -248,20 +229,6 @@ class PlanError(ValueError):
 # --- loading ---------------------------------------------------------------------------
 
 
-def _line_index(node: yaml.Node, path: tuple[Any, ...] = ()) -> dict[tuple[Any, ...], int]:
-    """Map every node path (keys and list indexes) to its 1-based line."""
-    lines = {path: node.start_mark.line + 1}
-    if isinstance(node, yaml.MappingNode):
-        for key, value in node.value:
-            child = path + (key.value,)
-            lines[child] = key.start_mark.line + 1
-            lines.update({p: n for p, n in _line_index(value, child).items() if p != child})
-    elif isinstance(node, yaml.SequenceNode):
-        for index, item in enumerate(node.value):
-            lines.update(_line_index(item, path + (index,)))
-    return lines
-
-
 def _load_hooks(path: Path, problems: list[Problem]) -> tuple[Callable | None, Callable | None]:
     module_path = path.with_suffix(".py")
     if not module_path.is_file():
@@ -284,28 +251,20 @@ def _load_hooks(path: Path, problems: list[Problem]) -> tuple[Callable | None, C
 def load_playbook(path: Path) -> tuple[Playbook | None, list[Problem]]:
     """Read and validate one file; every problem is returned, none raised."""
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        return None, [Problem(path, 0, f"cannot read: {exc}")]
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        return None, [Problem(path, mark.line + 1 if mark else 0, f"not valid YAML: {getattr(exc, 'problem', exc)}")]
+        document = read_yaml(path)
+    except SettingsFileError as exc:
+        return None, exc.problems
+    data = document.data
     if not isinstance(data, dict):
         return None, [Problem(path, 1, "a playbook is a YAML mapping (description, triggers, steps, ...)")]
-    lines = _line_index(node) if node is not None else {}
-    playbook = Playbook(path.stem, path, PlaybookSpec.model_construct(), lines)
+    playbook = Playbook(path.stem, path, PlaybookSpec.model_construct(), document)
     # The schema and the semantic checks both run on the raw data, so one pass reports
     # every problem of the file, not the first kind found.
     problems = _semantic_problems(playbook, data)
     try:
         playbook.spec = PlaybookSpec.model_validate(data)
     except ValidationError as exc:
-        problems = [Problem(path, playbook.line_of(*error["loc"]),
-                            f"{'.'.join(str(p) for p in error['loc']) or '(file)'}: {error['msg']}")
-                    for error in exc.errors()] + problems
+        problems = validation_problems(document, exc) + problems
     if not problems:
         playbook.match_hook, playbook.parameters_hook = _load_hooks(path, problems)
     return (None if problems else playbook), sorted(problems, key=lambda p: p.line)
@@ -382,10 +341,32 @@ def _compile_all(value: Any) -> None:
 
 
 def discover(folders: Iterable[Path]) -> list[Path]:
-    """Every playbook file of the folders (``*.yaml``/``*.yml``), sorted by id."""
+    """Every playbook file of the folders (``*.yaml``/``*.yml``), sorted by id; missing folders skipped.
+
+    :func:`load_library` reports a missing folder as a problem; this only lists files.
+    """
     files = [p for folder in folders if folder.is_dir() for p in folder.iterdir()
              if p.suffix in (".yaml", ".yml") and p.is_file()]
     return sorted(files, key=lambda p: (p.stem, str(p)))
+
+
+def missing_folders(folders: Iterable[Path]) -> list[Problem]:
+    """A problem for each folder that is not there: never let a missing library pass as empty."""
+    problems = []
+    for folder in folders:
+        if folder.is_dir():
+            continue
+        if Path(folder).resolve() == LIBRARY:
+            problems.append(Problem(folder, 0, "the built-in playbook library is missing: this installation "
+                                               "of blastwall is incomplete (reinstall it)"))
+        else:
+            problems.append(Problem(folder, 0, "no such playbook folder"))
+    return problems
+
+
+def in_source_tree() -> bool:
+    """Whether the built-in library is a developer's checkout (beside pyproject.toml), not an install."""
+    return (LIBRARY.parent.parent / "pyproject.toml").is_file()
 
 
 @dataclass
@@ -401,8 +382,9 @@ class Library:
 
 def load_library(folders: Iterable[Path] = (LIBRARY,)) -> Library:
     """Load every playbook of the folders; a later folder's id clashing with an earlier one is a problem."""
+    folders = list(folders)
     playbooks: dict[str, Playbook] = {}
-    problems: list[Problem] = []
+    problems: list[Problem] = missing_folders(folders)
     for path in discover(folders):
         if path.stem in playbooks:
             problems.append(Problem(path, 0, f"id {path.stem!r} is already defined by {playbooks[path.stem].path}"))

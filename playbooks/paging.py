@@ -6,7 +6,7 @@ a maintained notification library rather than hand-written clients. Delivery is
 `apprise <https://github.com/caronc/apprise>`_: a channel is a name for one or more apprise
 URLs (``json://host:port/path``, ``slack://…``, ``pagerduty://…``, ``mailto://…``).
 
-The routing file (YAML, :func:`load_routing`)::
+The ``paging:`` section of the response settings (:mod:`blastwall.config`)::
 
     timezone: Europe/Berlin
     working_hours: {days: [mon, tue, wed, thu, fri], start: "09:00", end: "18:00"}
@@ -39,28 +39,26 @@ import logging
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
-from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 import apprise
-import yaml
 from clickhouse_connect.driver.client import Client
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    ValidationError,
     ValidationInfo,
     field_validator,
     model_validator,
 )
-from pydantic_core import PydanticCustomError
 from tenacity import Retrying, retry_if_result, stop_after_attempt, wait_exponential
 
-from detector.incidents import FINAL_STATUSES, from_epoch_ms, get_incident, to_epoch_ms
-from detector.severity import SEVERITIES
-from playbooks.durations import parse_duration
+from detector.incidents import FINAL_STATUSES, get_incident
+from detector.severity import severity_rank
+from features.durations import parse_duration
+from features.settings_file import several_problems
+from features.times import from_epoch_ms, ms_param, to_epoch_ms
 
 MIGRATIONS: list[tuple[int, list[str]]] = [
     (1, [
@@ -82,14 +80,9 @@ MAX_ROUNDS = 10
 #: long outage of the paging service is still caught up once it recovers.
 _FIRST_BACKOFF, _MAX_BACKOFF = timedelta(minutes=1), timedelta(hours=1)
 _DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-_TS = "fromUnixTimestamp64Milli({%s:Int64}, 'UTC')"
 _LISTED = 5  # principals/resources shown in a message; the link has the rest
 
 log = logging.getLogger(__name__)
-
-
-class RoutingError(ValueError):
-    """A routing configuration problem; the message lists every problem, one per line."""
 
 
 class PagingError(RuntimeError):
@@ -181,12 +174,6 @@ def _references(field: str, value: Any) -> list[tuple[tuple[str | int, ...], str
     return [((owner,), name) for owner, name in value.items()]
 
 
-def _problems(where: list[tuple[tuple[str | int, ...], str]]) -> PydanticCustomError:
-    """One pydantic error carrying several located problems (expanded again by :func:`_error_lines`)."""
-    text = "; ".join(f"{'.'.join(map(str, loc))}: {msg}" if loc else msg for loc, msg in where)
-    return PydanticCustomError("routing", "{text}", {"text": text, "problems": where})
-
-
 class RoutingConfig(BaseModel):
     """The paging configuration: channels (apprise URLs), routes by severity, escalation.
 
@@ -243,7 +230,7 @@ class RoutingConfig(BaseModel):
                     loc = (name,) if isinstance(urls, str) else (name, i)
                     bad.append((loc, f"apprise does not accept this URL ({scheme})"))
         if bad:
-            raise _problems(bad)
+            raise several_problems(bad)
         return value
 
     # Field validators (not a model validator) so that unknown channel names are reported
@@ -258,7 +245,7 @@ class RoutingConfig(BaseModel):
         unknown = [(loc, f"unknown channel {name!r} (channels: {known})")
                    for loc, name in _references(str(info.field_name), value) if name not in channels]
         if unknown:
-            raise _problems(unknown)
+            raise several_problems(unknown)
         return value
 
     @field_validator("escalation")
@@ -266,7 +253,7 @@ class RoutingConfig(BaseModel):
     def _ascending(cls, value: list[EscalationLevel]) -> list[EscalationLevel]:
         for i in range(1, len(value)):
             if value[i].after <= value[i - 1].after:
-                raise _problems([((i, "after"), "escalation levels must have strictly ascending `after`")])
+                raise several_problems([((i, "after"), "escalation levels must have strictly ascending `after`")])
         return value
 
     @field_validator("link")
@@ -297,72 +284,6 @@ class RoutingConfig(BaseModel):
 def default_routing() -> RoutingConfig:
     """Routes without channels: SEV1–SEV3 pages are recorded ``unrouted`` (visible, never lost)."""
     return RoutingConfig(routes={"SEV1": Route(), "SEV2": Route(), "SEV3": Route(when="working_hours")})
-
-
-def _error_lines(exc: ValidationError) -> list[tuple[tuple[str | int, ...], str]]:
-    """Pydantic errors as ``(location, message)``, our multi-problem errors expanded."""
-    out = []
-    for error in exc.errors():
-        loc = tuple(part for part in error["loc"] if part != "[key]")
-        problems = (error.get("ctx") or {}).get("problems")
-        if problems:
-            out.extend((loc + tuple(where), msg) for where, msg in problems)
-        else:
-            out.append((loc, error["msg"].removeprefix("Value error, ")))
-    return out
-
-
-def _line_of(node: yaml.Node | None, loc: tuple[str | int, ...]) -> int | None:
-    """The 1-based line of the deepest YAML node along ``loc`` (None without a document)."""
-    line = None if node is None else node.start_mark.line + 1
-    for part in loc:
-        if isinstance(node, yaml.MappingNode):
-            match = next(((k, v) for k, v in node.value if k.value == str(part)), None)
-            if match is None:
-                break
-            line, node = match[0].start_mark.line + 1, match[1]
-        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
-            node = node.value[part]
-            line = node.start_mark.line + 1
-        else:
-            break
-    return line
-
-
-def load_routing(path: Path) -> RoutingConfig:
-    """Read and validate a routing file (YAML).
-
-    Raises
-    ------
-    RoutingError
-        Unreadable file, bad YAML, or every validation problem, one per line, each as
-        ``path:line: field.path: problem``.
-    """
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise RoutingError(f"{path}: cannot read routing file: {exc.strerror or exc}") from None
-    try:
-        data = yaml.safe_load(text)
-        root = yaml.compose(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
-        raise RoutingError(f"{where}: not valid YAML: {getattr(exc, 'problem', None) or exc}") from None
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise RoutingError(f"{path}: expected a mapping of settings, got {type(data).__name__}")
-    try:
-        return RoutingConfig.model_validate(data)
-    except ValidationError as exc:
-        lines = []
-        for loc, msg in _error_lines(exc):
-            line = _line_of(root, loc)
-            where = f"{path}:{line}" if line is not None else str(path)
-            lines.append(f"{where}: {'.'.join(map(str, loc)) or '(top level)'}: {msg}")
-        raise RoutingError("\n".join(lines)) from None
 
 
 # --------------------------------------------------------------------------- paging
@@ -413,11 +334,6 @@ def _aware(moment: datetime) -> datetime:
 
 def _ms(moment: datetime | None) -> int:
     return 0 if moment is None else to_epoch_ms(moment)
-
-
-def _rank(severity: str) -> int:
-    """0 for SEV1 (most severe) … 3 for SEV4; unknown severities rank last."""
-    return SEVERITIES.index(severity) if severity in SEVERITIES else len(SEVERITIES)  # type: ignore[arg-type]
 
 
 def _notify_type(severity: str) -> apprise.NotifyType:
@@ -483,7 +399,7 @@ class Pager:
             "SELECT DISTINCT severity FROM pages WHERE incident_id = {id:UInt64} AND level = 0",
             parameters={"id": incident_id},
         ).result_rows]
-        if any(_rank(s) <= _rank(severity) for s in paged):
+        if any(severity_rank(s) <= severity_rank(severity) for s in paged):
             return []
         written = [self._write(PageRecord(incident_id, slot[1], 0, slot[3], "cancelled", now,
                                           reason=f"superseded by {severity}", attempts=tries))
@@ -741,7 +657,7 @@ class Pager:
         self.client.command(
             "INSERT INTO pages (incident_id, seq, severity, level, channel, state, reason, at, due_at, attempts, error)"
             " SELECT {id:UInt64}, {seq:UInt32}, {severity:String}, {level:UInt8}, {channel:String}, {state:String},"
-            " {reason:String}, " + _TS % "at" + ", " + _TS % "due" + ", {attempts:UInt16}, {error:String}",
+            " {reason:String}, " + ms_param("at") + ", " + ms_param("due") + ", {attempts:UInt16}, {error:String}",
             parameters={"id": record.incident_id, "seq": seq, "severity": record.severity, "level": record.level,
                         "channel": record.channel, "state": record.state, "reason": record.reason,
                         "at": _ms(record.at), "due": _ms(record.due_at), "attempts": record.attempts,

@@ -288,7 +288,7 @@ _HASH = "$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo"
     (f"accounts:\n  - user: alice\n    password_hash: '{_HASH}'\n", ["accounts[0] (alice).role: missing"]),
     (f"accounts:\n  - user: alice\n    role: root\n    password_hash: '{_HASH}'\n",
      ["accounts[0] (alice).role: 'root' is not a role (viewer, analyst, responder, admin)"]),
-    ("accounts: [\n  {user: alice\n", ["not valid YAML (line"]),
+    ("accounts: [\n  {user: alice\n", [":3: not valid YAML"]),
     ("- alice\n- bob\n", ["expected a mapping with 'accounts'"]),
     ("accounts:\n  - user: alice\n    role: admin\n    password_hash: hunter2\n",
      ["accounts[0] (alice).password_hash: not an argon2 hash"]),
@@ -306,7 +306,7 @@ def test_bad_files_name_the_file_and_every_problem(tmp_path: Path, content: str,
     with pytest.raises(AccountsError) as error:
         load_accounts(path)
     message = str(error.value)
-    assert message.startswith(f"{path}: ") and "\n" not in message
+    assert all(line.startswith(f"{path}:") for line in message.splitlines())  # file:line: problem
     for problem in problems:
         assert problem in message
     assert "hunter2" not in message  # a pasted plaintext is never echoed
@@ -381,7 +381,7 @@ def test_cli_account_add_and_list(capsys, monkeypatch, tmp_path: Path) -> None:
 @pytest.mark.parametrize(("args", "message"), [
     (["account", "add", "bob", "--role", "root"], "Invalid value for '--role'"),
     (["account", "list", "--file", "{dir}/missing.yaml"], "{dir}/missing.yaml: no such accounts file"),
-    (["account", "add", "bob", "--role", "viewer", "--file", "{dir}/bad.yaml"], "{dir}/bad.yaml: not valid YAML"),
+    (["account", "add", "bob", "--role", "viewer", "--file", "{dir}/bad.yaml"], "{dir}/bad.yaml:2: not valid YAML"),
 ])
 def test_cli_account_errors_are_one_line(capsys, monkeypatch, tmp_path: Path, args: list[str],
                                          message: str) -> None:

@@ -106,7 +106,8 @@ def test_sign_in_open_the_top_incident_and_acknowledge_it(tmp_path: Path) -> Non
     console = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", str(ROOT / "dashboard" / "app.py"), "--server.port", str(port),
          "--server.headless", "true", "--browser.gatherUsageStats", "false", "--client.toolbarMode", "viewer", "--",
-         "--dsn", dsn, "--accounts", str(accounts), "--no-scheduler"],
+         "--no-scheduler"],
+        env={**os.environ, "BLASTWALL_DSN": dsn, "BLASTWALL_ACCOUNTS": str(accounts)},
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
     options = webdriver.ChromeOptions()
     options.binary_location = browser

@@ -64,7 +64,8 @@ def test_environment_variable_selects_the_store(capsys, monkeypatch, store_dsn: 
         (["frobnicate"], "No such command"),
         (["detect", "--since", "x", "--until", "2026-10-06T00:00:00Z"], "is not an ISO-8601 time"),
         (["detect", "--since", "2026-10-06T00:00:00Z", "--until", "2026-10-06T00:00:00Z"], "is not before --until"),
-        (["detect", "--until", "2026-10-06T00:00:00Z", "--step", "5 fortnights"], "is not a positive duration"),
+        (["detect", "--until", "2026-10-06T00:00:00Z", "--step", "5 fortnights"], "is not a duration (30s, 5m"),
+        (["detect", "--until", "2026-10-06T00:00:00Z", "--step", "0m"], "is not a positive duration"),
         (["detect", "--until", "2026-10-06T00:00:00Z"], "nothing processed yet: give a start (--since)"),
         (["eval", "--seeds", "one,two"], "--seeds must be comma-separated integers"),
         (["playbook", "dry-run", "nope", "--incident", "1"], "playbook 'nope' does not exist"),
@@ -72,7 +73,7 @@ def test_environment_variable_selects_the_store(capsys, monkeypatch, store_dsn: 
         (["approve", "1.restricted_fanout", "revoke_grant"], "no playbook run '1.restricted_fanout'"),
         (["deny", "1.x", "step"], "Missing option '--reason'"),
         (["rollback", "5"], "no incident 5"),
-        (["--config", "{missing}", "respond"], "cannot read"),
+        (["--config", "{missing}", "respond"], "{missing}: no such file"),
     ],
 )
 def test_bad_arguments_are_one_line_and_exit_2(capsys, monkeypatch, store_dsn: str, tmp_path: Path,

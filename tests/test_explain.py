@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from detector.explain import explain
+from detector.ensemble import robust_scale
+from detector.explain import Driver, explain_scaled
 
 NAMES = ["events", "bytes_exported", "failed_actions", "source_ips"]
 
@@ -14,6 +15,12 @@ def baseline(rows: int = 200, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     return np.column_stack([rng.poisson(40, rows), rng.lognormal(18, 0.5, rows), rng.poisson(1, rows),
                             np.ones(rows)]).astype(float)
+
+
+def explain(row: np.ndarray, population: np.ndarray, names: list[str], top: int = 3) -> list[Driver]:
+    """The drivers of a row against a population, summarised as a fitted scorer keeps it."""
+    center = np.median(population, axis=0)
+    return explain_scaled(row, center, robust_scale(population, center), names, top=top)
 
 
 def test_the_feature_far_above_baseline_leads_with_its_description_and_baseline() -> None:
@@ -50,7 +57,8 @@ def test_top_limits_and_order_is_by_deviation() -> None:
     assert len(explain(row, population, NAMES, top=2)) == 2
 
 
-@pytest.mark.parametrize(("row", "population"), [(np.ones(3), baseline()), (np.ones(4), np.empty((0, 4)))])
-def test_mismatched_shapes_are_refused(row: np.ndarray, population: np.ndarray) -> None:
-    with pytest.raises(ValueError):
-        explain(row, population, NAMES)
+@pytest.mark.parametrize(("values", "center", "names"), [
+    (np.ones(3), np.ones(4), NAMES), (np.ones(4), np.ones(4), NAMES[:3])])
+def test_mismatched_shapes_are_refused(values: np.ndarray, center: np.ndarray, names: list[str]) -> None:
+    with pytest.raises(ValueError, match="must agree"):
+        explain_scaled(values, center, np.ones(4), names)

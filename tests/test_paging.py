@@ -15,13 +15,12 @@ from clickhouse_connect.driver.client import Client
 from pydantic import ValidationError
 
 from detector.incidents import Alert, get_incident, record_alert, transition
+from blastwall.config import ConfigError, load_settings
 from playbooks.paging import (
     Pager,
     PagingError,
     RoutingConfig,
-    RoutingError,
     default_routing,
-    load_routing,
 )
 
 MON = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)  # a Monday, in working hours everywhere near UTC
@@ -248,53 +247,57 @@ contacts: {data-platform: team}
 """
 
 
-def test_load_routing_reads_a_valid_file(tmp_path: Path) -> None:
-    path = tmp_path / "routing.yaml"
-    path.write_text(ROUTING)
-    cfg = load_routing(path)
+def _settings_file(tmp_path: Path, paging: str) -> Path:
+    """A settings file whose ``paging:`` section is ``paging`` (so its lines are one further down)."""
+    path = tmp_path / "settings.yaml"
+    path.write_text("paging:\n" + "".join(f"  {line}\n" for line in paging.splitlines()))
+    return path
+
+
+def test_the_settings_paging_section_reads_a_valid_routing(tmp_path: Path) -> None:
+    cfg = load_settings(_settings_file(tmp_path, ROUTING)).paging
     assert cfg.timezone == "Europe/Berlin" and cfg.urls("team") == ["json://127.0.0.1:9/a", "json://127.0.0.1:9/b"]
     assert [level.after for level in cfg.escalation] == [timedelta(minutes=15), timedelta(hours=1)]
     assert cfg.routes["SEV3"].when == "working_hours" and cfg.contacts == {"data-platform": "team"}
 
 
-def test_load_routing_reports_every_problem_with_its_line(tmp_path: Path) -> None:
-    path = tmp_path / "routing.yaml"
-    path.write_text(
-        "timezone: Mars/Olympus\n"                        # 1
-        "channels:\n"                                     # 2
-        "  oncall: json://127.0.0.1:9/oncall\n"           # 3
-        "routes:\n"                                       # 4
-        "  SEV1:\n"                                       # 5
-        "    channels: [oncall, pager]\n"                 # 6
-        "escalation:\n"                                   # 7
-        "  - after: 15 minutes\n"                         # 8
-        "    channels: [oncall]\n"                        # 9
-        "working_hours: {start: '18:00', end: '09:00'}\n"  # 10
+def test_routing_problems_are_reported_every_one_with_its_line(tmp_path: Path) -> None:
+    path = _settings_file(tmp_path,
+        "timezone: Mars/Olympus\n"                        # 2
+        "channels:\n"                                     # 3
+        "  oncall: json://127.0.0.1:9/oncall\n"           # 4
+        "routes:\n"                                       # 5
+        "  SEV1:\n"                                       # 6
+        "    channels: [oncall, pager]\n"                 # 7
+        "escalation:\n"                                   # 8
+        "  - after: 15 parsecs\n"                         # 9
+        "    channels: [oncall]\n"                        # 10
+        "working_hours: {start: '18:00', end: '09:00'}\n"  # 11
     )
-    with pytest.raises(RoutingError) as caught:
-        load_routing(path)
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path)
     lines = str(caught.value).splitlines()
     assert len(lines) == 4, lines
-    assert lines[0].startswith(f"{path}:1: timezone: unknown time zone 'Mars/Olympus'")
-    assert any(line.startswith(f"{path}:10: working_hours: start 18:00 must be before end 09:00") for line in lines)
-    assert any(line.startswith(f"{path}:6: routes.SEV1.channels.1: unknown channel 'pager'") for line in lines)
-    assert any(line.startswith(f"{path}:8: escalation.0.after:") and "15 minutes" in line for line in lines)
+    assert f"{path}:2: paging.timezone: unknown time zone 'Mars/Olympus'" in lines[0]
+    assert any(line.startswith(f"{path}:11: paging.working_hours: start 18:00 must be before end 09:00")
+               for line in lines)
+    assert any(line.startswith(f"{path}:7: paging.routes.SEV1.channels[1]: unknown channel 'pager'") for line in lines)
+    assert any(line.startswith(f"{path}:9: paging.escalation[0].after:") and "15 parsecs" in line for line in lines)
 
 
 def test_unsupported_apprise_urls_and_bad_files_are_rejected(tmp_path: Path) -> None:
     with pytest.raises(ValidationError, match="apprise does not accept"):
         RoutingConfig(channels={"oncall": "nosuchservice://token@host"})
-    path = tmp_path / "routing.yaml"
-    path.write_text("channels:\n  oncall: [json://127.0.0.1:9/ok, 'not a url']\n")
-    with pytest.raises(RoutingError, match=r":2: channels\.oncall\.1: apprise does not accept this URL"):
-        load_routing(path)
-    path.write_text("routes: {SEV1: [unclosed\n")
-    with pytest.raises(RoutingError, match="not valid YAML"):
-        load_routing(path)
-    with pytest.raises(RoutingError, match="cannot read"):
-        load_routing(tmp_path / "missing.yaml")
-    path.write_text("routes:\n  SEV9: {channels: []}\nsurprise: 1\n")
-    with pytest.raises(RoutingError) as caught:
-        load_routing(path)
+    path = _settings_file(tmp_path, "channels:\n  oncall: [json://127.0.0.1:9/ok, 'not a url']\n")
+    with pytest.raises(ConfigError, match=r":3: paging\.channels\.oncall\[1\]: apprise does not accept this URL"):
+        load_settings(path)
+    path.write_text("paging:\n  routes: {SEV1: [unclosed\n")
+    with pytest.raises(ConfigError, match=":3: not valid YAML"):
+        load_settings(path)
+    with pytest.raises(ConfigError, match="no such file"):
+        load_settings(tmp_path / "missing.yaml")
+    path = _settings_file(tmp_path, "routes:\n  SEV9: {channels: []}\nsurprise: 1\n")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path)
     message = str(caught.value)
-    assert ":2: routes.SEV9:" in message and ":3: surprise: Extra inputs are not permitted" in message
+    assert ":3: paging.routes.SEV9:" in message and ":4: paging.surprise: unknown field" in message

@@ -19,7 +19,6 @@ import pyarrow.parquet as pq
 import pytest
 
 from blastwall.simulation import (
-    MIGRATIONS,
     AttackLabel,
     Organisation,
     OrgSpec,
@@ -444,7 +443,9 @@ def test_write_to_store_loads_everything(client, org: Organisation, log: pa.Tabl
     assert found == len(attack.event_ids)
 
 
-def test_migrations_follow_the_contract_shape() -> None:
-    assert [v for v, _ in MIGRATIONS] == sorted({v for v, _ in MIGRATIONS})
-    ddl = " ".join(s for _, statements in MIGRATIONS for s in statements)
-    assert "CREATE TABLE IF NOT EXISTS scenario_labels" in ddl and "MergeTree" in ddl
+def test_only_a_store_given_an_organisation_has_its_labels_table(client, store_dsn: str) -> None:
+    """`init` makes a production store: the demo's labels table is not in it."""
+    assert not int(client.command("EXISTS TABLE scenario_labels"))
+    write_to_store(client, OrgSpec(principals=40, days=5, seed=3))
+    assert int(client.command("EXISTS TABLE scenario_labels"))
+    assert int(client.command("SELECT count() FROM scenario_labels")) > 0

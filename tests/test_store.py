@@ -11,7 +11,6 @@ import pytest
 
 from blastwall.schema import applied_versions, init_schema, registered_migrations
 from blastwall.store import (
-    DSN_ENV,
     StoreError,
     StoreLockedError,
     close_store,
@@ -24,10 +23,10 @@ from blastwall.store import (
 
 
 def test_dsn_precedence_is_flag_then_environment_then_default(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(DSN_ENV, raising=False)
+    monkeypatch.delenv("BLASTWALL_DSN", raising=False)
     assert resolve_dsn(None) == default_dsn()
     assert default_dsn().startswith("chdb:///")
-    monkeypatch.setenv(DSN_ENV, "chdb:///from/env")
+    monkeypatch.setenv("BLASTWALL_DSN", "chdb:///from/env")
     assert resolve_dsn(None) == "chdb:///from/env"
     assert resolve_dsn("clickhouse://u:p@db:8123/x") == "clickhouse://u:p@db:8123/x"
 

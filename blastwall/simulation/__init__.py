@@ -15,13 +15,13 @@ Examples
 from __future__ import annotations
 
 from .files import write_files
-from .labels import MIGRATIONS, AttackLabel
+from .labels import AttackLabel
 from .loading import write_to_store
 from .organisation import Organisation, build_organisation
 from .spec import OrgSpec
 from .stream import iter_access_log
 
 __all__ = [
-    "MIGRATIONS", "AttackLabel", "OrgSpec", "Organisation", "build_organisation", "iter_access_log", "write_files",
+    "AttackLabel", "OrgSpec", "Organisation", "build_organisation", "iter_access_log", "write_files",
     "write_to_store",
 ]

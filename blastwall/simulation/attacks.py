@@ -13,12 +13,13 @@ when the window has any, one scenario per day as far as the window allows.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from typing import Callable
 
 import numpy as np
 
 from features import contract
+from features.times import from_epoch_ms
 
 from ._random import event_id_key, permute32
 from .blueprint import ALL_STAFF, EXTERNAL_DOMAINS, TEAM_INDEX, TEAMS
@@ -434,10 +435,8 @@ def _finish(p: _Planner) -> list[AttackLabel]:
         labels.append(AttackLabel(
             scenario_id=f"sc{s + 1:02d}-{sc.family}", family=sc.family, detector_families=sc.detector_families,
             principals=tuple(sc.principals), resources=tuple(sc.resources),
-            start=_utc(events[0][0]), end=_utc(events[-1][0]), expected_min_severity=sc.severity,
+            start=from_epoch_ms(events[0][0]), end=from_epoch_ms(events[-1][0]), expected_min_severity=sc.severity,
             description=sc.description, event_ids=tuple(e for _, e in events)))
     return labels
 
 
-def _utc(ms: int) -> datetime:
-    return datetime(1970, 1, 1, tzinfo=timezone.utc) + timedelta(milliseconds=ms)

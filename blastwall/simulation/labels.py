@@ -106,12 +106,10 @@ def labels_table(labels: list[AttackLabel], seed: int, updated_at: datetime) -> 
     return pa.Table.from_pydict(columns, schema=LABELS_SCHEMA)
 
 
-# Schema migrations of the tables this package owns: (version, statements).
-# Append new versions; never edit a released one (stores already ran it).
-MIGRATIONS: list[tuple[int, list[str]]] = [
-    (1, [
-        # Re-seeding the same organisation replaces its labels (same scenario ids).
-        """CREATE TABLE IF NOT EXISTS scenario_labels (
+#: The labels of a generated organisation. Only stores that hold one (the demo, the
+#: evaluation, tests) have this table: ``write_to_store`` creates it, ``init`` never does.
+#: Re-seeding the same organisation replaces its labels (same scenario ids).
+LABELS_DDL = """CREATE TABLE IF NOT EXISTS scenario_labels (
     `scenario_id` String,
     `family` LowCardinality(String),
     `detector_families` Array(LowCardinality(String)),
@@ -124,6 +122,4 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
     `event_ids` Array(String),
     `seed` UInt64,
     `updated_at` DateTime64(3, 'UTC')
-) ENGINE = ReplacingMergeTree(updated_at) ORDER BY scenario_id""",
-    ]),
-]
+) ENGINE = ReplacingMergeTree(updated_at) ORDER BY scenario_id"""

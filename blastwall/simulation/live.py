@@ -35,8 +35,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from detector.incidents import from_epoch_ms as _utc
-from detector.incidents import to_epoch_ms as _ms
+from features.times import from_epoch_ms, ms_param, to_epoch_ms
 from playbooks.actions import controls_in_force
 
 from ._random import hash64, permute32
@@ -209,7 +208,7 @@ def demo_spec(client: Any) -> OrgSpec:
     if not rows or not principals or match is None:
         raise ValueError("the store holds no simulated organisation (seed one with `blastwall demo`)")
     seed = int(match.group(1), 16)
-    start = _utc(int(first_ms) // DAY_MS * DAY_MS)
+    start = from_epoch_ms(int(first_ms) // DAY_MS * DAY_MS)
     days = (int(last_ms) // DAY_MS) - (int(first_ms) // DAY_MS) + 1
     attacks = False
     if int(client.command("EXISTS TABLE scenario_labels")):
@@ -273,7 +272,7 @@ class LiveTraffic:
         self._attack_ids = pa.array([], pa.string())
         self._attack_grant = np.zeros(0, np.int64)
         if attack is not None:
-            self._plan_attack(attack, _ms(self.started + attack_after))
+            self._plan_attack(attack, to_epoch_ms(self.started + attack_after))
         self._vocab = self.model.vocabularies()
 
     # ------------------------------------------------------------------ public
@@ -300,7 +299,7 @@ class LiveTraffic:
         if now.tzinfo is None:
             raise ValueError("now must be timezone-aware")
         start, end = self.last_tick, now.astimezone(UTC)
-        lo, hi = _ms(start), _ms(end)
+        lo, hi = to_epoch_ms(start), to_epoch_ms(end)
         if hi <= lo:
             return TickSummary(start, start)
         interval = self._interval(lo, hi)
@@ -333,7 +332,7 @@ class LiveTraffic:
         pyarrow.Table
             With the ``access_log`` contract schema, sorted by event time.
         """
-        interval = self._interval(_ms(start), _ms(end))
+        interval = self._interval(to_epoch_ms(start), to_epoch_ms(end))
         return pa.Table.from_batches([to_record_batch(interval.events, interval.ids, self._vocab)])
 
     def template_day(self, target: date) -> int:
@@ -377,7 +376,7 @@ class LiveTraffic:
         numbers = permute32(np.arange(len(events), dtype=np.int64), _id_key(self.spec.seed, target))
         order = np.argsort(events.time, kind="stable")
         events = events.take(order)
-        events.time = events.time + (_ms(_midnight(target)) - self.model.day_start_ms(template))
+        events.time = events.time + (to_epoch_ms(_midnight(target)) - self.model.day_start_ms(template))
         day = _Day(events, _format_ids(_id_prefix(self.spec.seed, target), numbers[order]), template)
         self._days[target] = day
         while len(self._days) > 3:
@@ -388,7 +387,7 @@ class LiveTraffic:
         """Benign and attack events with ``lo < time <= hi`` (epoch ms), sorted by time."""
         chunks, ids, attack, grant = [], [], [], []
         if hi > lo:
-            first, last = _utc(lo + 1).date(), _utc(hi).date()
+            first, last = from_epoch_ms(lo + 1).date(), from_epoch_ms(hi).date()
             for k in range((last - first).days + 1):
                 day = self._day(first + timedelta(days=k))
                 a, b = np.searchsorted(day.events.time, [lo, hi], side="right")
@@ -419,7 +418,7 @@ class LiveTraffic:
         since: dict[str, dict[str, int]] = {"identity": {}, "resource": {}, "training_run": {}, "grant": {}}
         for control in controls_in_force(self.client):
             if control["kind"] in since:
-                since[control["kind"]][control["target"]] = _ms(control["at"])
+                since[control["kind"]][control["target"]] = to_epoch_ms(control["at"])
         t = events.time
         suspended = t >= _since_by_code(since["identity"], self.model.principal_vocab, events.principal)
         paused = (events.action == ACTION["train"]) & \
@@ -446,7 +445,7 @@ class LiveTraffic:
         new = pc.invert(pc.is_in(batch.column("event_id"), value_set=stored)).to_numpy(zero_copy_only=False)
         batch = batch.filter(pa.array(new))
         summary = TickSummary(
-            _utc(lo), _utc(hi), written=batch.num_rows, denied=int(denied[keep][new].sum()),
+            from_epoch_ms(lo), from_epoch_ms(hi), written=batch.num_rows, denied=int(denied[keep][new].sum()),
             suppressed_by_suspension=int(suspended.sum()), suppressed_by_pause=int((paused & ~suspended).sum()),
             attack_events=int(interval.attack[keep][new].sum()), duplicates=int((~new).sum()))
         return summary, batch
@@ -454,8 +453,8 @@ class LiveTraffic:
     def _stored_ids(self, lo: int, hi: int) -> pa.Array:
         """Ids of live rows the store already holds in ``(lo, hi]`` (a tick repeated)."""
         result = self.client.query_arrow(
-            "SELECT event_id FROM access_log WHERE event_time > fromUnixTimestamp64Milli({lo:Int64}, 'UTC')"
-            " AND event_time <= fromUnixTimestamp64Milli({hi:Int64}, 'UTC')"
+            f"SELECT event_id FROM access_log WHERE event_time > {ms_param('lo')}"
+            f" AND event_time <= {ms_param('hi')}"
             " AND startsWith(event_id, {prefix:String})",
             parameters={"lo": lo, "hi": hi, "prefix": f"{self.spec.seed:x}{LIVE_MARK}"})
         column = result.column("event_id").combine_chunks()
@@ -496,7 +495,7 @@ class LiveTraffic:
         self.attack_plan = LiveAttack(
             family=family, description=scenario.description, principals=tuple(scenario.principals),
             resources=tuple(scenario.resources), grants=tuple(self._grant_targets),
-            start=_utc(int(chunk.time[0])), end=_utc(int(chunk.time[-1])), events=len(chunk),
+            start=from_epoch_ms(int(chunk.time[0])), end=from_epoch_ms(int(chunk.time[-1])), events=len(chunk),
             event_ids=tuple(self._attack_ids.to_pylist()))
 
     def _attack_event_ids(self, times: np.ndarray, at_ms: int) -> pa.StringArray:
@@ -508,7 +507,7 @@ class LiveTraffic:
             rows = np.flatnonzero(dates == day_number)
             if len(rows) > _ATTACK_SLOTS:
                 raise RuntimeError(f"the attack emits {len(rows)} rows on one day; at most {_ATTACK_SLOTS}")
-            target = _utc(int(day_number) * DAY_MS).date()
+            target = from_epoch_ms(int(day_number) * DAY_MS).date()
             index = ATTACK_INDEX_BASE + second * _ATTACK_SLOTS + np.arange(len(rows), dtype=np.int64)
             out.append(_format_ids(_id_prefix(self.spec.seed, target), permute32(index, _id_key(self.spec.seed,
                                                                                                    target))))

@@ -8,18 +8,15 @@ from typing import Any
 
 import pyarrow as pa
 
-from .labels import MIGRATIONS, labels_table
+from .labels import LABELS_DDL, labels_table
 from .organisation import Organisation, as_organisation
 from .spec import OrgSpec
 from .stream import iter_access_log
 
 
 def _ensure_labels_table(client: Any) -> None:
-    """Create ``scenario_labels`` when the store's schema set-up did not (idempotent DDL)."""
-    if not int(client.command("EXISTS TABLE scenario_labels")):
-        for _, statements in MIGRATIONS:
-            for statement in statements:
-                client.command(statement)
+    """Create ``scenario_labels``: only stores that hold a generated organisation have it."""
+    client.command(LABELS_DDL)
 
 
 def write_to_store(client: Any, spec_or_org: OrgSpec | Organisation, batch_rows: int = 200_000) -> dict[str, float]:

@@ -266,7 +266,3 @@ class OrgModel:
         """
         self.grantee_vocab.code(name)
         return self.principal_vocab.code(name)
-
-    def is_external(self, principal: int) -> bool:
-        """Whether a principal code is an outside account."""
-        return principal >= len(self.principals)
