@@ -53,8 +53,10 @@ def add_incidents(client, count: int, offset: int, now: datetime) -> None:
         " {detectors:Array(String)}[number % length({detectors:Array(String)}) + 1] AS detector, 'principal',"
         " {principals:Array(String)}[number % length({principals:Array(String)}) + 1] AS entity_key,"
         " concat('synthetic incident ', toString(number)),"
-        " ['SEV1', 'SEV2', 'SEV3', 'SEV4'][(number * 7) % 4 + 1], ['open', 'acknowledged', 'resolved'][number % 3 + 1],"
-        " (number % 1000) / 1000, [entity_key], [{resources:Array(String)}[number % length({resources:Array(String)}) + 1]],"
+        " ['SEV1', 'SEV2', 'SEV3', 'SEV4'][(number * 7) % 4 + 1],"
+        " ['open', 'acknowledged', 'resolved'][number % 3 + 1],"
+        " (number % 1000) / 1000, [entity_key],"
+        " [{resources:Array(String)}[number % length({resources:Array(String)}) + 1]],"
         " fromUnixTimestamp64Milli({now:Int64} - toInt64(number % 2592000) * 1000 - 3600000, 'UTC'),"
         " fromUnixTimestamp64Milli({now:Int64} - toInt64(number % 2592000) * 1000 - 1800000, 'UTC'),"
         " fromUnixTimestamp64Milli({now:Int64} - toInt64(number % 2592000) * 1000, 'UTC'),"
@@ -108,7 +110,9 @@ def main() -> None:
         dsn = f"chdb://{folder}/store"
         client = open_store(dsn)
         init_schema(client)
-        write_to_store(client, OrgSpec(principals=args.principals, days=args.days, start=now.replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=args.days)))
+        midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+        write_to_store(client, OrgSpec(principals=args.principals, days=args.days,
+                                       start=midnight - timedelta(days=args.days)))
         add_incidents(client, args.baseline, 1, now)
         baseline = measure(dsn, 1, args.repeat)
         started = time.perf_counter()

@@ -33,7 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 # Run as a script, this file's folder comes first on sys.path, where its own name would
@@ -51,7 +51,8 @@ _FLOOR = """SELECT count(), sum(length(principal)), sum(length(resource)), sum(l
        sum(length(attributes['destination'])), sum(length(principal_type)), sum(length(event_id)),
        sum(toUnixTimestamp64Milli(event_time))
 FROM access_log
-WHERE event_time >= fromUnixTimestamp64Milli({lo:Int64}, 'UTC') AND event_time < fromUnixTimestamp64Milli({hi:Int64}, 'UTC')"""
+WHERE event_time >= fromUnixTimestamp64Milli({lo:Int64}, 'UTC')
+  AND event_time < fromUnixTimestamp64Milli({hi:Int64}, 'UTC')"""
 
 
 def _window(spec_start: datetime, days: int, width: timedelta) -> tuple[datetime, datetime]:
@@ -77,9 +78,9 @@ def _child_generate(store_dir: str, principals: int, days: int) -> dict:
 
 
 def epoch_ms(moment: datetime) -> int:
-    from features.history import epoch_ms as to_epoch_ms
+    from features.times import bound_ms
 
-    return to_epoch_ms(moment)
+    return bound_ms(moment)
 
 
 def _child_engine(store_dir: str, start: str, end: str) -> dict:
@@ -91,7 +92,7 @@ def _child_engine(store_dir: str, start: str, end: str) -> dict:
     with store(f"chdb://{store_dir}") as client:
         begin = time.perf_counter()
         reached = history_end(client)
-        if reached is not None and reached.replace(tzinfo=timezone.utc) > lo:
+        if reached is not None and reached.replace(tzinfo=UTC) > lo:
             reset_history(client)  # an earlier window left it ahead of this one: rebuild
         advance_history(client, lo)
         catch_up = time.perf_counter() - begin
@@ -133,7 +134,8 @@ def _child_reference(store_dir: str, start: str, end: str) -> dict:
     with store(f"chdb://{store_dir}") as client:
         begin = time.perf_counter()
         events = client.query_df(
-            "SELECT * EXCEPT ingested_at FROM access_log WHERE event_time < fromUnixTimestamp64Milli({hi:Int64}, 'UTC')",
+            "SELECT * EXCEPT ingested_at FROM access_log"
+            " WHERE event_time < fromUnixTimestamp64Milli({hi:Int64}, 'UTC')",
             parameters={"hi": epoch_ms(hi)})
         tables = {name: client.query_df(f"SELECT * FROM {name}") for name in ("resources", "memberships", "principals")}
         load = time.perf_counter() - begin
@@ -211,7 +213,8 @@ def main() -> None:
             else:
                 generated = json.loads((store_dir / ".generated").read_text())
             organisation = {"millions": size, "principals": principals, "days": days, **generated, "windows": {}}
-            print(f"organisation ~{size}M: {principals:,} principals x {days} days, {generated.get('events', 0):,} events",
+            print(f"organisation ~{size}M: {principals:,} principals x {days} days, "
+                  f"{generated.get('events', 0):,} events",
                   flush=True)
             spec_start = OrgSpec().start
             for label, width in WINDOWS.items():
@@ -245,7 +248,8 @@ def main() -> None:
             print(f"{organisation['millions']:>4}M {label:>6} {engine.get('window_events', 0):>10,} "
                   f"{engine.get('seconds', float('nan')):>9.3f} {floor.get('seconds', float('nan')):>8.3f} "
                   f"{figures.get('engine_vs_floor', float('nan')):>8.1f} "
-                  f"{reference.get('seconds', float('nan')):>8.1f} {figures.get('reference_vs_engine', float('nan')):>8.1f} "
+                  f"{reference.get('seconds', float('nan')):>8.1f} "
+                  f"{figures.get('reference_vs_engine', float('nan')):>8.1f} "
                   f"{engine.get('peak_rss_mb', float('nan')):>8,.0f}")
     first, second = report["numba"]
     print(f"numba kernels, import + first call: {first.get('seconds', 0):.2f}s then {second.get('seconds', 0):.2f}s "

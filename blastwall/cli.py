@@ -853,7 +853,8 @@ def main() -> None:
         sys.exit(exc.exit_code)
     except click.UsageError as exc:
         message = exc.format_message()
-        hint = f" (see 'blastwall {exc.ctx.command_path.split(' ', 1)[1] + ' ' if exc.ctx and ' ' in exc.ctx.command_path else ''}--help')"
+        path = exc.ctx.command_path.split(" ", 1) if exc.ctx else []
+        hint = f" (see 'blastwall {path[1] + ' ' if len(path) > 1 else ''}--help')"
         click.echo(f"blastwall: {message}{hint}", err=True)
         sys.exit(EXIT_USAGE)
     except click.ClickException as exc:

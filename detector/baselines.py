@@ -32,8 +32,7 @@ import numpy as np
 from clickhouse_connect.driver.client import Client
 
 from detector.ensemble import EnsembleScorer
-from features.times import bound_ms
-from features.times import ms_param
+from features.times import bound_ms, ms_param
 
 MIGRATIONS: list[tuple[int, list[str]]] = [
     (1, [

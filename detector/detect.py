@@ -63,8 +63,8 @@ from features.engine import (
     FeatureSet,
     extract,
 )
-from features.times import bound_ms, from_epoch_ms
 from features.registry import BY_NAME, MIN_HOURS_HISTORY, features_of
+from features.times import bound_ms, from_epoch_ms
 
 #: Principal features whose drivers name a detector family.
 FAMILY_OF_FEATURE: dict[str, str] = {
@@ -388,7 +388,8 @@ def _principal_alerts(client: Client, book: ModelBook, features: FeatureSet, par
             entity="principal", entity_key=candidate.key,
             title=_principal_title(family, candidate.key, candidate.group, v, candidate.drivers[0]),
             severity=severity(inputs), score=round(candidate.score, 6), principals=(candidate.key,),
-            resources=tuple(ctx["top_resources"]), first_seen=from_epoch_ms(ctx["first_ms"]), last_seen=from_epoch_ms(ctx["last_ms"]),
+            resources=tuple(ctx["top_resources"]), first_seen=from_epoch_ms(ctx["first_ms"]),
+            last_seen=from_epoch_ms(ctx["last_ms"]),
             detected_at=features.end, explanation=_explanation(candidate.drivers, points)))
     return alerts
 
@@ -457,7 +458,8 @@ def _export_habit_alerts(client: Client, features: FeatureSet, params: dict[str,
             title=f"{row['key']} exported restricted data on {int(row['recent_days'])} of the last 7 days "
                   f"({int(row['earlier_days'])} in the {observed.days} days before)",
             severity=severity(inputs), score=config.habit_score, principals=(row["key"],),
-            resources=tuple(sorted(row["resources"])), first_seen=from_epoch_ms(row["first_ms"]), last_seen=from_epoch_ms(row["last_ms"]),
+            resources=tuple(sorted(row["resources"])), first_seen=from_epoch_ms(row["first_ms"]),
+            last_seen=from_epoch_ms(row["last_ms"]),
             detected_at=end, explanation=_explanation(drivers, points)))
     return alerts
 
@@ -489,7 +491,8 @@ def _resource_alerts(client: Client, book: ModelBook, features: FeatureSet, para
             entity="resource", entity_key=candidate.key,
             title=f"{int(v['first_time_readers'])} people read {candidate.key} for the first time",
             severity=severity(inputs), score=round(candidate.score, 6), principals=tuple(ctx["readers"]),
-            resources=(candidate.key,), first_seen=from_epoch_ms(ctx["first_ms"]), last_seen=from_epoch_ms(ctx["last_ms"]),
+            resources=(candidate.key,), first_seen=from_epoch_ms(ctx["first_ms"]),
+            last_seen=from_epoch_ms(ctx["last_ms"]),
             detected_at=features.end, explanation=_explanation(candidate.drivers, points),
             group_key=f"resource:{candidate.key}"))
     return alerts

@@ -3,9 +3,10 @@
 An analyst reads "bytes exported: 41 GB, normally 120 MB (weight 0.62)". For each
 feature the deviation of the entity's value from the baseline population is measured
 robustly — ``(value - median) / spread`` with the spread of
-:func:`detector.ensemble.robust_scale`, the scale the scoring ensemble uses — and only deviations *above* the baseline count: less
-activity than usual does not explain an alert. Weights are the shares of the total
-positive deviation, so they sum to 1 over the features listed.
+:func:`detector.ensemble.robust_scale`, the scale the scoring ensemble uses — and only
+deviations *above* the baseline count: less activity than usual does not explain an alert.
+Weights are the shares of the total positive deviation, so they sum to 1 over the features
+listed.
 """
 
 from __future__ import annotations
@@ -57,8 +58,9 @@ def explain_scaled(values: ArrayLike, center: ArrayLike, scale: ArrayLike, featu
     """The features that drove one row's score, largest first, against a baseline summarised
     by its per-feature median and robust spread.
 
-    A fitted scorer keeps the baseline's median and robust spread (:attr:`detector.ensemble.EnsembleScorer.feature_center_`, ``feature_scale_``)
-    rather than its rows. ``values``, ``center`` and ``scale`` are in the scorer's space
+    A fitted scorer keeps the baseline's median and robust spread
+    (:attr:`detector.ensemble.EnsembleScorer.feature_center_`, ``feature_scale_``) rather than its
+    rows. ``values``, ``center`` and ``scale`` are in the scorer's space
     (e.g. after ``log1p``); ``shown_values``/``shown_baseline`` are what the analyst reads
     (the raw value and the baseline median back in raw units), defaulting to the same.
     """

@@ -310,7 +310,8 @@ def record_alert(client: Client, alert: Alert, dedup_window: timedelta = timedel
         _mark_seen(client, alert, "duplicate", int(applied[0][0]))
         return RecordOutcome("duplicate", int(applied[0][0]))
 
-    first_ms, last_ms, detected_ms = to_epoch_ms(alert.first_seen), to_epoch_ms(alert.last_seen), to_epoch_ms(alert.detected_at)
+    first_ms, last_ms = to_epoch_ms(alert.first_seen), to_epoch_ms(alert.last_seen)
+    detected_ms = to_epoch_ms(alert.detected_at)
     suppression = client.query(
         "SELECT incident_id FROM suppressions WHERE detector = {d:String} AND entity_key = {k:String}"
         " AND since <= " + ms_param("t") + " AND until > " + ms_param("t") + " ORDER BY until DESC LIMIT 1",

@@ -16,8 +16,7 @@ from datetime import UTC, datetime, timedelta
 
 from clickhouse_connect.driver.client import Client
 
-from features.times import bound_ms
-from features.times import ms_param
+from features.times import bound_ms, ms_param
 
 MIGRATIONS: list[tuple[int, list[str]]] = [
     (1, [

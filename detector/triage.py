@@ -17,9 +17,9 @@ import pandas as pd
 from clickhouse_connect.driver.client import Client
 
 from detector.incidents import STATUSES, _public, _read_rows
-from features.times import ms_param, to_epoch_ms
 from detector.severity import SEVERITIES
 from features.registry import READING_ACTIONS
+from features.times import ms_param, to_epoch_ms
 
 #: Statuses an analyst still has to work on.
 ACTIVE_STATUSES = ("open", "acknowledged", "contained")
@@ -126,7 +126,8 @@ class BlastRadius:
 
     audience: pd.DataFrame = field(default_factory=pd.DataFrame)  # member, principal_type, through (groups)
     audience_size: int = 0
-    readers: pd.DataFrame = field(default_factory=pd.DataFrame)   # principal, reads, rows, bytes, first_read, first_time
+    # principal, reads, rows, bytes, first_read, first_time
+    readers: pd.DataFrame = field(default_factory=pd.DataFrame)
     records: int = 0
 
 
@@ -147,7 +148,8 @@ def blast_radius(client: Client, incident: dict[str, Any], limit: int = 1000) ->
         kinds = dict(client.query("SELECT principal, argMax(principal_type, updated_at) FROM principals"
                                   " GROUP BY principal").result_rows) if members else {}
         radius.audience = pd.DataFrame(
-            [{"member": m, "principal_type": kinds.get(m, ""), "through": " > ".join(path)} for m, path in members[:limit]],
+            [{"member": m, "principal_type": kinds.get(m, ""), "through": " > ".join(path)}
+             for m, path in members[:limit]],
             columns=["member", "principal_type", "through"])
     resources = [r for r in incident["resources"]]
     if resources:

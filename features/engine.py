@@ -17,7 +17,7 @@ sees only events before its end.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 import pandas as pd
@@ -26,7 +26,6 @@ from clickhouse_connect.driver.client import Client
 
 from features import _kernels
 from features.history import advance_history
-from features.times import bound_ms, ms_param
 from features.registry import (
     BURST_WINDOW_MS,
     ENTITY_KEYS,
@@ -39,7 +38,7 @@ from features.registry import (
     Entity,
     features_of,
 )
-
+from features.times import bound_ms, ms_param
 
 
 def _tuple(values: tuple[str, ...]) -> str:
@@ -76,7 +75,8 @@ SELECT a.principal AS principal,
     toInt64(least(sumIf(toUInt128(a.bytes), a.action = 'export'), 9223372036854775807)) AS bytes_exported,
     toInt64(least(sumIf(toUInt128(a.bytes), a.action = 'download'), 9223372036854775807)) AS bytes_downloaded,
     countIf(a.action = 'export') AS exports,
-    toInt64(least(sumIf(toUInt128(a.bytes), a.action = 'export' AND c.kind = 'embedding'), 9223372036854775807)) AS embedding_export_bytes,
+    toInt64(least(sumIf(toUInt128(a.bytes), a.action = 'export' AND c.kind = 'embedding'), 9223372036854775807))
+        AS embedding_export_bytes,
     countIf(a.action = 'join') AS joins,
     countIf(a.action = 'grant') AS grants,
     countIf(a.action = 'download' AND c.kind = 'model') AS artifact_downloads,
@@ -93,9 +93,11 @@ GROUP BY principal ORDER BY principal"""
 _JOIN_CATEGORIES = f"""WITH {CATALOGUE_CTE}
 SELECT principal, max(n) FROM (
     SELECT j.principal AS principal,
-           length(arrayDistinct(arrayFilter(x -> has({SENSITIVE_CATEGORIES_SQL}, x), arrayFlatten(groupArray(c.categories))))) AS n
+           length(arrayDistinct(arrayFilter(x -> has({SENSITIVE_CATEGORIES_SQL}, x),
+                                            arrayFlatten(groupArray(c.categories))))) AS n
     FROM (SELECT principal, k, arrayJoin(rs) AS r FROM (
-            SELECT principal, rowNumberInAllBlocks() AS k, arrayDistinct(arrayPushFront(arrayFilter(x -> x != '', related), resource)) AS rs
+            SELECT principal, rowNumberInAllBlocks() AS k,
+                   arrayDistinct(arrayPushFront(arrayFilter(x -> x != '', related), resource)) AS rs
             FROM access_log WHERE {WINDOW_SQL} AND action = 'join')) AS j
     LEFT JOIN cat AS c ON j.r = c.resource
     GROUP BY j.principal, j.k)
@@ -145,9 +147,10 @@ WHERE removed = 0"""
 _GRANTS = f"""WITH {CATALOGUE_CTE}
 SELECT a.event_id AS event_id, a.principal AS principal, a.resource AS resource, a.grantee AS grantee,
        a.event_time AS event_time, {RANK_SQL} AS sensitivity_rank,
-       length(arrayDistinct(arrayFilter(x -> has({SENSITIVE_CATEGORIES_SQL}, x), c.categories))) AS sensitive_categories,
-       toInt64(a.grantee NOT IN (SELECT principal FROM principals) AND a.grantee NOT IN (SELECT `group` FROM ({_MEMBERSHIPS})))
-           AS grantee_external,
+       length(arrayDistinct(arrayFilter(x -> has({SENSITIVE_CATEGORIES_SQL}, x), c.categories)))
+           AS sensitive_categories,
+       toInt64(a.grantee NOT IN (SELECT principal FROM principals)
+               AND a.grantee NOT IN (SELECT `group` FROM ({_MEMBERSHIPS}))) AS grantee_external,
        toInt64(a.principal_type = 'agent') AS initiator_is_agent,
        toInt64(a.via = 'ai_assistant') AS via_ai_assistant
 FROM access_log AS a LEFT JOIN cat AS c ON a.resource = c.resource
@@ -380,7 +383,7 @@ def extract(client: Client, start: datetime, end: datetime) -> FeatureSet:
         raise ValueError(f"window bounds must be timezone-aware, got {start!r} and {end!r}")
     if end <= start:
         raise ValueError(f"empty window: end {end} is not after start {start}")
-    start, end = start.astimezone(timezone.utc), end.astimezone(timezone.utc)
+    start, end = start.astimezone(UTC), end.astimezone(UTC)
     advance_history(client, start)
     params = {"lo": bound_ms(start), "hi": bound_ms(end)}
 

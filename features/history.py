@@ -15,12 +15,11 @@ the tables stop growing with the number of steps.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from clickhouse_connect.driver.client import Client
 
 from features.times import bound_ms, ms_param
-
 
 HISTORY_TABLES = (
     "history_principal_resources",
@@ -104,7 +103,7 @@ def compact_history(client: Client, boundary: datetime) -> bool:
     end = history_end(client)
     if end is None:
         return False
-    boundary = min(boundary.astimezone(timezone.utc), end.replace(tzinfo=timezone.utc))
+    boundary = min(boundary.astimezone(UTC), end.replace(tzinfo=UTC))
     params = {"b": bound_ms(boundary)}
     at = ms_param("b")
     client.insert("history_compactions", [[boundary, "started"]], column_names=["boundary", "state"])
@@ -166,10 +165,10 @@ def advance_history(client: Client, to: datetime) -> bool:
     HistoryAheadError
         The history already ends after ``to``.
     """
-    to = to.astimezone(timezone.utc)
+    to = to.astimezone(UTC)
     current = history_end(client)
     if current is not None:
-        current = current.replace(tzinfo=timezone.utc)  # stored in UTC, read back naive
+        current = current.replace(tzinfo=UTC)  # stored in UTC, read back naive
         if current > to:
             raise HistoryAheadError(f"history already covers events up to {current}, after {to}; reset it to replay")
         if current == to:

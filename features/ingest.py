@@ -15,10 +15,10 @@ import gzip
 import io
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import IO, Any
 
@@ -117,7 +117,8 @@ def _open_binary(path: Path) -> IO[bytes]:
 def detect_format(path: Path) -> str:
     """``jsonl``, ``csv`` or ``parquet`` from the file name (``.gz`` stripped)."""
     name = path.name.lower().removesuffix(".gz").removesuffix(".gzip")
-    for suffixes, fmt in (((".jsonl", ".ndjson", ".json"), "jsonl"), ((".csv",), "csv"), ((".parquet", ".pq"), "parquet")):
+    formats = (((".jsonl", ".ndjson", ".json"), "jsonl"), ((".csv",), "csv"), ((".parquet", ".pq"), "parquet"))
+    for suffixes, fmt in formats:
         if name.endswith(suffixes):
             return fmt
     raise IngestError(f"{path}: unknown format; name it .jsonl, .csv or .parquet (optionally .gz)")
@@ -171,7 +172,7 @@ def _prefetched(batches: Iterator[_Batch]) -> Iterator[_Batch]:
 
 def _json_default(value: Any) -> Any:
     if isinstance(value, datetime):
-        return (value if value.tzinfo else value.replace(tzinfo=timezone.utc)).isoformat()
+        return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
     if isinstance(value, date):
         return value.isoformat()
     if isinstance(value, bytes):

@@ -31,8 +31,8 @@ from clickhouse_connect.driver.client import Client
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from detector.triage import EVIDENCE_WHERE, READ_ACTIONS
-from playbooks.paging import Pager, PagingError
 from features.times import from_epoch_ms, ms_param, to_epoch_ms
+from playbooks.paging import Pager, PagingError
 
 MIGRATIONS: list[tuple[int, list[str]]] = [
     (1, [

@@ -48,6 +48,8 @@ from detector.incidents import (
 from detector.incidents import (
     to_epoch_ms as _ms,
 )
+from detector.severity import at_least
+from features.times import ms_param
 from playbooks.actions import (
     REGISTRY,
     ActionContext,
@@ -64,9 +66,7 @@ from playbooks.model import (
     Playbook,
     plan,
 )
-from detector.severity import at_least
 from playbooks.paging import Pager
-from features.times import ms_param
 
 MIGRATIONS: list[tuple[int, list[str]]] = [
     (1, [

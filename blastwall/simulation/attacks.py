@@ -12,9 +12,9 @@ when the window has any, one scenario per day as far as the window allows.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Callable
 
 import numpy as np
 

@@ -8,8 +8,8 @@ sparse (most events have none).
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
-from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -65,7 +65,7 @@ class EventChunk:
               via: np.ndarray | int = 0, status: np.ndarray | int = 0, ip: np.ndarray | int = 0,
               key0: np.ndarray | int = -1, val0: np.ndarray | int = 0, key1: np.ndarray | int = -1,
               val1: np.ndarray | int = 0, rel_row: np.ndarray | None = None,
-              rel: np.ndarray | None = None) -> "EventChunk":
+              rel: np.ndarray | None = None) -> EventChunk:
         """Build a chunk, broadcasting scalar columns to the length of ``time``."""
         n = len(time)
 
@@ -83,12 +83,12 @@ class EventChunk:
         )
 
     @classmethod
-    def empty(cls) -> "EventChunk":
+    def empty(cls) -> EventChunk:
         """A chunk without events."""
         z = np.zeros(0, np.int64)
         return cls.build(z, z, z, z)
 
-    def take(self, order: np.ndarray) -> "EventChunk":
+    def take(self, order: np.ndarray) -> EventChunk:
         """Rows ``order`` (a permutation or a selection) of this chunk, related lists kept."""
         order = np.asarray(order, np.int64)
         new_pos = np.full(len(self), -1, np.int64)
@@ -99,7 +99,7 @@ class EventChunk:
         return EventChunk(**columns, rel_row=moved[keep], rel=self.rel[keep])
 
 
-    def slice(self, start: int, stop: int) -> "EventChunk":
+    def slice(self, start: int, stop: int) -> EventChunk:
         """Rows ``start:stop`` (cheaper than :meth:`take` for a contiguous range)."""
         inside = (self.rel_row >= start) & (self.rel_row < stop)
         columns = {f.name: getattr(self, f.name)[start:stop] for f in fields(self) if f.name not in ("rel_row", "rel")}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import pyarrow as pa
@@ -64,7 +64,7 @@ class AttackLabel:
         return out
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "AttackLabel":
+    def from_dict(cls, data: dict[str, Any]) -> AttackLabel:
         """Inverse of :meth:`to_dict`."""
         values = dict(data)
         for key in ("start", "end"):
@@ -75,7 +75,7 @@ class AttackLabel:
 
 
 def _iso(value: datetime) -> str:
-    return value.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 _UTC_MS = pa.timestamp("ms", tz="UTC")

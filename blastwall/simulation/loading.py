@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import pyarrow as pa
@@ -54,7 +54,7 @@ def write_to_store(client: Any, spec_or_org: OrgSpec | Organisation, batch_rows:
     counts["access_log"] = rows
     _ensure_labels_table(client)
     if org.labels:
-        client.insert_arrow("scenario_labels", labels_table(org.labels, org.spec.seed, datetime.now(timezone.utc)))
+        client.insert_arrow("scenario_labels", labels_table(org.labels, org.spec.seed, datetime.now(UTC)))
     counts["scenario_labels"] = len(org.labels)
     counts["seconds"] = round(time.perf_counter() - started, 3)
     counts["events_per_second"] = round(rows / log_seconds) if log_seconds > 0 else 0

@@ -19,15 +19,40 @@ from features import contract
 
 from . import attacks, scheduled
 from .blueprint import (
-    ALL_STAFF, CORE_RESOURCES, CORP_DOMAIN, DOMAIN_DEFAULTS, EXPORT_DESTINATIONS, EXTRA_TOPICS, FIRST_NAMES,
-    JOIN_PAIRS, LAST_NAMES, MODEL_FAMILIES, SECRET_ENVS, SECRET_NAMES, SITE_INDEX, SITES, SUBGROUPS, TEAM_INDEX, TEAMS,
-    ResourceTemplate, Team,
+    ALL_STAFF,
+    CORE_RESOURCES,
+    CORP_DOMAIN,
+    DOMAIN_DEFAULTS,
+    EXPORT_DESTINATIONS,
+    EXTRA_TOPICS,
+    FIRST_NAMES,
+    JOIN_PAIRS,
+    LAST_NAMES,
+    MODEL_FAMILIES,
+    SECRET_ENVS,
+    SECRET_NAMES,
+    SITE_INDEX,
+    SITES,
+    SUBGROUPS,
+    TEAM_INDEX,
+    TEAMS,
+    ResourceTemplate,
+    Team,
 )
 from .events import ACTION, ATTR, KIND, PTYPE, SENSITIVITY
 from .labels import AttackLabel
 from .model import (
-    DAY_MS, HOUR_MS, MINUTE_MS, AgentLoop, JobStep, OrgModel, PeoplePopulation, PrincipalRecord, ResourceRecord,
-    ServiceJob, Vocab,
+    DAY_MS,
+    HOUR_MS,
+    MINUTE_MS,
+    AgentLoop,
+    JobStep,
+    OrgModel,
+    PeoplePopulation,
+    PrincipalRecord,
+    ResourceRecord,
+    ServiceJob,
+    Vocab,
 )
 from .spec import OrgSpec
 
@@ -356,7 +381,7 @@ def _draw_groups(people: list[PrincipalRecord], team_first: dict[str, int], serv
         chain = (ALL_STAFF,) + team.path + (f"team-{team.name}",)
         for parent, child in zip(chain, chain[1:]):
             add(parent, child)
-    for idx, rec in enumerate(people):
+    for rec in people:
         add(f"team-{rec.team}", rec.name)
     assert all(f"team-{t}" in groups[d] for d, teams in SUBGROUPS.items() for t in teams)
 
@@ -378,7 +403,7 @@ def _draw_groups(people: list[PrincipalRecord], team_first: dict[str, int], serv
         add("ml-readers", people[int(idx)].name)
     for team in ("data-eng", "analytics", "hr", "people-analytics", "finance"):
         add("data-stewards", people[team_first[team]].name)
-    for team, idx in team_first.items():
+    for idx in team_first.values():
         add("managers", people[idx].name)
     add("security-admins", "team-security")
     add("security-admins", people[team_first["sre"]].name)

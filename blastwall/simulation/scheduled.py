@@ -7,9 +7,9 @@ period and attached to their days; the per-day generators only join them.
 
 from __future__ import annotations
 
-import numpy as np
-
 from datetime import timedelta
+
+import numpy as np
 
 from ._random import hash_uniform
 from .blueprint import ALL_STAFF, MODEL_FAMILIES, TEAMS

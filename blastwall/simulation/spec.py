@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 #: Smallest organisation that still has two people per team and every kind of actor.
 MIN_PRINCIPALS = 40
@@ -33,7 +33,7 @@ class OrgSpec:
     principals: int = 1000
     days: int = 14
     seed: int = 7
-    start: datetime = datetime(2026, 10, 5, tzinfo=timezone.utc)
+    start: datetime = datetime(2026, 10, 5, tzinfo=UTC)
     attacks: bool = True
 
     def __post_init__(self) -> None:

@@ -231,7 +231,10 @@ def service_events(model: OrgModel, day: int) -> EventChunk:
         destination = np.broadcast_to(np.array([s.destination for s in job.steps]), time.shape)
         status = np.where(failed, STATUS["error"], STATUS["ok"])
         inside = ((time >= d0) & (time < d1)).ravel()
-        flat = lambda a: np.asarray(a).ravel()[inside]  # noqa: E731 - local shorthand
+
+        def flat(a: np.ndarray, inside: np.ndarray = inside) -> np.ndarray:
+            return np.asarray(a).ravel()[inside]
+
         has_dest = flat(destination) >= 0
         chunks.append(EventChunk.build(
             flat(time), job.principal, flat(action), flat(resource),
