@@ -60,6 +60,7 @@ from pydantic import (
 
 from detector.incidents import IncidentError, record_event, transition
 from features.settings_file import FileProblem, SettingsFileError, describe_error, read_yaml, validation_problems
+from playbooks.engine import incident_of_run
 
 if TYPE_CHECKING:
     from clickhouse_connect.driver.client import Client
@@ -526,12 +527,6 @@ def add_account(path: str | os.PathLike[str], user: str, role: str, password: st
 # --- role-checked console actions ------------------------------------------------------
 
 
-def _incident_of_run(run_id: str) -> int | None:
-    """The incident a playbook run is about (run ids are ``<incident>.<playbook>``)."""
-    head = str(run_id).split(".", 1)[0]
-    return int(head) if head.isdigit() else None
-
-
 class ConsoleActions:
     """What a signed-in user can do from the console, each checked against their role.
 
@@ -604,12 +599,12 @@ class ConsoleActions:
 
     def approve(self, run_id: str, step: str, reason: str = "") -> RunReport:
         """Approve a step awaiting approval; it executes now. Returns the run after it."""
-        self._authorise("approve", _incident_of_run(run_id), run_id=run_id, step=step)
+        self._authorise("approve", incident_of_run(run_id), run_id=run_id, step=step)
         return self.responder.approve(run_id, step, self.user.user, datetime.now(UTC), reason=reason)
 
     def deny(self, run_id: str, step: str, reason: str) -> RunReport:
         """Deny a step awaiting approval (it never runs; the run goes on). Returns the run."""
-        self._authorise("deny", _incident_of_run(run_id), run_id=run_id, step=step)
+        self._authorise("deny", incident_of_run(run_id), run_id=run_id, step=step)
         return self.responder.deny(run_id, step, self.user.user, datetime.now(UTC), reason=reason)
 
     def run_playbook(self, playbook_id: str, incident_id: int) -> RunReport:

@@ -27,11 +27,11 @@ from apscheduler.schedulers.base import BaseScheduler
 from clickhouse_connect.driver.client import Client
 
 from detector import runs
-from detector.baselines import ModelBook
+from detector.baselines import ModelBook, drop_rows_before
 from detector.detect import DetectConfig
 from detector.incidents import Alert, record_alert
 from detector.replay import ReplaySummary, StepFailed, align, run_steps
-from features.times import bound_ms, ms_param
+from features.times import bound_ms
 from playbooks.engine import Responder
 
 log = logging.getLogger("blastwall.jobs")
@@ -152,9 +152,7 @@ class DetectionJobs:
         cutoff = now - 2 * self.settings.config.baseline.lookback
         with self.lock:
             try:
-                self.client.command(
-                    "DELETE FROM feature_rows WHERE step_end < " + ms_param("t"),
-                    parameters={"t": bound_ms(cutoff)})
+                drop_rows_before(self.client, cutoff)
             except Exception as error:  # noqa: BLE001
                 log.error("retention job failed: %s", error)
 

@@ -262,6 +262,11 @@ def forget_step(client: Client, step_end: datetime) -> None:
     client.command("DELETE FROM feature_rows WHERE step_end = " + ms_param("t"), parameters={"t": bound_ms(step_end)})
 
 
+def drop_rows_before(client: Client, cutoff: datetime) -> None:
+    """Retention: drop stored rows of steps that ended before ``cutoff`` (no fit can use them)."""
+    client.command("DELETE FROM feature_rows WHERE step_end < " + ms_param("t"), parameters={"t": bound_ms(cutoff)})
+
+
 def reset_baselines(client: Client) -> None:
     """Forget every stored row and scorer (a replay from the beginning rebuilds them)."""
     for table in ("feature_rows", "detector_models"):

@@ -533,6 +533,31 @@ def list_incidents(
     return [_public(r) for r in rows]
 
 
+def unhandled_incidents(client: Client, ledger: str, limit: int = 200) -> list[tuple[int, str, datetime]]:
+    """Active incidents whose current severity is not yet in a caller's ledger table, most severe first.
+
+    Parameters
+    ----------
+    client : Client
+    ledger : str
+        A table of the caller's with ``incident_id`` and ``severity`` columns (the playbook
+        engine's ``playbook_triggers``): what it has already handled.
+    limit : int
+
+    Returns
+    -------
+    list of (incident id, severity, detected_at)
+    """
+    if not ledger.isidentifier():
+        raise ValueError(f"{ledger!r} is not a table name")
+    rows = client.query(
+        "SELECT id, severity, toUnixTimestamp64Milli(detected_at) FROM incidents FINAL"
+        " WHERE status NOT IN {final:Array(String)} AND (id, severity) NOT IN"
+        f" (SELECT incident_id, severity FROM {ledger}) ORDER BY severity, detected_at LIMIT {{limit:UInt32}}",
+        parameters={"limit": limit, "final": list(FINAL_STATUSES)}).result_rows
+    return [(int(i), str(s), from_epoch_ms(ms)) for i, s, ms in rows]
+
+
 def incident_timeline(client: Client, incident_id: int) -> list[dict[str, Any]]:
     """The audit trail of one incident, in the order it was written."""
     result = client.query(

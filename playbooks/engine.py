@@ -41,15 +41,10 @@ from detector.incidents import (
     record_alert,
     record_event,
     transition,
-)
-from detector.incidents import (
-    from_epoch_ms as _dt,
-)
-from detector.incidents import (
-    to_epoch_ms as _ms,
+    unhandled_incidents,
 )
 from detector.severity import at_least
-from features.times import ms_param
+from features.times import from_epoch_ms, ms_param, to_epoch_ms
 from playbooks.actions import (
     REGISTRY,
     ActionContext,
@@ -102,7 +97,14 @@ class EngineError(ValueError):
 
 
 def run_id_for(incident_id: int, playbook: str) -> str:
+    """The one run of a playbook on an incident: ``<incident>.<playbook>``."""
     return f"{incident_id}.{playbook}"
+
+
+def incident_of_run(run_id: str) -> int | None:
+    """The incident a run id is about (``None`` for text that is not a run id)."""
+    head = str(run_id).split(".", 1)[0]
+    return int(head) if head.isdigit() else None
 
 
 @dataclass(frozen=True)
@@ -189,14 +191,9 @@ class Responder:
         summary = RespondSummary()
         self.recover(now)
         self._library_problems(now)
-        rows = self.client.query(
-            "SELECT id, severity, toUnixTimestamp64Milli(detected_at) FROM incidents FINAL"
-            " WHERE status NOT IN ('resolved', 'false_positive') AND (id, severity) NOT IN"
-            " (SELECT incident_id, severity FROM playbook_triggers) ORDER BY severity, detected_at"
-            " LIMIT {limit:UInt32}", parameters={"limit": limit}).result_rows
-        for incident_id, severity, detected_ms in rows:
+        for incident_id, severity, detected_at in unhandled_incidents(self.client, "playbook_triggers", limit):
             summary.incidents += 1
-            if now - _dt(detected_ms) > max_age:
+            if now - detected_at > max_age:
                 self._trigger(int(incident_id), severity, "too_old", [], now)
                 summary.too_old += 1
                 continue
@@ -231,7 +228,7 @@ class Responder:
         self.client.command(
             "INSERT INTO playbook_triggers (incident_id, severity, outcome, runs, at) SELECT {i:UInt64},"
             " {s:String}, {o:String}, {r:Array(String)}, " + ms_param("at"),
-            parameters={"i": incident_id, "s": severity, "o": outcome, "r": runs, "at": _ms(now)})
+            parameters={"i": incident_id, "s": severity, "o": outcome, "r": runs, "at": to_epoch_ms(now)})
 
     # --- runs ----------------------------------------------------------------------------
 
@@ -570,7 +567,7 @@ class Responder:
             " argMax(attempt, written), argMax(actor, written), toUnixTimestamp64Milli(argMax(at, written)),"
             " argMax(params, written), argMax(result, written), argMax(error, written), max(written)"
             f" FROM playbook_step_log WHERE {where} GROUP BY run_id, step", parameters=parameters)
-        return sorted((StepRecord(run, step, int(position), action, state, int(attempt), actor, _dt(at_ms),
+        return sorted((StepRecord(run, step, int(position), action, state, int(attempt), actor, from_epoch_ms(at_ms),
                                   json.loads(params or "{}"), json.loads(result or "{}"), error, int(written))
                        for run, step, position, action, state, attempt, actor, at_ms, params, result, error, written
                        in result.result_rows), key=lambda r: (r.run_id, r.position))
@@ -608,7 +605,7 @@ class Responder:
         existing = self._run_row(run_id)
         plan_text = json.dumps([s.__dict__ for s in planned.steps], default=str) if planned else (
             existing["plan"] if existing else "[]")
-        created = _ms(existing["created_at"]) if existing else _ms(now)
+        created = to_epoch_ms(existing["created_at"]) if existing else to_epoch_ms(now)
         self.client.command(
             "INSERT INTO playbook_runs (run_id, incident_id, playbook, severity, state, mode, started_by, plan,"
             " error, created_at, updated_at, version) SELECT {run:String}, {i:UInt64}, {p:String}, {sev:String},"
@@ -616,7 +613,7 @@ class Responder:
             + ", " + ms_param("updated") + ", {version:UInt64}",
             parameters={"run": run_id, "i": int(context["id"]), "p": playbook, "sev": context["severity"],
                         "state": state, "mode": mode, "actor": actor, "plan": plan_text, "error": error,
-                        "created": created, "updated": _ms(now), "version": time.time_ns()})
+                        "created": created, "updated": to_epoch_ms(now), "version": time.time_ns()})
 
     def _log(self, run_id: str, context: dict[str, Any], playbook: str, step: PlannedStep, position: int, state: str,
              attempt: int, actor: str, now: datetime, result: dict[str, Any] | None = None, error: str = "") -> None:
@@ -627,7 +624,7 @@ class Responder:
             " {pos:UInt16}, {a:String}, {state:String}, {attempt:UInt16}, {actor:String}, " + ms_param("at")
             + ", {params:String}, {result:String}, {error:String}, {written:UInt64}",
             parameters={"run": run_id, "i": int(context["id"]), "p": playbook, "s": step.name, "pos": position,
-                        "a": step.action, "state": state, "attempt": attempt, "actor": actor, "at": _ms(now),
+                        "a": step.action, "state": state, "attempt": attempt, "actor": actor, "at": to_epoch_ms(now),
                         "params": json.dumps(step.params, default=str, sort_keys=True),
                         "result": json.dumps(result or {}, default=str, sort_keys=True), "error": error,
                         "written": time.time_ns()})
