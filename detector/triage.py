@@ -27,8 +27,39 @@ ACTIVE_STATUSES = ("open", "acknowledged", "contained")
 READ_ACTIONS = (*READING_ACTIONS, "train")
 #: The events behind an incident: by its principals ``{p}``, or on its resources ``{r}``
 #: directly or as joined/consumed resources (times bounded by the caller).
-EVIDENCE_WHERE = ("(principal IN {p:Array(String)} OR resource IN {r:Array(String)}"
-                  " OR hasAny(related, {r:Array(String)}))")
+_EVIDENCE_WHERE = ("(principal IN {p:Array(String)} OR resource IN {r:Array(String)}"
+                   " OR hasAny(related, {r:Array(String)}))")
+#: Everyone who read the incident's resources ``{r}``.
+_READERS_WHERE = "resource IN {r:Array(String)} AND action IN {reads:Array(String)}"
+
+
+def evidence_selection(incident: dict[str, Any], columns: str, scope: str, since: datetime, until: datetime,
+                       limit: int) -> tuple[str, dict[str, Any]]:
+    """The query for the access-log rows behind an incident, for a caller that copies them.
+
+    Parameters
+    ----------
+    incident : dict
+        With ``principals`` and ``resources``.
+    columns : str
+        The select list (the caller's own parameters may appear in it).
+    scope : {"events", "readers"}
+        ``events``: what its principals did and what touched its resources; ``readers``:
+        every read of its resources.
+    since, until : datetime
+        ``since <= event_time < until``.
+    limit : int
+
+    Returns
+    -------
+    (sql, parameters)
+    """
+    where = {"events": _EVIDENCE_WHERE, "readers": _READERS_WHERE}[scope]
+    sql = (f"SELECT {columns} FROM access_log WHERE {where} AND event_time >= {ms_param('ev_lo')}"
+           f" AND event_time < {ms_param('ev_hi')} ORDER BY event_time LIMIT {{ev_limit:UInt64}}")
+    return sql, {"p": list(incident.get("principals", [])), "r": list(incident.get("resources", [])),
+                 "reads": list(READ_ACTIONS), "ev_lo": to_epoch_ms(since), "ev_hi": to_epoch_ms(until),
+                 "ev_limit": int(limit)}
 
 
 @dataclass(frozen=True)
@@ -111,7 +142,7 @@ def evidence_events(client: Client, incident: dict[str, Any], offset: int = 0, l
     params = {"p": list(incident["principals"]), "r": list(incident["resources"]),
               "lo": to_epoch_ms(incident["first_seen"] - margin), "hi": to_epoch_ms(incident["last_seen"] + margin),
               "limit": int(limit), "offset": int(offset)}
-    where = (EVIDENCE_WHERE + " AND event_time >= " + ms_param("lo") + " AND event_time <= " + ms_param("hi"))
+    where = (_EVIDENCE_WHERE + " AND event_time >= " + ms_param("lo") + " AND event_time <= " + ms_param("hi"))
     total = int(client.query(f"SELECT count() FROM access_log WHERE {where}", parameters=params).result_rows[0][0])
     frame = client.query_df(
         "SELECT event_time, principal, principal_type, action, resource, related, grantee, bytes, rows, via, status,"

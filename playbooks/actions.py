@@ -30,7 +30,7 @@ import tenacity
 from clickhouse_connect.driver.client import Client
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from detector.triage import EVIDENCE_WHERE, READ_ACTIONS
+from detector.triage import evidence_selection
 from features.times import from_epoch_ms, ms_param, to_epoch_ms
 from playbooks.paging import Pager, PagingError
 
@@ -426,21 +426,14 @@ class SnapshotEvidence(Action):
         written = self._rows(ctx, snapshot)
         if written == 0:  # not copied yet (a crash after the copy leaves rows: count them instead)
             margin = timedelta(minutes=params.margin_minutes)
-            lo = to_epoch_ms(incident["first_seen"] - margin)
-            if params.scope == "readers":  # everyone who read the data since the evidence began
-                where = "resource IN {r:Array(String)} AND action IN {reads:Array(String)}"
-                hi = to_epoch_ms(ctx.now)
-            else:
-                where = EVIDENCE_WHERE
-                hi = to_epoch_ms(incident["last_seen"] + margin)
+            # Readers: everyone who read the data since the evidence began, up to now.
+            until = ctx.now if params.scope == "readers" else incident["last_seen"] + margin
+            selection, selected = evidence_selection(
+                incident, f"{{s:String}}, {{i:UInt64}}, {{scope:String}}, {_EVIDENCE_COLUMNS}", params.scope,
+                incident["first_seen"] - margin, until, params.limit)
             ctx.client.command(
-                f"INSERT INTO evidence (snapshot_id, incident_id, scope, {_EVIDENCE_COLUMNS})"
-                f" SELECT {{s:String}}, {{i:UInt64}}, {{scope:String}}, {_EVIDENCE_COLUMNS} FROM access_log"
-                f" WHERE {where} AND event_time >= " + ms_param("lo") + " AND event_time < " + ms_param("hi")
-                + " ORDER BY event_time LIMIT {limit:UInt64}",
-                parameters={"s": snapshot, "i": int(incident["id"]), "scope": params.scope,
-                            "p": list(incident.get("principals", [])), "r": list(incident.get("resources", [])),
-                            "reads": list(READ_ACTIONS), "lo": lo, "hi": hi, "limit": params.limit})
+                f"INSERT INTO evidence (snapshot_id, incident_id, scope, {_EVIDENCE_COLUMNS}) {selection}",
+                parameters={"s": snapshot, "i": int(incident["id"]), "scope": params.scope, **selected})
             written = self._rows(ctx, snapshot)
         ctx.client.command(
             "INSERT INTO evidence_snapshots (snapshot_id, incident_id, run_id, step, scope, rows, captured_at,"
