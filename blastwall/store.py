@@ -22,6 +22,8 @@ import platformdirs
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError
 
+from features.redaction import redact_text
+
 LOCK_FILE_NAME = ".blastwall.lock"
 
 
@@ -166,9 +168,9 @@ def open_store(dsn: str, holder: str | None = None) -> Client:
             interface = "https" if urlparse(dsn).scheme.endswith("https") else "http"
             return clickhouse_connect.get_client(dsn=dsn, interface=interface)
         except ClickHouseError as exc:
-            raise StoreError(f"cannot reach ClickHouse at {_redact(dsn)}: {_first_line(exc)}") from exc
+            raise StoreError(f"cannot reach ClickHouse at {redact_text(dsn)}: {_first_line(exc)}") from exc
         except OSError as exc:
-            raise StoreError(f"cannot reach ClickHouse at {_redact(dsn)}: {exc}") from exc
+            raise StoreError(f"cannot reach ClickHouse at {redact_text(dsn)}: {exc}") from exc
     path = parsed.embedded_path
     assert path is not None
     if path in _embedded:
@@ -240,10 +242,3 @@ def store(dsn: str) -> Iterator[Client]:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0][:300] if text else type(exc).__name__
-
-
-def _redact(dsn: str) -> str:
-    parsed = urlparse(dsn)
-    if parsed.password:
-        return dsn.replace(f":{parsed.password}@", ":***@")
-    return dsn

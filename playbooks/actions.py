@@ -31,6 +31,7 @@ from clickhouse_connect.driver.client import Client
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from detector.triage import evidence_selection
+from features.redaction import redact_text
 from features.times import from_epoch_ms, ms_param, to_epoch_ms
 from playbooks.paging import Pager, PagingError
 
@@ -185,13 +186,14 @@ def post_signed(url: str, payload: dict[str, Any], integrations: Integrations, i
         Still failing after every attempt, or a 4xx answer (not retried).
     """
     body = json.dumps(payload, default=str, sort_keys=True).encode()
+    shown = redact_text(url)  # what messages say: never the URL's credentials
 
     def attempt() -> int:
         timeout = integrations.timeout_seconds
         if deadline is not None:
             left = deadline - time.monotonic()
             if left <= 0:
-                raise StepTimeout(f"{url}: the step's time ran out (the outcome is unknown)")
+                raise StepTimeout(f"{shown}: the step's time ran out (the outcome is unknown)")
             timeout = min(timeout, left)
         timestamp = str(int(time.time()))
         headers = {"Content-Type": "application/json", "Idempotency-Key": idempotency_key,
@@ -202,14 +204,14 @@ def post_signed(url: str, payload: dict[str, Any], integrations: Integrations, i
             answer = requests.post(url, data=body, headers=headers, timeout=timeout)
         except requests.Timeout as exc:
             if deadline is not None and deadline - time.monotonic() <= 0:
-                raise StepTimeout(f"{url}: timed out with the step's time (the outcome is unknown)") from None
-            raise _Retryable(f"{url}: {type(exc).__name__}: {exc}") from None
+                raise StepTimeout(f"{shown}: timed out with the step's time (the outcome is unknown)") from None
+            raise _Retryable(redact_text(f"{shown}: {type(exc).__name__}: {exc}")) from None
         except requests.RequestException as exc:
-            raise _Retryable(f"{url}: {type(exc).__name__}: {exc}") from None
+            raise _Retryable(redact_text(f"{shown}: {type(exc).__name__}: {exc}")) from None
         if answer.status_code >= 500 or answer.status_code == 429:
-            raise _Retryable(f"{url} answered {answer.status_code}")
+            raise _Retryable(f"{shown} answered {answer.status_code}")
         if answer.status_code >= 400:
-            raise ActionError(f"{url} refused the request: HTTP {answer.status_code}")
+            raise ActionError(f"{shown} refused the request: HTTP {answer.status_code}")
         return answer.status_code
 
     retrying = tenacity.Retrying(

@@ -21,11 +21,16 @@ from typing import Any
 
 import jinja2
 from clickhouse_connect.driver.client import Client
+from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from detector.incidents import DETECTOR_TECHNIQUES, get_incident
 from detector.severity import SEVERITIES
 
-_ENV = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False)
+# Sandboxed: a playbook may come from anyone who can write to a playbook folder, and a
+# template must never reach Python's internals (``lipsum.__globals__['os']`` and the like
+# raise SecurityError) nor change what it is given. Incident values are data to templates,
+# never templates themselves: nothing from a log line is ever rendered.
+_ENV = ImmutableSandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False)
 # One {{ }} and nothing else ("{{ a }}: {{ b }}" is text, not one expression).
 _WHOLE_EXPRESSION = re.compile(r"^\s*\{\{((?:(?!\}\}|\{\{).)*)\}\}\s*$", re.DOTALL)
 

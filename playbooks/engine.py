@@ -44,6 +44,7 @@ from detector.incidents import (
     unhandled_incidents,
 )
 from detector.severity import at_least
+from features.redaction import redact_text
 from features.times import from_epoch_ms, ms_param, to_epoch_ms
 from playbooks.actions import (
     REGISTRY,
@@ -612,12 +613,15 @@ class Responder:
             " {state:String}, {mode:String}, {actor:String}, {plan:String}, {error:String}, " + ms_param("created")
             + ", " + ms_param("updated") + ", {version:UInt64}",
             parameters={"run": run_id, "i": int(context["id"]), "p": playbook, "sev": context["severity"],
-                        "state": state, "mode": mode, "actor": actor, "plan": plan_text, "error": error,
+                        "state": state, "mode": mode, "actor": actor, "plan": plan_text, "error": redact_text(error),
                         "created": created, "updated": to_epoch_ms(now), "version": time.time_ns()})
 
     def _log(self, run_id: str, context: dict[str, Any], playbook: str, step: PlannedStep, position: int, state: str,
              attempt: int, actor: str, now: datetime, result: dict[str, Any] | None = None, error: str = "") -> None:
-        """Append a step state, and the same fact to the incident's audit trail."""
+        """Append a step state, and the same fact to the incident's audit trail (credentials redacted)."""
+        error = redact_text(error)
+        result_text = redact_text(json.dumps(result or {}, default=str, sort_keys=True))
+        result = json.loads(result_text)
         self.client.command(
             "INSERT INTO playbook_step_log (run_id, incident_id, playbook, step, position, action, state, attempt,"
             " actor, at, params, result, error, written) SELECT {run:String}, {i:UInt64}, {p:String}, {s:String},"
@@ -625,8 +629,8 @@ class Responder:
             + ", {params:String}, {result:String}, {error:String}, {written:UInt64}",
             parameters={"run": run_id, "i": int(context["id"]), "p": playbook, "s": step.name, "pos": position,
                         "a": step.action, "state": state, "attempt": attempt, "actor": actor, "at": to_epoch_ms(now),
-                        "params": json.dumps(step.params, default=str, sort_keys=True),
-                        "result": json.dumps(result or {}, default=str, sort_keys=True), "error": error,
+                        "params": redact_text(json.dumps(step.params, default=str, sort_keys=True)),
+                        "result": result_text, "error": error,
                         "written": time.time_ns()})
         try:
             record_event(self.client, int(context["id"]), actor, "playbook_step",
@@ -639,6 +643,7 @@ class Responder:
     def _visible_failure(self, context: dict[str, Any], run_id: str, step: str, error: str, now: datetime) -> None:
         """A failed step opens a playbook_error incident at the incident's severity (SEV3 at least) and pages."""
         severity = context["severity"] if at_least(context["severity"], "SEV3") else "SEV3"
+        error = redact_text(error)  # this title is shown to every viewer and paged
         digest = hashlib.blake2b(f"{run_id}/{step}".encode(), digest_size=6).hexdigest()
         outcome = record_alert(self.client, Alert(
             alert_id=f"playbook_error|{run_id}|{step}|{digest}", detector="playbook_error", entity="playbook_run",
@@ -675,7 +680,7 @@ def _has_step(playbook: Playbook, name: str) -> bool:
 
 
 def _describe(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"[:2000]
+    return redact_text(f"{type(exc).__name__}: {exc}")[:2000]
 
 
 def runs_for_incidents(client: Client, incident_ids: list[int]) -> dict[int, list[dict[str, Any]]]:

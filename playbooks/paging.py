@@ -57,6 +57,7 @@ from tenacity import Retrying, retry_if_result, stop_after_attempt, wait_exponen
 from detector.incidents import FINAL_STATUSES, get_incident
 from detector.severity import severity_rank
 from features.durations import parse_duration
+from features.redaction import redact_text
 from features.settings_file import several_problems
 from features.times import from_epoch_ms, ms_param, to_epoch_ms
 
@@ -661,11 +662,11 @@ class Pager:
             parameters={"id": record.incident_id, "seq": seq, "severity": record.severity, "level": record.level,
                         "channel": record.channel, "state": record.state, "reason": record.reason,
                         "at": _ms(record.at), "due": _ms(record.due_at), "attempts": record.attempts,
-                        "error": record.error},
+                        "error": redact_text(record.error)},
         )
         if record.state in ("failed", "unrouted"):
             log.warning("page %s for incident %s on %r: %s", record.state, record.incident_id, record.channel,
-                        record.error)
+                        redact_text(record.error))
         return record
 
 

@@ -1,0 +1,122 @@
+"""What a hostile log line, a hostile playbook or a careless URL can do: nothing they should.
+
+Real parts: the embedded store, a real HTTP receiver on 127.0.0.1, the real CLI.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from builders import T0, alert
+from clickhouse_connect.driver.client import Client
+from test_cli import run
+
+from detector.incidents import list_incidents, record_alert
+from features.redaction import redact_text
+from playbooks.actions import Integrations
+from playbooks.context import context_from_mapping, render
+from playbooks.engine import Responder
+from playbooks.model import LIBRARY, load_library, scaffold, test_library
+from playbooks.paging import Pager
+
+SECRET = "hunter2-PASS"
+NOW = T0 + timedelta(minutes=20)
+
+
+# --- 1. credentials in URLs ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("text", "shown"), [
+    (f"http://ops:{SECRET}@127.0.0.1:9/hook", "http://ops:***@127.0.0.1:9/hook"),
+    (f"https://h.example/hook?token={SECRET}&v=1", "https://h.example/hook?token=***&v=1"),
+    (f"pagerduty://{SECRET}@routing", "pagerduty://***@routing"),
+    (f"clickhouse://u:{SECRET}@db:8123/x failed", "clickhouse://u:***@db:8123/x failed"),
+    (f"http://u:p@{SECRET}@host/", "http://u:***@host/"),  # an unescaped @ in the password
+    ("json://127.0.0.1:9/a and plain text", "json://127.0.0.1:9/a and plain text"),
+])
+def test_redaction_masks_every_credential_of_a_url(text: str, shown: str) -> None:
+    assert redact_text(text) == shown
+
+
+def _every_text(client: Client) -> str:
+    """Everything the store keeps that a user can see: step log, runs, audit trail, incidents, pages."""
+    parts = []
+    for table in ("playbook_step_log", "playbook_runs", "incident_events", "incidents", "pages"):
+        result = client.query(f"SELECT * FROM {table}")
+        parts.append(json.dumps(result.result_rows, default=str))
+    return "\n".join(parts)
+
+
+def test_a_failing_webhook_never_shows_its_credentials(client: Client, store_dsn: str, receiver, tmp_path: Path,
+                                                       capsys, monkeypatch) -> None:
+    receiver.script("/iam", [500])
+    url = receiver.url("/iam").replace("http://", f"http://ops:{SECRET}@")
+    integrations = Integrations(webhooks={"suspend_identity": url}, attempts=2, wait_seconds=0.01)
+    incident = record_alert(client, alert("runaway_agent", "agent.cleaner", "SEV1")).incident_id
+    responder = Responder(client, load_library([LIBRARY]), Pager(client), integrations, retry_wait=0.01)
+
+    summary = responder.respond(NOW)
+
+    assert receiver.at("/iam"), "the webhook was called"
+    steps = [s for report in summary.runs for s in report.steps]
+    failed = [s for s in steps if s.state == "failed"]
+    assert failed and all(SECRET not in s.error and "ops:***@" in s.error for s in failed)
+    errors = [i for i in list_incidents(client) if i["detector"] == "playbook_error"]
+    assert errors and all(SECRET not in i["title"] for i in errors)  # this title is paged
+    assert SECRET not in _every_text(client)
+    assert SECRET not in " ".join(summary.errors)
+
+    settings = tmp_path / "settings.yaml"
+    settings.write_text(f"integrations:\n  webhooks: {{suspend_identity: '{url}'}}\n  attempts: 1\n")
+    code, out, err = run(capsys, monkeypatch, "--dsn", store_dsn, "--config", str(settings), "playbook", "run",
+                         "runaway_agent", "--incident", str(incident))
+    assert "ops:***@" in out and SECRET not in out + err
+
+
+def test_a_server_dsn_password_is_never_printed(capsys, monkeypatch) -> None:
+    code, _, err = run(capsys, monkeypatch, "--dsn", f"clickhouse://u:{SECRET}@127.0.0.1:1/db", "incidents")
+    assert code == 2 and err.startswith("blastwall: ") and SECRET not in err and "u:***@" in err
+
+
+# --- 3. playbook templates are sandboxed -----------------------------------------------
+
+
+def _playbook_with_condition(folder: Path, condition: str) -> Path:
+    path = scaffold("hostile", folder / "hostile.yaml")
+    text = path.read_text()
+    start = text.index("  when:")
+    end = text.index("steps:")
+    path.write_text(text[:start] + f"  when:\n    - {json.dumps(condition)}\n" + text[end:])
+    return path
+
+
+@pytest.mark.parametrize("condition", [
+    "lipsum.__globals__['os'].system('touch {marker}') == 0",
+    "cycler.__init__.__globals__.os.system('touch {marker}') == 0",
+    "incident.__class__.__mro__[1].__subclasses__() and 'x'.__class__('touch {marker}')",
+    "incident.principals.append('x') or true",
+])
+def test_a_playbook_condition_cannot_reach_python(tmp_path: Path, condition: str) -> None:
+    marker = tmp_path / "pwned"
+    folder = tmp_path / "books"
+    folder.mkdir()
+    _playbook_with_condition(folder, condition.format(marker=marker))
+
+    report = test_library([folder], only="hostile")
+
+    assert not report.ok
+    assert any("hostile.yaml" in str(p) and ("unsafe" in str(p) or "failed" in str(p)) for p in report.problems), \
+        report.problems
+    assert not marker.exists()
+
+
+def test_log_text_that_looks_like_a_template_is_never_rendered() -> None:
+    incident = context_from_mapping({"detector": "bulk_export", "severity": "SEV2",
+                                     "principals": ["{{ 7 * 7 }}"], "resources": ["{% raw %}x"],
+                                     "title": "{{ lipsum.__globals__ }}"})
+    assert render("{{ incident.principals }}", incident) == ["{{ 7 * 7 }}"]
+    assert render("who: {{ incident.principal }}", incident) == "who: {{ 7 * 7 }}"
+    assert render("{{ incident.title }}", incident) == "{{ lipsum.__globals__ }}"
