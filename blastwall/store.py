@@ -75,17 +75,23 @@ def parse_dsn(text: str) -> Dsn:
     StoreError
         For a scheme blastwall does not know or an embedded DSN without a path.
     """
-    parsed = urlparse(text)
+    try:
+        parsed = urlparse(text)
+        port = parsed.port  # parsed lazily: a bad port raises here
+    except ValueError as exc:
+        raise StoreError(f"the DSN {redact_text(text)!r} is not a valid URL ({exc})") from None
     if parsed.scheme == "chdb":
         location = parsed.path if not parsed.netloc else parsed.netloc + parsed.path
         if location in ("", "/", "memory", ":memory:"):
-            raise StoreError(f"embedded DSN {text!r} needs a directory, e.g. chdb:///var/lib/blastwall")
+            raise StoreError(f"embedded DSN {redact_text(text)!r} needs a directory, e.g. chdb:///var/lib/blastwall")
         return Dsn(text, Path(location).expanduser().resolve())
     if parsed.scheme in ("clickhouse", "http", "https", "clickhouse+http", "clickhouse+https"):
         if not parsed.hostname:
-            raise StoreError(f"server DSN {text!r} has no host, e.g. clickhouse://user:pass@host:8123/db")
+            raise StoreError(f"server DSN {redact_text(text)!r} has no host, e.g. clickhouse://user:pass@host:8123/db")
+        if port is not None and not 0 < port < 65536:
+            raise StoreError(f"server DSN {redact_text(text)!r} has port {port}, outside 1-65535")
         return Dsn(text, None)
-    raise StoreError(f"unknown DSN scheme in {text!r}: use chdb:///path or clickhouse://user:pass@host:8123/db")
+    raise StoreError(f"unknown DSN scheme in {redact_text(text)!r}: use chdb:///path or clickhouse://user:pass@host:8123/db")
 
 
 class _EmbeddedLock:
@@ -171,6 +177,8 @@ def open_store(dsn: str, holder: str | None = None) -> Client:
             raise StoreError(f"cannot reach ClickHouse at {redact_text(dsn)}: {_first_line(exc)}") from exc
         except OSError as exc:
             raise StoreError(f"cannot reach ClickHouse at {redact_text(dsn)}: {exc}") from exc
+        except (ValueError, TypeError) as exc:  # the driver's own checks of the DSN's parts
+            raise StoreError(f"the DSN {redact_text(dsn)!r} is not usable: {redact_text(str(exc))}") from exc
     path = parsed.embedded_path
     assert path is not None
     if path in _embedded:
@@ -181,7 +189,10 @@ def open_store(dsn: str, holder: str | None = None) -> Client:
         other = next(iter(_embedded))
         raise StoreError(f"this process already has the embedded store {other} open; one per process")
     lock = _EmbeddedLock(path, holder)
-    lock.acquire()
+    try:
+        lock.acquire()
+    except OSError as exc:
+        raise StoreError(f"cannot use {path} for the embedded store: {exc.strerror or exc}") from None
     try:
         client = clickhouse_connect.get_client(dsn=f"chdb://{path}")
     except ClickHouseError as exc:
@@ -191,6 +202,10 @@ def open_store(dsn: str, holder: str | None = None) -> Client:
             "(is another program using this directory?)"
         ) from exc
     _embedded[path] = (client, lock, [1])
+    # We own the directory: staging tables left in it by a killed ingest are nobody's now.
+    from features.ingest import drop_leftover_staging
+
+    drop_leftover_staging(client)
     return client
 
 

@@ -407,6 +407,20 @@ class _Staging:
             self.client.command(f"DROP TABLE IF EXISTS {name}")
 
 
+def drop_leftover_staging(client: Client) -> list[str]:
+    """Drop the staging tables of ingests that were killed before they could drop their own.
+
+    Only for a store that one process owns (the embedded store, at open): on a shared
+    server another process's ingest may be using its staging tables right now.
+    """
+    names = [row[0] for row in client.query(
+        "SELECT name FROM system.tables WHERE database = currentDatabase()"
+        " AND match(name, '^_ingest_[0-9a-f]{12}_(raw|parsed)$')").result_rows]
+    for name in names:
+        client.command(f"DROP TABLE IF EXISTS `{name}`")
+    return names
+
+
 def _dedup_condition(table: str, parsed: str) -> str:
     """Rows of the batch the store does not hold yet (by the table's identity)."""
     key = ", ".join(f"`{c}`" for c in _IDENTITY[table])

@@ -120,3 +120,41 @@ def test_log_text_that_looks_like_a_template_is_never_rendered() -> None:
     assert render("{{ incident.principals }}", incident) == ["{{ 7 * 7 }}"]
     assert render("who: {{ incident.principal }}", incident) == "who: {{ 7 * 7 }}"
     assert render("{{ incident.title }}", incident) == "{{ lipsum.__globals__ }}"
+
+
+# --- 16. bad DSNs and what a killed ingest leaves ----------------------------------------
+
+
+@pytest.mark.parametrize(("dsn", "message"), [
+    ("clickhouse://u:p@h:notaport/db", "is not a valid URL"),
+    ("clickhouse://h:99999/db", "is not a valid URL"),
+    ("http://[::1", "is not a valid URL"),
+    ("chdb:///proc/no-such-dir/store", "cannot use /proc/no-such-dir/store for the embedded store"),
+    ("chdb:///dev/null/store", "Not a directory"),
+    ("clickhouse://u:p@127.0.0.1:1/db?compress=maybe", "clickhouse://u:***@127.0.0.1:1"),
+])
+def test_bad_dsns_are_one_line_never_a_traceback(capsys, monkeypatch, dsn: str, message: str) -> None:
+    code, out, err = run(capsys, monkeypatch, "--dsn", dsn, "incidents")
+    lines = err.strip().splitlines()
+    assert code == 2 and out == "" and len(lines) == 1 and lines[0].startswith("blastwall: "), err
+    assert message in lines[0] and "Traceback" not in err
+
+
+def test_a_killed_ingest_leaves_no_staging_tables_after_the_next_open(store_dsn: str) -> None:
+    import subprocess
+    import sys
+
+    from blastwall.store import close_store, open_store
+
+    # A process that created its staging tables and died (SIGKILL: nothing of ours ran after).
+    script = ("import os, signal; from blastwall.store import open_store; from blastwall.schema import init_schema;"
+              "from features.ingest import _Staging; c = open_store(%r); init_schema(c); _Staging(c, 'access_log');"
+              "os.kill(os.getpid(), signal.SIGKILL)") % store_dsn
+    assert subprocess.run([sys.executable, "-c", script]).returncode == -9
+    client = open_store(store_dsn)
+    try:
+        left = client.query("SELECT count() FROM system.tables WHERE database = currentDatabase()"
+                            " AND name LIKE '\\\\_ingest\\\\_%'").result_rows[0][0]
+        assert left == 0
+    finally:
+        close_store(client)
