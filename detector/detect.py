@@ -498,9 +498,13 @@ def _resource_alerts(client: Client, book: ModelBook, features: FeatureSet, para
     return alerts
 
 
-def _policy_explanation(violation: PolicyViolation, points: dict[str, int]) -> list[dict[str, Any]]:
+def _policy_explanation(violation: PolicyViolation, points: dict[str, int],
+                        grant: dict[str, str] | None = None) -> list[dict[str, Any]]:
+    rule: dict[str, Any] = {"rule": violation.rule, "severity_points": points}
+    if grant is not None:
+        rule["grant"] = grant  # the structured pair: names may contain " -> " themselves
     return [{"feature": name, "value": value, "baseline": 0, "weight": round(1 / len(violation.evidence), 4)}
-            for name, value in violation.evidence.items()] + [{"rule": violation.rule, "severity_points": points}]
+            for name, value in violation.evidence.items()] + [rule]
 
 
 def _policy_alerts(client: Client, features: FeatureSet, params: dict[str, int], config: DetectConfig,
@@ -520,7 +524,8 @@ def _policy_alerts(client: Client, features: FeatureSet, params: dict[str, int],
                 sensitive_categories=evidence["sensitive_categories"], people_exposed=evidence["audience_gain"],
                 leaves_organisation=bool(evidence["grantee_external"]),
                 actor_is_agent=bool(evidence["initiator_is_agent"] or evidence["via_ai_assistant"]))
-            key = f"{grant['resource']} -> {grant['grantee']}"
+            key = f"{grant['resource']} -> {grant['grantee']}"  # for people and ids; never parsed back
+            pair = {"resource": str(grant["resource"]), "grantee": str(grant["grantee"])}
             when = pd.Timestamp(grant["event_time"]).tz_localize("UTC") if pd.Timestamp(
                 grant["event_time"]).tzinfo is None else pd.Timestamp(grant["event_time"])
             first = last = when.to_pydatetime()
@@ -538,13 +543,14 @@ def _policy_alerts(client: Client, features: FeatureSet, params: dict[str, int],
             first, last = from_epoch_ms(run["first_ms"]), from_epoch_ms(run["last_ms"])
             group_key = f"resource:{key}"
             principals, resources = tuple(run["trainers"]), (key, *sorted(run["inputs"]))
+            pair = None
         points = severity_points(inputs)
         alerts.append(Alert(
             alert_id=_alert_id(f"{violation.detector}.{violation.rule}", violation.entity, key, features.end),
             detector=violation.detector, entity=violation.entity, entity_key=key, title=violation.reason,
             severity=severity(inputs), score=1.0, principals=principals, resources=resources,
             first_seen=first, last_seen=last, detected_at=features.end,
-            explanation=_policy_explanation(violation, points), group_key=group_key))
+            explanation=_policy_explanation(violation, points, pair), group_key=group_key))
     return alerts
 
 

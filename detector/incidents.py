@@ -533,6 +533,26 @@ def list_incidents(
     return [_public(r) for r in rows]
 
 
+def grant_of(incident: dict[str, Any]) -> dict[str, str] | None:
+    """The ``{resource, grantee}`` a grant incident is about, or ``None`` for other incidents.
+
+    Read from the structured pair the detector stores with the rule; an incident stored
+    before it did is read from its resource, which prefixes its key (``RESOURCE -> GRANTEE``),
+    so a name that itself contains `` -> `` still splits the right way.
+    """
+    if incident.get("entity") != "grant":
+        return None
+    for item in incident.get("explanation") or []:
+        pair = item.get("grant") if isinstance(item, dict) else None
+        if isinstance(pair, dict) and {"resource", "grantee"} <= set(pair):
+            return {"resource": str(pair["resource"]), "grantee": str(pair["grantee"])}
+    key = str(incident.get("entity_key", ""))
+    for resource in incident.get("resources") or []:
+        if key.startswith(f"{resource} -> "):
+            return {"resource": resource, "grantee": key[len(resource) + 4:]}
+    return None
+
+
 def unhandled_incidents(client: Client, ledger: str, limit: int = 200) -> list[tuple[int, str, datetime]]:
     """Active incidents whose current severity is not yet in a caller's ledger table, most severe first.
 

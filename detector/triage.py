@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 from clickhouse_connect.driver.client import Client
 
-from detector.incidents import STATUSES, _public, _read_rows
+from detector.incidents import STATUSES, _public, _read_rows, grant_of
 from detector.severity import SEVERITIES
 from features.registry import READING_ACTIONS
 from features.times import ms_param, to_epoch_ms
@@ -165,16 +165,16 @@ class BlastRadius:
 def blast_radius(client: Client, incident: dict[str, Any], limit: int = 1000) -> BlastRadius:
     """The blast radius of an incident.
 
-    For a grant (``entity == 'grant'``, key ``RESOURCE -> GRANTEE``) the audience is every
+    For a grant (:func:`detector.incidents.grant_of`) the audience is every
     principal reachable from the grantee through nested groups, with the chain of groups
     that brought each in. For every incident, readers are the principals who read its
     resources from its first evidence on, each marked first-time when they had never
     read that resource before.
     """
     radius = BlastRadius()
-    if incident.get("entity") == "grant" and " -> " in incident.get("entity_key", ""):
-        grantee = incident["entity_key"].split(" -> ", 1)[1]
-        members = _audience(client, grantee)
+    grant = grant_of(incident)
+    if grant is not None:
+        members = _audience(client, grant["grantee"])
         radius.audience_size = len(members)
         kinds = dict(client.query("SELECT principal, argMax(principal_type, updated_at) FROM principals"
                                   " GROUP BY principal").result_rows) if members else {}

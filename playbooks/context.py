@@ -23,7 +23,7 @@ import jinja2
 from clickhouse_connect.driver.client import Client
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from detector.incidents import DETECTOR_TECHNIQUES, get_incident
+from detector.incidents import DETECTOR_TECHNIQUES, get_incident, grant_of
 from detector.severity import SEVERITIES
 
 # Sandboxed: a playbook may come from anyone who can write to a playbook folder, and a
@@ -110,11 +110,7 @@ def derive(incident: dict[str, Any]) -> dict[str, Any]:
     entity, key = incident.get("entity", ""), incident.get("entity_key", "")
     resources, principals = list(incident.get("resources", [])), list(incident.get("principals", []))
     catalogue: dict[str, dict[str, Any]] = incident["catalogue"]
-    grant = None
-    if entity == "grant" and " -> " in key:
-        resource, grantee = key.split(" -> ", 1)
-        grant = {"resource": resource, "grantee": grantee}
-    incident["grant"] = grant
+    incident["grant"] = grant_of(incident)
     incident["principal"] = key if entity == "principal" else (principals[0] if principals else "")
     run = key if entity == "training_run" else ""
     incident["training_run"] = run

@@ -158,3 +158,53 @@ def test_a_killed_ingest_leaves_no_staging_tables_after_the_next_open(store_dsn:
         assert left == 0
     finally:
         close_store(client)
+
+
+# --- 14. grants are structured pairs, never joined text ----------------------------------
+
+
+def test_a_resource_named_with_an_arrow_is_revoked_and_measured_as_itself(client: Client, tmp_path: Path) -> None:
+    from builders import MONDAY, ingest_rows, iso, membership_row, principal_row, resource_row
+
+    from detector.incidents import grant_of
+    from detector.replay import run_steps
+    from detector.triage import blast_radius
+    from playbooks.context import incident_context
+    from playbooks.model import plan
+
+    def load(table: str, rows: list[dict]) -> None:
+        ingest_rows(client, tmp_path, table, [{k: iso(v) if hasattr(v, "tzinfo") else v for k, v in row.items()}
+                                              for row in rows])
+
+    people = [f"p{i}" for i in range(20)]
+    tricky = "ds.payroll -> contractors"
+    load("principals", [principal_row(p, team="t") for p in people])
+    load("memberships", [membership_row("all-staff", p) for p in people])
+    load("resources", [resource_row(tricky, sensitivity="restricted", categories=["pii"]),
+                       resource_row("ds.payroll", sensitivity="restricted", categories=["pii"])])
+    granted = MONDAY + timedelta(hours=9, minutes=1)
+    ingest_rows(client, tmp_path, "access_log", [
+        {"event_time": iso(granted), "event_id": "g1", "principal": "p0", "action": "grant", "resource": tricky,
+         "grantee": "all-staff", "via": "ai_assistant"}])
+
+    run_steps(client, MONDAY + timedelta(hours=9, minutes=5), timedelta(minutes=5), since=MONDAY + timedelta(hours=9))
+
+    fanouts = [i for i in list_incidents(client) if i["detector"] == "permission_fanout"]
+    assert len(fanouts) == 1
+    incident = fanouts[0]
+    assert grant_of(incident) == {"resource": tricky, "grantee": "all-staff"}
+    context = incident_context(client, incident["id"])
+    assert context["grant"] == {"resource": tricky, "grantee": "all-staff"}
+    planned = plan(load_library([LIBRARY]).playbooks["restricted_fanout"], context)
+    revoke = next(s for s in planned.steps if s.action == "revoke_grant")
+    assert revoke.params == {"resource": tricky, "grantee": "all-staff"}
+    assert blast_radius(client, incident).audience_size == len(people)
+
+
+def test_an_incident_stored_before_the_structured_pair_still_splits_at_its_resource() -> None:
+    from detector.incidents import grant_of
+
+    legacy = {"entity": "grant", "entity_key": "ds.payroll -> contractors -> all-staff",
+              "resources": ["ds.payroll -> contractors"], "explanation": [{"rule": "grant.mass_audience"}]}
+    assert grant_of(legacy) == {"resource": "ds.payroll -> contractors", "grantee": "all-staff"}
+    assert grant_of({"entity": "principal", "entity_key": "a -> b"}) is None
