@@ -645,10 +645,13 @@ def _echo_run(report) -> None:
     for step in report.steps:
         detail = step.error or (", ".join(f"{k}={v}" for k, v in step.result.items()) if step.result else "")
         click.echo(f"  {step.step:20} {step.state:18} {detail[:160]}")
-    waiting = [s.step for s in report.steps if s.state == "awaiting_approval"]
-    for step in waiting:
+    for step in [s.step for s in report.steps if s.state == "awaiting_approval"]:
         click.echo(f"  approve with: blastwall approve {report.run_id} {step}   "
                    f"(or: blastwall deny {report.run_id} {step} --reason ...)")
+    for step in [s.step for s in report.steps if s.state == "interrupted"]:
+        click.echo(f"  {step}: its outcome is unknown; check your system, then answer: "
+                   f"blastwall approve {report.run_id} {step} (it took effect) or "
+                   f"blastwall deny {report.run_id} {step} --reason ... (it did not)")
 
 
 @playbook.command(name="new")

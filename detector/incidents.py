@@ -538,7 +538,8 @@ def grant_of(incident: dict[str, Any]) -> dict[str, str] | None:
 
     Read from the structured pair the detector stores with the rule; an incident stored
     before it did is read from its resource, which prefixes its key (``RESOURCE -> GRANTEE``),
-    so a name that itself contains `` -> `` still splits the right way.
+    so a name that itself contains `` -> `` still splits the right way. Only an incident
+    that names no resource at all (written by hand) is split at its first arrow.
     """
     if incident.get("entity") != "grant":
         return None
@@ -547,9 +548,13 @@ def grant_of(incident: dict[str, Any]) -> dict[str, str] | None:
         if isinstance(pair, dict) and {"resource", "grantee"} <= set(pair):
             return {"resource": str(pair["resource"]), "grantee": str(pair["grantee"])}
     key = str(incident.get("entity_key", ""))
-    for resource in incident.get("resources") or []:
+    resources = incident.get("resources") or []
+    for resource in resources:
         if key.startswith(f"{resource} -> "):
             return {"resource": resource, "grantee": key[len(resource) + 4:]}
+    if not resources and " -> " in key:  # a hand-written incident (a playbook's inline test) names no resource
+        resource, grantee = key.split(" -> ", 1)
+        return {"resource": resource, "grantee": grantee}
     return None
 
 

@@ -296,8 +296,13 @@ class Responder:
             if status in ("started", "rollback_started"):
                 state = "running"  # in progress (or its process died: recover() settles it first)
                 break
+            if status == "interrupted":
+                # Its outcome is unknown: a human checks the real system and answers
+                # (approve: it took effect; deny: it did not), and the answer moves the run on.
+                state = "awaiting_decision"
+                break
             if status in TERMINAL:
-                if status in ("failed", "interrupted") and step.on_failure != "continue":
+                if status == "failed" and step.on_failure != "continue":
                     state = "failed"
                     break
                 continue
@@ -378,16 +383,28 @@ class Responder:
     # --- approvals -----------------------------------------------------------------------
 
     def approve(self, run_id: str, step: str, actor: str, now: datetime, reason: str = "") -> RunReport:
-        """Approve a step awaiting approval and continue the run (the step executes now)."""
+        """Approve a step awaiting approval and continue the run (the step executes now).
+
+        For an ``interrupted`` step (its outcome unknown after a crash or a timeout) approving
+        is the human's answer "it took effect": the step counts as succeeded, never re-run.
+        """
         playbook, context, planned, position = self._gated(run_id, step, approving=True)
-        self._log(run_id, context, playbook.id, planned, position, "approved", 0, actor, now, error=reason)
+        if self.step_states(run_id)[step].state == "interrupted":
+            self._log(run_id, context, playbook.id, planned, position, "succeeded", 0, actor, now,
+                      result={"confirmed_by": actor, "reason": reason})
+        else:
+            self._log(run_id, context, playbook.id, planned, position, "approved", 0, actor, now, error=reason)
         run = self._run_row(run_id) or {}
         # The approver carries the run on: the control rows name who let them happen.
         return self._advance(playbook, context, self._plan(playbook, context), now, actor,
                              run.get("mode", "manual"))
 
     def deny(self, run_id: str, step: str, actor: str, now: datetime, reason: str) -> RunReport:
-        """Deny a step awaiting approval (never executed); the run continues with the next step."""
+        """Deny a step awaiting approval (never executed); the run continues with the next step.
+
+        For an ``interrupted`` step denying is the answer "it did not take effect, and it is
+        not to be tried again": the run goes on without it.
+        """
         if not reason.strip():
             raise EngineError("a denial needs a reason")
         playbook, context, planned, position = self._gated(run_id, step, approving=False)
@@ -405,9 +422,9 @@ class Responder:
         if run["state"] in ("rolled_back", "rollback_failed"):
             raise EngineError(f"run {run_id} was rolled back; nothing in it runs any more")
         current = self.step_states(run_id).get(step)
-        if current is None or current.state != "awaiting_approval":
+        if current is None or current.state not in ("awaiting_approval", "interrupted"):
             state = current.state if current else "not reached"
-            raise EngineError(f"step {step!r} of run {run_id} is not awaiting approval (it is {state})")
+            raise EngineError(f"step {step!r} of run {run_id} is not awaiting approval or a decision (it is {state})")
         playbook = self._playbook(run["playbook"])
         context = self._context(int(run["incident_id"]))
         if approving and context["status"] in CLOSED:
@@ -522,7 +539,7 @@ class Responder:
                           record.attempt, "blastwall", now, error=error)
                 self._visible_failure(context, record.run_id, record.step, error, now)
             settled.append(self.step_states(record.run_id)[record.step])
-            if playbook is not None and verdict is not None:
+            if playbook is not None:  # on to the next step, or to wait visibly for a human's answer
                 try:
                     self._advance(playbook, context, self._plan(playbook, context), now, run["started_by"],
                                   run["mode"])

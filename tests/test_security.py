@@ -208,3 +208,81 @@ def test_an_incident_stored_before_the_structured_pair_still_splits_at_its_resou
               "resources": ["ds.payroll -> contractors"], "explanation": [{"rule": "grant.mass_audience"}]}
     assert grant_of(legacy) == {"resource": "ds.payroll -> contractors", "grantee": "all-staff"}
     assert grant_of({"entity": "principal", "entity_key": "a -> b"}) is None
+
+
+# --- 7. an interrupted step waits visibly for a human, and the answer moves the run on ---
+
+_TWO_STEP_PLAYBOOK = """\
+description: tells an outside system, then records the evidence
+triggers: {detectors: [runaway_agent]}
+steps:
+  - name: tell_soar
+    action: webhook
+    with: {url: "URL", payload: {principal: "{{ incident.principal }}"}}
+    timeout: 60s
+  - name: after
+    action: snapshot_evidence
+runbook: [check the SOAR]
+tests:
+  - name: an agent is reported
+    incident: {detector: runaway_agent, principals: [a]}
+    expect: {steps: [tell_soar, after]}
+  - name: secrets are not
+    incident: {detector: secrets, principals: [a]}
+    expect: {match: false}
+"""
+
+
+@pytest.mark.parametrize("answer", ["approve", "deny"])
+def test_a_step_killed_mid_webhook_waits_for_a_human_whose_answer_moves_the_run_on(
+        tmp_path: Path, receiver, answer: str) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time as clock
+    from datetime import UTC, datetime
+
+    from blastwall.schema import init_schema
+    from blastwall.store import close_store, open_store
+
+    dsn = f"chdb://{tmp_path / 'store'}"
+    client = open_store(dsn)
+    try:
+        init_schema(client)
+        incident = record_alert(client, alert("runaway_agent", "agent.x", "SEV4")).incident_id
+    finally:
+        close_store(client)
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "tell_soar.yaml").write_text(_TWO_STEP_PLAYBOOK.replace("URL", receiver.url("/soar")))
+    receiver.script("/soar", [200], delay=30)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "blastwall.cli", "--dsn", dsn, "playbook", "run", "tell_soar", "--incident",
+         str(incident), "--dir", str(folder)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env={**os.environ, "CI": "true"})
+    try:
+        assert len(receiver.wait_for("/soar", 1, timeout=60)) == 1
+    finally:
+        process.send_signal(signal.SIGKILL)  # a real crash, while the call is in flight
+        process.wait(timeout=30)
+
+    client = open_store(dsn)
+    try:
+        responder = Responder(client, load_library([folder]), Pager(client), retry_wait=0.01)
+        later = datetime.now(UTC) + timedelta(minutes=5)
+        responder.recover(later, clock=lambda: clock.time_ns() + 5 * 60 * 10**9)
+        report = responder.report(f"{incident}.tell_soar")
+        assert report.state == "awaiting_decision"  # visibly waiting, not "running" forever
+        assert {s.step: s.state for s in report.steps} == {"tell_soar": "interrupted"}
+
+        if answer == "approve":
+            report = responder.approve(report.run_id, "tell_soar", "alice", later, reason="SOAR has the case")
+            assert {s.step: s.state for s in report.steps}["tell_soar"] == "succeeded"
+        else:
+            report = responder.deny(report.run_id, "tell_soar", "alice", later, reason="SOAR never got it")
+            assert {s.step: s.state for s in report.steps}["tell_soar"] == "denied"
+        assert report.state == "succeeded" and {s.step: s.state for s in report.steps}["after"] == "succeeded"
+        assert len(receiver.at("/soar")) == 1  # the answer never re-sends the call
+    finally:
+        close_store(client)

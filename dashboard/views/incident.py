@@ -130,7 +130,10 @@ with respond:
     for run in runs:
         st.markdown(f"**{run['playbook']}** · {run['state']} · `{run['run_id']}`")
         st.dataframe(pd.DataFrame(run["steps"]), hide_index=True, width="stretch")
-        for step in [s for s in run["steps"] if s["state"] == "awaiting_approval"]:
+        for step in [s for s in run["steps"] if s["state"] in ("awaiting_approval", "interrupted")]:
+            if step["state"] == "interrupted":
+                st.warning(f"{step['step']}: its outcome is unknown (the process stopped or timed out during it). "
+                           "Check the system, then Approve if it took effect or Deny if it did not.")
             c1, c2, c3 = st.columns([1, 1, 3])
             why_not = c3.text_input("Reason", key=f"reason_{run['run_id']}_{step['step']}")
             if c1.button(f"Approve {step['step']}", key=f"approve_{run['run_id']}_{step['step']}"):
