@@ -530,9 +530,8 @@ class Responder:
             if context is None:
                 continue
             try:
-                verdict = self._settle(record, run, playbook, context, timeout, now)
+                self._settle(record, run, playbook, context, timeout, now)
             except Exception as exc:  # noqa: BLE001 - e.g. its action's parameters changed since
-                verdict = None
                 planned = PlannedStep(record.step, record.action, record.params, False, "", timeout, 0, "stop", False)
                 error = f"could not settle the step after a restart: {_describe(exc)}; check by hand"
                 self._log(record.run_id, context, run["playbook"], planned, record.position, "interrupted",

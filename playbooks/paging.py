@@ -39,6 +39,7 @@ import logging
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
+from time import time_ns
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
@@ -62,6 +63,11 @@ from features.settings_file import several_problems
 from features.times import from_epoch_ms, ms_param, to_epoch_ms
 
 MIGRATIONS: list[tuple[int, list[str]]] = [
+    (2, [
+        # Wall-clock nanoseconds of the write: a `sending` row older than the delivery
+        # timeout is a delivery interrupted by a crash (event time cannot tell in a replay).
+        "ALTER TABLE pages ADD COLUMN IF NOT EXISTS written UInt64 DEFAULT 0",
+    ]),
     (1, [
         # Append-only: a slot's state is its newest row. seq (per incident, increasing) orders
         # rows as written, whatever their `at` (tests and replays move the clock freely).
@@ -74,7 +80,11 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
     ]),
 ]
 
-STATES = ("sent", "failed", "deferred", "unrouted", "cancelled")
+STATES = ("sending", "sent", "failed", "deferred", "unrouted", "cancelled")
+#: A delivery still `sending` after this long (by the wall clock) was interrupted by a crash.
+INTERRUPTED_AFTER = timedelta(minutes=2)
+#: apprise schemes of plain HTTP receivers, which see our idempotency key as a header.
+_KEYED_SCHEMES = ("json", "jsons", "xml", "xmls", "form", "forms")
 #: Delivery rounds (each one up to ``retry_attempts`` tries) before a failed page is given up.
 MAX_ROUNDS = 10
 #: Backoff between rounds of a failed page: 1, 2, 4 … minutes, at most an hour, so a
@@ -360,12 +370,16 @@ class Pager:
         Defaults to :func:`default_routing` (everything recorded ``unrouted``).
     max_rounds : int
         Delivery rounds of a failed page before it is given up (left ``failed``).
+    interrupted_after : timedelta
+        A delivery still ``sending`` this long after it began (wall clock) was interrupted.
     """
 
-    def __init__(self, client: Client, config: RoutingConfig | None = None, max_rounds: int = MAX_ROUNDS) -> None:
+    def __init__(self, client: Client, config: RoutingConfig | None = None, max_rounds: int = MAX_ROUNDS,
+                 interrupted_after: timedelta = INTERRUPTED_AFTER) -> None:
         self.client = client
         self.config = config if config is not None else default_routing()
         self.max_rounds = max_rounds
+        self.interrupted_after = interrupted_after
 
     # ---- public API
 
@@ -464,6 +478,9 @@ class Pager:
     def escalate(self, now: datetime) -> list[PageRecord]:
         """The every-minute pass: due deferred pages, failed retries, escalation levels.
 
+        0. Deliveries interrupted by a crash (still ``sending`` after :data:`INTERRUPTED_AFTER`)
+           are delivered again with the same idempotency key, whatever the incident's status
+           (it may have been paged): the page is recorded with reason :data:`REDELIVERED`.
         1. Deferred pages whose ``due_at <= now`` are delivered, or cancelled if the incident
            is no longer open (acknowledged, contained, resolved, false positive).
         2. Failed pages whose retry is due are delivered again (with the same cancellation),
@@ -486,6 +503,15 @@ class Pager:
                 incidents[incident_id] = get_incident(self.client, incident_id)
             return incidents[incident_id]
 
+        for (incident_id, severity, level, channel), tries in self._interrupted():
+            incident = current(incident_id)
+            if incident is None:
+                continue
+            # Re-delivered with the same idempotency key: a channel that honours it drops the
+            # repeat; one that cannot may show the page twice (the documented exception).
+            title, body = self._message(incident, severity, level, "")
+            written.append(self._send(incident_id, severity, level, channel, title, body, now,
+                                      reason=REDELIVERED, attempts=tries))
         for (incident_id, severity, level, channel, state), tries in self._due(now):
             incident = current(incident_id)
             if incident is None or incident["status"] != "open":
@@ -509,9 +535,14 @@ class Pager:
             " FROM pages WHERE incident_id = {id:UInt64} ORDER BY seq",
             parameters={"id": incident_id},
         )
-        return [PageRecord(incident_id, sev, int(level), channel, state, from_epoch_ms(at_ms), error,
-                           from_epoch_ms(due_ms) if due_ms else None, int(tries), reason)
-                for sev, level, channel, state, at_ms, error, due_ms, tries, reason in result.result_rows]
+        records = [PageRecord(incident_id, sev, int(level), channel, state, from_epoch_ms(at_ms), error,
+                              from_epoch_ms(due_ms) if due_ms else None, int(tries), reason)
+                   for sev, level, channel, state, at_ms, error, due_ms, tries, reason in result.result_rows]
+        # A `sending` row followed by its outcome says nothing more; one left last is a
+        # delivery in progress or interrupted, and is shown.
+        last_of = {(r.severity, r.level, r.channel): i for i, r in enumerate(records)}
+        return [r for i, r in enumerate(records)
+                if r.state != "sending" or last_of[(r.severity, r.level, r.channel)] == i]
 
     # ---- internals
 
@@ -549,7 +580,8 @@ class Pager:
         # Aliases differ from column names: ClickHouse would substitute them into argMax(...) too.
         return self.client.query(
             "SELECT incident_id, severity, level, channel, argMax(state, seq) AS last_state,"
-            " argMax(toUnixTimestamp64Milli(due_at), seq) AS due_ms, argMax(attempts, seq) AS tries"
+            " argMax(toUnixTimestamp64Milli(due_at), seq) AS due_ms, argMax(attempts, seq) AS tries,"
+            " argMax(written, seq) AS last_written"
             f" FROM pages GROUP BY incident_id, severity, level, channel HAVING {where}"
             " ORDER BY incident_id, level, severity, channel",
             parameters=parameters,
@@ -559,6 +591,11 @@ class Pager:
         rows = self._latest("incident_id = {id:UInt64} AND level = {level:UInt8}"
                             " AND last_state IN ('deferred', 'failed')", {"id": incident_id, "level": level})
         return [(row[:4], int(row[6])) for row in rows]
+
+    def _interrupted(self) -> list[tuple[tuple[Any, ...], int]]:
+        cutoff = time_ns() - int(self.interrupted_after.total_seconds() * 1e9)
+        rows = self._latest("last_state = 'sending' AND last_written < {cutoff:UInt64}", {"cutoff": cutoff})
+        return [((int(r[0]), r[1], int(r[2]), r[3]), int(r[6])) for r in rows]
 
     def _due(self, now: datetime) -> list[tuple[tuple[Any, ...], int]]:
         rows = self._latest("last_state IN ('deferred', 'failed') AND due_ms > 0 AND due_ms <= {now:Int64}",
@@ -572,7 +609,12 @@ class Pager:
             return self._write(PageRecord(incident_id, severity, level, channel, "unrouted", now,
                                           error="channel has no URL" if channel in self.config.channels
                                           else "channel no longer configured", reason=reason, attempts=attempts))
-        error, _ = self._deliver(channel, title, body, _notify_type(severity))
+        # The attempt is recorded before the delivery, so a crash during it is never taken for
+        # "not paged yet" (which would page again with a new message): see escalate(), step 0.
+        self._write(PageRecord(incident_id, severity, level, channel, "sending", now, attempts=attempts,
+                               reason=reason))
+        key = page_key(incident_id, severity, level, channel)
+        error, _ = self._deliver(channel, title, body, _notify_type(severity), key=key)
         rounds = attempts + 1
         if error and error.startswith("failed"):
             due = (_aware(now) + min(_FIRST_BACKOFF * 2 ** (rounds - 1), _MAX_BACKOFF)
@@ -584,8 +626,11 @@ class Pager:
         return self._write(PageRecord(incident_id, severity, level, channel, "sent", now, error=error,
                                       attempts=rounds, reason=reason))
 
-    def _deliver(self, channel: str, title: str, body: str, notify_type: apprise.NotifyType) -> tuple[str, int]:
+    def _deliver(self, channel: str, title: str, body: str, notify_type: apprise.NotifyType,
+                 key: str = "") -> tuple[str, int]:
         """Send to every URL of a channel, retrying the failing ones (tenacity).
+
+        ``key`` (the page's idempotency key) reaches the channels that can carry it.
 
         Returns
         -------
@@ -595,7 +640,8 @@ class Pager:
             ``"failed: …"`` when none did.
         tries : int
         """
-        urls = self.config.urls(channel)
+        urls = [with_idempotency_key(url, key) for url in self.config.urls(channel)] if key \
+            else self.config.urls(channel)
         errors: dict[int, str] = {}
         pending = list(range(len(urls)))
         tries = 0
@@ -656,18 +702,40 @@ class Pager:
             "SELECT max(seq) FROM pages WHERE incident_id = {id:UInt64}", parameters={"id": record.incident_id}
         ).result_rows[0][0] + 1
         self.client.command(
-            "INSERT INTO pages (incident_id, seq, severity, level, channel, state, reason, at, due_at, attempts, error)"
-            " SELECT {id:UInt64}, {seq:UInt32}, {severity:String}, {level:UInt8}, {channel:String}, {state:String},"
-            " {reason:String}, " + ms_param("at") + ", " + ms_param("due") + ", {attempts:UInt16}, {error:String}",
+            "INSERT INTO pages (incident_id, seq, severity, level, channel, state, reason, at, due_at, attempts, error,"
+            " written) SELECT {id:UInt64}, {seq:UInt32}, {severity:String}, {level:UInt8}, {channel:String},"
+            " {state:String}, {reason:String}, " + ms_param("at") + ", " + ms_param("due")
+            + ", {attempts:UInt16}, {error:String}, {written:UInt64}",
             parameters={"id": record.incident_id, "seq": seq, "severity": record.severity, "level": record.level,
                         "channel": record.channel, "state": record.state, "reason": record.reason,
                         "at": _ms(record.at), "due": _ms(record.due_at), "attempts": record.attempts,
-                        "error": redact_text(record.error)},
+                        "error": redact_text(record.error), "written": time_ns()},
         )
         if record.state in ("failed", "unrouted"):
             log.warning("page %s for incident %s on %r: %s", record.state, record.incident_id, record.channel,
                         redact_text(record.error))
         return record
+
+
+#: The reason of a page delivered again after a crash interrupted its delivery.
+REDELIVERED = "re-delivered: a crash interrupted the first delivery (a channel without idempotency may show it twice)"
+
+
+def page_key(incident_id: int, severity: str, level: int, channel: str) -> str:
+    """The idempotency key of one page slot: the same on every delivery attempt of it."""
+    return f"blastwall-{incident_id}-{severity}-{level}-{channel}"
+
+
+def with_idempotency_key(url: str, key: str) -> str:
+    """``url`` with ``key`` as an ``Idempotency-Key`` header where the channel can carry one.
+
+    apprise's plain HTTP channels (``json://``, ``xml://``, ``form://``) send ``+Header=value``
+    URL arguments as headers; other services have no such field through apprise, so their
+    URLs are left as they are (a re-delivery after a crash may reach them twice).
+    """
+    if url.split("://", 1)[0].lower() not in _KEYED_SCHEMES:
+        return url
+    return f"{url}{'&' if '?' in url else '?'}+Idempotency-Key={key}"
 
 
 def _send_one(url: str, title: str, body: str, notify_type: apprise.NotifyType) -> tuple[bool, str]:

@@ -286,3 +286,59 @@ def test_a_step_killed_mid_webhook_waits_for_a_human_whose_answer_moves_the_run_
         assert len(receiver.at("/soar")) == 1  # the answer never re-sends the call
     finally:
         close_store(client)
+
+
+# --- 6. one page per incident, even when the process dies while paging -------------------
+
+
+def test_a_crash_during_delivery_redelivers_once_with_the_same_idempotency_key(tmp_path: Path, receiver) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time as clock
+    from datetime import UTC, datetime
+
+    from blastwall.config import load_settings
+    from blastwall.schema import init_schema
+    from blastwall.store import close_store, open_store
+    from playbooks.paging import REDELIVERED
+
+    dsn = f"chdb://{tmp_path / 'store'}"
+    settings = tmp_path / "settings.yaml"
+    settings.write_text(f"paging:\n  channels: {{oncall: '{receiver.url('/oncall').replace('http', 'json', 1)}'}}\n"
+                        "  routes: {SEV1: {channels: [oncall]}}\n  retry_attempts: 1\n")
+    client = open_store(dsn)
+    try:
+        init_schema(client)
+        now = datetime.now(UTC)
+        incident = record_alert(client, alert("bulk_export", "bob", "SEV1", at=now - timedelta(minutes=20),
+                                              resources=("ds.hr",))).incident_id
+    finally:
+        close_store(client)
+    receiver.script("/oncall", [200], delay=30)  # the page hangs in flight ...
+    process = subprocess.Popen([sys.executable, "-m", "blastwall.cli", "--dsn", dsn, "--config", str(settings),
+                                "respond"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               env={**os.environ, "CI": "true"})
+    try:
+        assert len(receiver.wait_for("/oncall", 1, timeout=60)) == 1
+    finally:
+        process.send_signal(signal.SIGKILL)  # ... and the process dies during the delivery
+        process.wait(timeout=30)
+    receiver.script("/oncall", [200])
+
+    client = open_store(dsn)
+    try:
+        pager = Pager(client, load_settings(settings).paging, interrupted_after=timedelta(seconds=1))
+        stored = client.query("SELECT max(seq) FROM pages").result_rows[0][0]
+        assert stored >= 1  # the attempt was recorded before the delivery
+        assert pager.page({"id": incident, "severity": "SEV1", "status": "open", "title": "t"}, now) == []
+        clock.sleep(1.2)
+        redelivered = pager.escalate(now)
+        assert [(r.state, r.reason) for r in redelivered] == [("sent", REDELIVERED)]
+        assert pager.escalate(now) == []  # once
+        keys = [r.headers.get("Idempotency-Key") for r in receiver.at("/oncall")]
+        assert len(keys) == 2 and keys[0] == keys[1] and keys[0].startswith(f"blastwall-{incident}-SEV1-0-")
+        assert [(p.state, p.reason) for p in pager.pages(incident)][-1] == ("sent", REDELIVERED)
+    finally:
+        close_store(client)
