@@ -40,6 +40,9 @@ import functools
 import os
 import secrets
 import tempfile
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -287,6 +290,51 @@ def _duplicate_users(items: list[Any]) -> list[str]:
     return problems
 
 
+class SignInThrottle:
+    """Back-off on failed local sign-ins, per account and per client address.
+
+    After ``free`` failures in a row for an account (or from an address), each further
+    attempt must wait ``base * 2**(extra failures)`` seconds, at most ``ceiling``; an
+    attempt made too early is refused without checking the password, so a guessing loop
+    costs the console no argon2 work. A success clears the account's and the address's
+    count. It is a back-off, never a lock-out: the owner of a guessed account can always
+    sign in after the wait. One throttle per console process (all sessions share it).
+    """
+
+    def __init__(self, free: int = 5, base: float = 1.0, ceiling: float = 900.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.free, self.base, self.ceiling, self.clock = free, base, ceiling, clock
+        self._failures: dict[tuple[str, str], tuple[int, float]] = {}
+        self._lock = threading.Lock()
+
+    def wait(self, user: str, address: str) -> float:
+        """Seconds before ``user`` from ``address`` may try again (0: now)."""
+        now = self.clock()
+        with self._lock:
+            return max(0.0, *(self._until(key) - now for key in self._keys(user, address)))
+
+    def record(self, user: str, address: str, ok: bool) -> None:
+        """Count an attempt's outcome."""
+        now = self.clock()
+        with self._lock:
+            for key in self._keys(user, address):
+                if ok:
+                    self._failures.pop(key, None)
+                else:
+                    count, _ = self._failures.get(key, (0, now))
+                    self._failures[key] = (count + 1, now)
+
+    def _until(self, key: tuple[str, str]) -> float:
+        count, last = self._failures.get(key, (0, 0.0))
+        if count < self.free:
+            return 0.0
+        return last + min(self.ceiling, self.base * 2 ** (count - self.free))
+
+    @staticmethod
+    def _keys(user: str, address: str) -> list[tuple[str, str]]:
+        return [("user", user.strip().lower())] + ([("address", address)] if address else [])
+
+
 class Accounts(BaseModel):
     """The accounts file: local accounts and the OIDC role mapping."""
 
@@ -332,6 +380,23 @@ class Accounts(BaseModel):
         except (VerificationError, InvalidHashError):
             return None
         return account.to_user() if account is not None else None
+
+    def sign_in(self, user: str, password: str, address: str, throttle: SignInThrottle) -> User:
+        """:meth:`authenticate` behind the back-off of ``throttle``.
+
+        Raises
+        ------
+        AccessDenied
+            Wrong user or password, or too many failures: wait (the message says how long).
+        """
+        wait = throttle.wait(user, address)
+        if wait > 0:
+            raise AccessDenied(f"too many failed sign-ins for this account or address: try again in {wait:.0f} s")
+        found = self.authenticate(user, password)
+        throttle.record(user, address, ok=found is not None)
+        if found is None:
+            raise AccessDenied("wrong user or password")
+        return found
 
     def for_oidc(self, email: str, name: str = "") -> User:
         """The :class:`User` of an identity signed in through OIDC.

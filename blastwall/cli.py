@@ -261,7 +261,9 @@ def console(ctx: click.Context, port: int, address: str) -> None:
     dsn = resolve_dsn(ctx.obj["dsn"])
     with _client(ctx):  # fail here, in one line, if the store is unusable
         pass
-    _settings(ctx)  # and here, if the settings are unusable
+    settings = _settings(ctx)  # and here, if the settings are unusable
+    if settings.unsigned_webhooks:
+        click.echo(f"blastwall: warning: {settings.unsigned_webhooks}", err=True)
     _launch_console(ctx, dsn, port, address=address)
 
 
@@ -496,6 +498,8 @@ def run(ctx: click.Context, step, lateness) -> None:
                                                   respond_max_age=settings.respond_max_age),
                              responder=_responder(ctx, client))
         scheduler = schedule(BlockingScheduler(timezone="UTC"), jobs)
+        if settings.unsigned_webhooks:
+            click.echo(f"blastwall: warning: {settings.unsigned_webhooks}", err=True)
         click.echo(f"blastwall run: detecting every minute in {step} steps, {lateness} behind now; "
                    f"{len(jobs.responder.library.playbooks)} playbooks (Ctrl-C to stop)")
         try:

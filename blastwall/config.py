@@ -53,6 +53,14 @@ class Settings(BaseModel):
     def _duration(cls, value: Any) -> timedelta:
         return parse_duration(value)
 
+    @property
+    def unsigned_webhooks(self) -> str:
+        """A warning when webhooks would go out unsigned (no secret), else ``""``."""
+        if self.integrations.secret:
+            return ""
+        return ("webhooks go out unsigned: set BLASTWALL_WEBHOOK_SECRET so your systems can verify "
+                "X-Blastwall-Signature")
+
     def playbook_folders(self, extra: tuple[Path, ...] = ()) -> list[Path]:
         """The built-in library first, then the configured folders, then ``extra``."""
         return [LIBRARY, *self.playbooks, *extra]

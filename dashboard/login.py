@@ -9,7 +9,8 @@ from __future__ import annotations
 import streamlit as st
 
 from blastwall.access import AccessDenied, AccountsError, User, load_accounts
-from dashboard.state import accounts_path
+from dashboard import style
+from dashboard.state import SIGN_IN_THROTTLE, accounts_path, client_address
 
 
 def _oidc_configured() -> bool:
@@ -33,7 +34,7 @@ def signed_in_user() -> User | None:
                 st.session_state["user"] = accounts.for_oidc(str(st.user.get("email", "")),
                                                              str(st.user.get("name", "")))
             except AccessDenied as refused:
-                st.error(f"{refused} Ask an admin to add your e-mail to the accounts file.")
+                st.error(f"{style.text(refused)} Ask an admin to add your e-mail to the accounts file.")
                 return None
             return st.session_state["user"]
     return None
@@ -44,7 +45,7 @@ def _accounts():
     try:
         return load_accounts(path)
     except AccountsError as error:
-        st.error(str(error))
+        st.error(style.text(error))
         st.info(f"Create an account: `blastwall account add USER --role admin --file {path}`")
         return None
 
@@ -64,9 +65,10 @@ def form() -> None:
         password = st.text_input("Password", type="password", key="sign_in_password")
         submitted = st.form_submit_button("Sign in", type="primary")
     if submitted:
-        found = accounts.authenticate(user, password)
-        if found is None:
-            st.error("Wrong user or password.")
+        try:
+            found = accounts.sign_in(user, password, client_address(), SIGN_IN_THROTTLE)
+        except AccessDenied as refused:
+            st.error(str(refused)[0].upper() + str(refused)[1:] + ".")
         else:
             st.session_state["user"] = found
             st.rerun()
@@ -75,7 +77,7 @@ def form() -> None:
 def sidebar(user: User) -> None:
     """Who is signed in, and signing out."""
     with st.sidebar:
-        st.write(f"**{user.name or user.user}** · {user.role}")
+        st.write(f"**{style.text(user.name or user.user)}** · {user.role}")
         if st.button("Sign out", key="sign_out"):
             for key in list(st.session_state):  # nothing of this user stays for the next one
                 if key != "options":

@@ -26,6 +26,7 @@ from blastwall.access import (
     AccessDenied,
     AccountsError,
     ConsoleActions,
+    SignInThrottle,
     User,
     default_accounts_path,
     load_accounts,
@@ -176,6 +177,19 @@ def acting() -> Iterator[ConsoleActions]:
         _cached_read.clear()  # what the action changed must show on the next read
 
 
+#: One sign-in back-off for the console process: every session shares it (kept in the
+#: module, like the locks, so clearing Streamlit's caches cannot reset it).
+SIGN_IN_THROTTLE = SignInThrottle()
+
+
+def client_address() -> str:
+    """The browser's address as Streamlit sees it (empty when unknown, e.g. in AppTest)."""
+    try:
+        return str(st.context.ip_address or "")
+    except Exception:  # noqa: BLE001 - no request context (a test)
+        return ""
+
+
 def accounts_path() -> Path:
     return options().accounts or default_accounts_path()
 
@@ -226,6 +240,8 @@ def _start_jobs(dsn: str, config: Path | None, demo: bool) -> HostedJobs:
         except Exception as error:  # noqa: BLE001 - detection must run even if the simulation cannot
             hosted.traffic_error = f"live traffic could not start: {error}"
             log.error(hosted.traffic_error)
+    if conf.unsigned_webhooks:
+        log.warning(conf.unsigned_webhooks)  # once, as the jobs start (the Playbooks view says it too)
     scheduler.start()
     return hosted
 

@@ -2,13 +2,34 @@
 
 from __future__ import annotations
 
+import re
+import string
 from typing import Any
 
 import pandas as pd
 
+# Every ASCII punctuation character can be backslash-escaped in Markdown (CommonMark), and
+# escaping all of them disarms links, images, emphasis, HTML, Streamlit's ``:colour[...]``
+# and ``:material/...:`` directives and ``$`` maths. Bare URLs, ``www.`` names and e-mail
+# addresses are linked even so (GFM autolinks): a zero-width space breaks each trigger.
+_ESCAPES = str.maketrans({char: "\\" + char for char in string.punctuation})
+_AUTOLINK_TRIGGERS = re.compile(r"(?i)(\\:)(\\/\\/)|(www)(\\.)|()(\\@)")
+
 SEVERITY_COLOURS = {"SEV1": "#d93025", "SEV2": "#f29900", "SEV3": "#1a73e8", "SEV4": "#80868b"}
 SEVERITY_BADGE = {"SEV1": "red", "SEV2": "orange", "SEV3": "blue", "SEV4": "gray"}
 SEVERITY_MEANING = {"SEV1": "page now", "SEV2": "page", "SEV3": "notify / ticket", "SEV4": "record"}
+
+
+def text(value: Any) -> str:
+    """A value from the data (a log line, a name, an error) as literal text in a Markdown element.
+
+    Anyone who can write a log line controls principal, resource and grantee names; in a
+    title, caption, alert or metric they must read as text, never become a link, an image
+    (a tracking beacon) or formatting. Newlines become spaces: one element, one line.
+    """
+    escaped = " ".join(str(value).split()).translate(_ESCAPES)
+    return _AUTOLINK_TRIGGERS.sub(lambda m: "\u200b".join(part for part in m.groups() if part is not None),
+                                  escaped)
 
 
 def queue_row(incident: dict[str, Any]) -> dict[str, Any]:

@@ -6,25 +6,33 @@ the server: what a role may not do shows an error and changes nothing.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from builders import alert
 from streamlit.testing.v1 import AppTest
 
 from blastwall.access import User, add_account
 from blastwall.schema import init_schema
 from blastwall.simulation import OrgSpec, write_to_store
 from blastwall.store import close_store, is_open, open_store
+from dashboard import style
 from dashboard.state import ConsoleOptions, store_client
-from detector.incidents import Alert, get_incident, incident_timeline, record_alert
+from detector.incidents import get_incident, incident_timeline, record_alert
 from playbooks.actions import controls_in_force
 
 APP = str(Path(__file__).resolve().parent.parent / "dashboard" / "app.py")
 NOW = datetime.now(UTC).replace(microsecond=0)
 MIDNIGHT = NOW.replace(hour=0, minute=0, second=0)
 ROLES = ("viewer", "analyst", "responder", "admin")
+
+
+def _plain(markdown: str) -> str:
+    """What a reader sees of Markdown whose data was escaped (see dashboard.style.text)."""
+    return re.sub(r"\\(.)", r"\1", markdown)
 
 
 @pytest.fixture
@@ -43,11 +51,10 @@ def org(store_dsn: str, tmp_path: Path) -> Iterator[dict]:
 
     def incident(detector: str, key: str, severity: str, entity: str, principals: tuple, resources: tuple,
                  explanation: list) -> int:
-        return record_alert(client, Alert(
-            alert_id=f"{detector}|{key}", detector=detector, entity=entity, entity_key=key,
-            title=f"{detector} on {key}", severity=severity, score=0.999, principals=principals,
-            resources=resources, first_seen=seen, last_seen=seen + timedelta(hours=6),
-            detected_at=NOW - timedelta(minutes=5), explanation=explanation)).incident_id
+        return record_alert(client, alert(
+            detector, key, severity, at=seen, entity=entity, principals=principals, resources=resources,
+            explanation=explanation, last_seen=seen + timedelta(hours=6),
+            detected_at=NOW - timedelta(minutes=5))).incident_id
 
     ids = {
         "fanout": incident("permission_fanout", f"{restricted} -> all-staff", "SEV1", "grant", (person,),
@@ -86,6 +93,23 @@ def open_incident(org: dict, role: str, incident: int) -> AppTest:
     return app
 
 
+def test_repeated_failed_sign_ins_are_held_back(org: dict) -> None:
+    from dashboard.state import SIGN_IN_THROTTLE
+
+    app = console(org, role=None)
+    try:
+        for _ in range(SIGN_IN_THROTTLE.free):
+            app.text_input(key="sign_in_user").input("admin")
+            app.text_input(key="sign_in_password").input("guess")
+            app.button[0].click().run()
+        app.text_input(key="sign_in_password").input("admin-password")  # right, but too soon
+        app.button[0].click().run()
+        assert "user" not in app.session_state
+        assert any("Too many failed sign-ins" in _plain(e.value) for e in app.error)
+    finally:
+        SIGN_IN_THROTTLE.record("admin", "", ok=True)  # other tests sign in as admin
+
+
 def test_sign_in_with_a_local_account(org: dict) -> None:
     app = console(org, role=None)
     assert not app.exception
@@ -93,7 +117,7 @@ def test_sign_in_with_a_local_account(org: dict) -> None:
     app.text_input(key="sign_in_user").input("responder")
     app.text_input(key="sign_in_password").input("wrong")
     app.button[0].click().run()
-    assert any("Wrong user or password" in e.value for e in app.error)
+    assert any("Wrong user or password" in _plain(e.value) for e in app.error)
     app.text_input(key="sign_in_password").input("responder-password")
     app.button[0].click().run()
     assert not app.exception
@@ -122,12 +146,12 @@ def test_opening_an_incident_from_the_queue(org: dict) -> None:
     app.button(key="q_open_button").click().run()
     assert not app.exception, app.exception
     assert app.session_state["incident_id"] == org["ids"]["export"]
-    assert app.title[0].value == f"bulk_export on {org['person']}"
+    assert app.title[0].value == style.text(f"bulk_export on {org['person']}")  # shown as text
 
 
 def test_incident_view_explains_shows_evidence_radius_and_timeline(org: dict) -> None:
     app = open_incident(org, "viewer", org["ids"]["fanout"])
-    assert app.title[0].value.startswith("permission_fanout on")
+    assert app.title[0].value.startswith(style.text("permission_fanout on"))
     labels = {m.label: m.value for m in app.metric}
     assert labels["status"] == "open" and labels["able to read (through the grant)"] != "0"
     tables = [t.value for t in app.dataframe]
@@ -149,7 +173,7 @@ def test_acknowledge_needs_an_analyst(org: dict, role: str) -> None:
     status = get_incident(org["client"], incident)["status"]
     if role == "viewer":
         assert status == "open"
-        assert any("may not acknowledge" in e.value for e in app.error)
+        assert any("may not acknowledge" in _plain(e.value) for e in app.error)
         assert incident_timeline(org["client"], incident)[-1]["action"] == "denied_action"
     else:
         assert status == "acknowledged"
@@ -166,7 +190,7 @@ def test_assign_note_false_positive_and_resolve(org: dict) -> None:
     assert get_incident(org["client"], incident)["assignee"] == "bob"
     assert incident_timeline(org["client"], incident)[-1]["reason"] == "checked the export destinations"
     app.button(key="do_fp").click().run()  # no reason: refused, shown
-    assert any("needs a reason" in e.value for e in app.error)
+    assert any("needs a reason" in _plain(e.value) for e in app.error)
     app.text_input(key="do_fp_reason").input("sanctioned migration")
     app.button(key="do_fp").click().run()
     assert get_incident(org["client"], org["ids"]["export"])["status"] == "false_positive"
@@ -180,7 +204,7 @@ def test_run_approve_and_roll_back_need_a_responder(org: dict) -> None:
     analyst = open_incident(org, "analyst", incident)
     analyst.selectbox(key="do_playbook").set_value("embedding_export")
     analyst.button(key="do_run").click().run()
-    assert any("may not run_playbook" in e.value for e in analyst.error)
+    assert any("may not run_playbook" in _plain(e.value) for e in analyst.error)
 
     responder = open_incident(org, "responder", incident)
     responder.selectbox(key="do_playbook").set_value("embedding_export")
@@ -190,7 +214,7 @@ def test_run_approve_and_roll_back_need_a_responder(org: dict) -> None:
     assert responder.button(key=f"approve_{run_id}_suspend_identity") is not None
     analyst = open_incident(org, "analyst", incident)
     analyst.button(key=f"approve_{run_id}_suspend_identity").click().run()
-    assert any("may not approve" in e.value for e in analyst.error)
+    assert any("may not approve" in _plain(e.value) for e in analyst.error)
     assert controls_in_force(org["client"]) == []
 
     responder = open_incident(org, "responder", incident)
@@ -212,7 +236,7 @@ def test_deny_a_pending_step(org: dict) -> None:
     app.button(key=f"deny_{run_id}_suspend_identity").click().run()
     assert not app.exception, app.exception
     assert controls_in_force(org["client"]) == []
-    assert any("denied suspend_identity" in s.value for s in app.success)
+    assert any("denied suspend_identity" in _plain(s.value) for s in app.success)
 
 
 def test_overview_shows_health_trends_and_detector_quality(org: dict) -> None:
@@ -235,7 +259,7 @@ def test_playbooks_catalogue_controls_and_dry_run(org: dict) -> None:
     app.selectbox(key="dry_playbook").set_value("restricted_fanout")
     app.text_input(key="dry_incident").input(str(org["ids"]["fanout"]))
     app.button(key="dry_run").click().run()
-    assert any("4 steps would run at SEV1" in s.value for s in app.success)
+    assert any("4 steps would run at SEV1" in _plain(s.value) for s in app.success)
     plan = next(t.value for t in app.dataframe if "does" in t.value.columns)
     assert list(plan["step"]) == ["snapshot_readers", "revoke_grant", "notify_owner", "page"]
     assert controls_in_force(org["client"]) == []  # a dry run changes nothing
@@ -259,7 +283,7 @@ def test_mark_contained_by_hand(org: dict) -> None:
     app.button(key="do_contain").click().run()
     assert not app.exception, app.exception
     assert get_incident(org["client"], incident)["status"] == "contained"
-    assert any("contained: done" in s.value for s in app.success)
+    assert any("contained: done" in _plain(s.value) for s in app.success)
 
 
 def test_without_an_accounts_file_the_console_says_how_to_create_one(org: dict, tmp_path: Path) -> None:
@@ -268,7 +292,7 @@ def test_without_an_accounts_file_the_console_says_how_to_create_one(org: dict, 
     app.session_state["options"] = ConsoleOptions(org["dsn"], None, missing, False, False)
     app.run()
     assert not app.exception, app.exception
-    assert any(str(missing) in e.value for e in app.error)
+    assert any(str(missing) in _plain(e.value) for e in app.error)
     assert any(f"blastwall account add USER --role admin --file {missing}" in i.value for i in app.info)
     assert "user" not in app.session_state
 
@@ -278,7 +302,7 @@ def test_a_demoted_account_loses_its_rights_at_its_next_action(org: dict) -> Non
     app = open_incident(org, "analyst", incident)
     add_account(org["accounts"], "analyst", "viewer", "analyst-password")  # demoted while signed in
     app.button(key="do_ack").click().run()
-    assert any("may not acknowledge" in e.value for e in app.error)
+    assert any("may not acknowledge" in _plain(e.value) for e in app.error)
     assert get_incident(org["client"], incident)["status"] == "open"
 
 

@@ -342,3 +342,55 @@ def test_a_crash_during_delivery_redelivers_once_with_the_same_idempotency_key(t
         assert [(p.state, p.reason) for p in pager.pages(incident)][-1] == ("sent", REDELIVERED)
     finally:
         close_store(client)
+
+
+# --- 5. sign-in back-off ------------------------------------------------------------------
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_failed_sign_ins_back_off_per_account_and_per_address(tmp_path: Path) -> None:
+    from blastwall.access import AccessDenied, SignInThrottle, add_account, load_accounts
+
+    path = tmp_path / "accounts.yaml"
+    add_account(path, "ana", "analyst", "right-password")
+    add_account(path, "bob", "viewer", "bobs-password")
+    accounts = load_accounts(path)
+    clock = _Clock()
+    throttle = SignInThrottle(free=3, base=2.0, ceiling=60.0, clock=clock)
+
+    for _ in range(3):
+        with pytest.raises(AccessDenied, match="wrong user or password"):
+            accounts.sign_in("ana", "guess", "10.0.0.9", throttle)
+    # The 4th try is refused before the password is even checked, right or wrong.
+    with pytest.raises(AccessDenied, match=r"too many failed sign-ins .* try again in 2 s"):
+        accounts.sign_in("ana", "right-password", "10.0.0.1", throttle)
+    # The guessing address is held back for other accounts too.
+    with pytest.raises(AccessDenied, match="too many failed sign-ins"):
+        accounts.sign_in("bob", "bobs-password", "10.0.0.9", throttle)
+    assert accounts.sign_in("bob", "bobs-password", "10.0.0.2", throttle).user == "bob"
+
+    clock.now += 2.1
+    with pytest.raises(AccessDenied, match="wrong user or password"):
+        accounts.sign_in("ana", "guess", "10.0.0.1", throttle)
+    with pytest.raises(AccessDenied, match="try again in 4 s"):  # the wait doubles
+        accounts.sign_in("ana", "guess", "10.0.0.1", throttle)
+    clock.now += 4.1
+    assert accounts.sign_in("ana", "right-password", "10.0.0.1", throttle).user == "ana"
+    assert throttle.wait("ana", "10.0.0.1") == 0  # a success clears the count
+
+
+def test_the_ceiling_bounds_the_wait() -> None:
+    from blastwall.access import SignInThrottle
+
+    clock = _Clock()
+    throttle = SignInThrottle(free=1, base=1.0, ceiling=30.0, clock=clock)
+    for _ in range(40):
+        throttle.record("eve", "", ok=False)
+    assert throttle.wait("eve", "") == 30.0

@@ -23,7 +23,7 @@ try:
     incident_id = int(incident_id)
 except ValueError:
     st.title("Incident")
-    st.error(f"{incident_id!r} is not an incident id.")
+    st.error(f"{style.text(repr(incident_id))} is not an incident id.")
     st.stop()
 incident = read(get_incident, incident_id)
 if incident is None:
@@ -44,21 +44,21 @@ def act(label: str, call, *args, **kwargs) -> None:
     st.rerun()
 
 
-st.title(incident["title"])
+st.title(style.text(incident["title"]))
 st.markdown(f":{style.SEVERITY_BADGE[incident['severity']]}-badge[{incident['severity']}] "
             f":violet-badge[{incident['status']}] :gray-badge[{incident['detector']}]")
 kind, message = st.session_state.pop("flash", (None, None))
 if kind:
-    getattr(st, kind)(message)
+    getattr(st, kind)(style.text(message))
 cols = st.columns(4)
 cols[0].metric("status", incident["status"])
 cols[1].metric("score", f"{incident['score']:.3f}")
-cols[2].metric("assignee", incident["assignee"] or "—")
+cols[2].metric("assignee", style.text(incident["assignee"] or "—"))
 cols[3].metric("alerts", incident["alerts"])
 st.caption(f"#{incident['id']} · evidence {incident['first_seen']:%Y-%m-%d %H:%M} – {incident['last_seen']:%H:%M} UTC"
            f" · detected {incident['detected_at']:%Y-%m-%d %H:%M} UTC · techniques "
-           f"{', '.join(incident['techniques']) or '—'} · principals {', '.join(incident['principals'])} · "
-           f"resources {', '.join(incident['resources'])}")
+           f"{', '.join(incident['techniques']) or '—'} · principals {style.text(', '.join(incident['principals']))}"
+           f" · resources {style.text(', '.join(incident['resources']))}")
 
 why, evidence, radius, timeline, respond = st.tabs(["Why", "Evidence", "Blast radius", "Timeline", "Respond"])
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from dashboard import style
 from dashboard.state import read
 from detector.runs import health
 from detector.triage import detector_quality, incidents_per_day
@@ -28,7 +29,7 @@ cols[1].metric("lag behind now", f"{state['lag_seconds'] / 60:,.0f} min" if stat
 cols[2].metric("events / s", f"{state['events_per_second']:,.0f}")
 cols[3].metric("failed steps (recent)", f"{state['failed']:,}")
 if state["last_error"]:
-    st.error(f"Last failure: {state['last_error']}")
+    st.error(f"Last failure: {style.text(state['last_error'])}")
 
 st.subheader("Incidents per day")
 per_day = read(incidents_per_day, 60)

@@ -5,14 +5,28 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from dashboard.state import library, options, read, responder, store
+from dashboard import style
+from dashboard.state import library, options, read, responder, settings, store
+from features.redaction import redact_text
 from playbooks.actions import controls_in_force
 from playbooks.engine import EngineError
 
 st.title("Playbooks")
 books = library(options().config)
 for problem in books.problems:
-    st.error(f"Invalid playbook file: {problem}")
+    st.error(f"Invalid playbook file: {style.text(problem)}")
+
+st.subheader("Response settings")
+current = settings(options().config)
+if current.unsigned_webhooks:
+    st.warning(current.unsigned_webhooks[0].upper() + current.unsigned_webhooks[1:] + ".")
+else:
+    st.success("Webhooks are signed (HMAC-SHA256, X-Blastwall-Signature).")
+webhooks = {action: redact_text(url) for action, url in current.integrations.webhooks.items()}
+if webhooks:
+    st.dataframe(pd.DataFrame([{"action": a, "calls": u} for a, u in webhooks.items()]), hide_index=True)
+else:
+    st.caption("No integration webhooks: containment acts on blastwall's control tables only.")
 
 st.subheader("Containment in force")
 controls = read(controls_in_force)
@@ -30,10 +44,10 @@ if st.button("Dry run", key="dry_run") and chosen:
         with store():
             planned, steps = responder().dry_run(chosen, int(incident_id))
     except (EngineError, ValueError) as error:
-        st.error(str(error))
+        st.error(style.text(error))
     else:
         if planned is None:
-            st.info(f"{chosen} does not match incident {incident_id}: nothing would run.")
+            st.info(f"{chosen} does not match incident {style.text(incident_id)}: nothing would run.")
         else:
             st.success(f"{len(steps)} steps would run at {planned.severity}; nothing was executed.")
             st.dataframe(pd.DataFrame([{"step": s.planned.name, "does": s.planned.description,
