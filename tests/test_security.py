@@ -148,8 +148,8 @@ def test_a_killed_ingest_leaves_no_staging_tables_after_the_next_open(store_dsn:
 
     # A process that created its staging tables and died (SIGKILL: nothing of ours ran after).
     script = ("import os, signal; from blastwall.store import open_store; from blastwall.schema import init_schema;"
-              "from features.ingest import _Staging; c = open_store(%r); init_schema(c); _Staging(c, 'access_log');"
-              "os.kill(os.getpid(), signal.SIGKILL)") % store_dsn
+              f"from features.ingest import _Staging; c = open_store({store_dsn!r}); init_schema(c);"
+              " _Staging(c, 'access_log'); os.kill(os.getpid(), signal.SIGKILL)")
     assert subprocess.run([sys.executable, "-c", script]).returncode == -9
     client = open_store(store_dsn)
     try:
