@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import os
 import stat
-import time
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import platformdirs
 import pytest
 from argon2 import PasswordHasher
+from builders import T0, alert, ingest_rows, iso
 from click.testing import CliRunner
 from clickhouse_connect.driver.client import Client
 from test_cli import run
@@ -34,13 +33,11 @@ from blastwall.access import (
     write_accounts,
 )
 from detector.incidents import (
-    Alert,
     IncidentError,
     get_incident,
     incident_timeline,
     record_alert,
 )
-from features.ingest import ingest_file
 from playbooks.actions import controls_in_force
 from playbooks.engine import Responder
 from playbooks.model import load_library
@@ -48,7 +45,6 @@ from playbooks.paging import Pager
 
 #: argon2 at the lowest cost, so the file stays fast; production uses argon2-cffi's defaults.
 CHEAP = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
-T0 = datetime(2026, 10, 5, 9, 0, tzinfo=UTC)
 NOW = T0 + timedelta(minutes=20)
 
 _ANALYST = {"view", "acknowledge", "assign", "note", "contain", "resolve", "false_positive"}
@@ -104,32 +100,19 @@ def test_unknown_actions_and_roles_are_refused() -> None:
 # --- role-checked actions on a real store ---------------------------------------------
 
 
-def _jsonl(client: Client, tmp_path: Path, table: str, rows: list[dict]) -> None:
-    path = tmp_path / f"{table}-{time.time_ns()}.jsonl"
-    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
-    ingest_file(client, path, table)
-
-
-def _alert(detector: str, key: str, severity: str, resources: tuple[str, ...] = ()) -> Alert:
-    return Alert(alert_id=f"{detector}|{key}|{severity}", detector=detector, entity="principal", entity_key=key,
-                 title=f"{detector} on {key}", severity=severity, score=0.99, principals=(key,),
-                 resources=resources, first_seen=T0, last_seen=T0 + timedelta(minutes=5),
-                 detected_at=T0 + timedelta(minutes=15))
-
-
 @pytest.fixture
 def gated(client: Client, tmp_path: Path) -> dict:
     """An embedding export at SEV2: its ``embedding_export`` run waits for approval to suspend bob."""
     stamp = "2026-10-01T00:00:00Z"
-    _jsonl(client, tmp_path, "resources", [
+    ingest_rows(client, tmp_path, "resources", [
         {"resource": "emb.hr_notes", "kind": "embedding", "sensitivity": "confidential", "categories": ["pii"],
          "owner": "hr", "sanitized": 1, "updated_at": stamp}])
-    _jsonl(client, tmp_path, "principals", [
+    ingest_rows(client, tmp_path, "principals", [
         {"principal": "bob", "principal_type": "human", "team": "x", "updated_at": stamp}])
-    _jsonl(client, tmp_path, "access_log", [
-        {"event_time": (T0 + timedelta(minutes=i)).isoformat().replace("+00:00", "Z"), "event_id": f"x{i}",
+    ingest_rows(client, tmp_path, "access_log", [
+        {"event_time": iso(T0 + timedelta(minutes=i)), "event_id": f"x{i}",
          "principal": "bob", "action": "export", "resource": "emb.hr_notes", "bytes": 10**9} for i in range(4)])
-    incident_id = record_alert(client, _alert("bulk_export", "bob", "SEV2", ("emb.hr_notes",))).incident_id
+    incident_id = record_alert(client, alert("bulk_export", "bob", "SEV2", resources=("emb.hr_notes",))).incident_id
     responder = Responder(client, load_library(), Pager(client), retry_wait=0.01)
     run = responder.respond(NOW).runs[0]
     assert (run.playbook, run.state) == ("embedding_export", "awaiting_approval")
@@ -200,8 +183,8 @@ def test_deny_and_run_playbook(gated: dict) -> None:
 
 def test_the_incident_lifecycle_needs_an_analyst(client: Client) -> None:
     responder = Responder(client, load_library(), Pager(client))
-    first = record_alert(client, _alert("behaviour_outlier", "svc-a", "SEV4")).incident_id
-    second = record_alert(client, _alert("behaviour_outlier", "svc-b", "SEV4")).incident_id
+    first = record_alert(client, alert("behaviour_outlier", "svc-a", "SEV4")).incident_id
+    second = record_alert(client, alert("behaviour_outlier", "svc-b", "SEV4")).incident_id
     viewer = ConsoleActions(client, person("viewer"), responder)
     analyst = ConsoleActions(client, person("analyst"), responder)
 

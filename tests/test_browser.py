@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -20,12 +19,16 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from builders import free_port
 
 from blastwall.access import add_account
 from blastwall.schema import init_schema
 from blastwall.simulation import OrgSpec, write_to_store
 from blastwall.store import close_store, open_store
 from detector.incidents import Alert, get_incident, incident_timeline, record_alert
+
+#: A console process and a browser: outside the fast subset (``-m "not slow"``), still in CI.
+pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -49,12 +52,6 @@ def _browser() -> tuple[str, str]:
     if not (browser and driver):
         pytest.fail("apt-get ran but chromium/chromedriver are still missing")
     return browser, driver
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def _wait_healthy(url: str, process: subprocess.Popen, timeout: float = 90) -> None:
@@ -84,7 +81,8 @@ def test_sign_in_open_the_top_incident_and_acknowledge_it(tmp_path: Path) -> Non
     client = open_store(dsn)
     try:
         init_schema(client)
-        write_to_store(client, OrgSpec(principals=60, days=5, start=now.replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=5)))
+        midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+        write_to_store(client, OrgSpec(principals=60, days=5, start=midnight - timedelta(days=5)))
         person = client.query("SELECT principal FROM principals FINAL WHERE principal_type = 'human'"
                               " ORDER BY principal LIMIT 1").result_rows[0][0]
         top = record_alert(client, Alert(
@@ -101,7 +99,7 @@ def test_sign_in_open_the_top_incident_and_acknowledge_it(tmp_path: Path) -> Non
     accounts = tmp_path / "accounts.yaml"
     add_account(accounts, "ana", "analyst", "s3cret-pass", name="Ana Analyst")
 
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     console = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", str(ROOT / "dashboard" / "app.py"), "--server.port", str(port),

@@ -134,23 +134,24 @@ def test_generate_writes_files_that_ingest_cleanly(capsys, monkeypatch, store_ds
 
 
 def test_incidents_lists_what_the_store_holds(capsys, monkeypatch, store_dsn: str) -> None:
-    from datetime import datetime, timezone
+    from datetime import UTC, datetime
+
+    from builders import alert
 
     from blastwall.schema import init_schema
     from blastwall.store import close_store, open_store
-    from detector.incidents import Alert, record_alert
+    from detector.incidents import record_alert
 
     code, out, _ = run(capsys, monkeypatch, "--dsn", store_dsn, "incidents", "--json")
     assert (code, json.loads(out)) == (0, [])
-    when = datetime(2026, 10, 8, 11, 42, tzinfo=timezone.utc)
+    when = datetime(2026, 10, 8, 11, 42, tzinfo=UTC)
     client = open_store(store_dsn)
     try:
         init_schema(client)
-        for alert_id, severity, score in (("a1", "SEV3", 0.97), ("a2", "SEV1", 0.999)):
-            record_alert(client, Alert(
-                alert_id=alert_id, detector="permission_fanout", entity="grant", entity_key=alert_id,
-                title=f"grant {alert_id}", severity=severity, score=score, principals=("agent-7",),
-                resources=("ds.telemetry",), first_seen=when, last_seen=when, detected_at=when,
+        for key, severity, score in (("a1", "SEV3", 0.97), ("a2", "SEV1", 0.999)):
+            record_alert(client, alert(
+                "permission_fanout", key, severity, at=when, entity="grant", title=f"grant {key}", score=score,
+                principals=("agent-7",), resources=("ds.telemetry",), last_seen=when, detected_at=when,
                 explanation=[{"feature": "audience_gain", "value": 900, "baseline": 3, "weight": 1.0}]))
     finally:
         close_store(client)
@@ -185,6 +186,7 @@ def test_detect_replays_a_range_once(capsys, monkeypatch, store_dsn: str, tmp_pa
     assert code == 0 and out.startswith("processed 2 steps [2026-10-05T12:00:00+00:00")
 
 
+@pytest.mark.slow  # a whole evaluation: a seed replayed, then the ensemble benchmark
 def test_eval_reports_every_family_and_the_goals(capsys, monkeypatch) -> None:
     code, out, err = run(capsys, monkeypatch, "eval", "--seeds", "5", "--principals", "40", "--days", "5",
                          "--step", "6h", "--jobs", "1")

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from builders import SMALL_ORG_CONFIG, incident_fingerprint, ingest_rows, iso, open_initialised
 from clickhouse_connect.driver.client import Client
 
-from blastwall.schema import init_schema
 from blastwall.simulation import OrgSpec, build_organisation, write_to_store
-from blastwall.store import close_store, open_store
+from blastwall.store import close_store
 from detector import runs
 from detector.baselines import BaselinePolicy, FittedBaseline, ModelBook
 from detector.detect import (
@@ -28,20 +28,6 @@ from detector.replay import StepFailed, run_steps
 from features.registry import features_of
 
 PRINCIPAL_NAMES = tuple(feature.name for feature in features_of("principal"))
-SPEC = OrgSpec(principals=60, days=6, seed=3)
-STEP = timedelta(hours=1)
-#: A small organisation has few rows per peer group: let baselines start sooner.
-CONFIG = DetectConfig(baseline=BaselinePolicy(min_rows=60))
-
-
-def _open(path: Path) -> Client:
-    client = open_store(f"chdb://{path}")
-    init_schema(client)
-    return client
-
-
-def _fingerprint(client: Client) -> list[tuple]:
-    return sorted((i["detector"], i["entity_key"], i["severity"], i["detected_at"]) for i in list_incidents(client))
 
 
 # ---------------------------------------------------------------------------- pure pieces
@@ -138,12 +124,9 @@ def test_families_fire_far_beyond_the_baseline_and_a_restart_does_not_refit(clie
 
 
 def test_a_new_identity_is_not_alerted_on_novelty_alone(client: Client, tmp_path: Path) -> None:
-    import json
-
     import pandas as pd
 
     from features.engine import FeatureSet
-    from features.ingest import ingest_file
 
     rng = np.random.default_rng(1)
     book = ModelBook(BaselinePolicy(min_rows=200))
@@ -152,12 +135,10 @@ def test_a_new_identity_is_not_alerted_on_novelty_alone(client: Client, tmp_path
         book.add_rows("principal", start + timedelta(hours=hour + 1), [f"p{i}" for i in range(100)],
                       ["human"] * 100, scoring_space(_baseline_rows(rng, 100)))
     window = (start + timedelta(hours=5), start + timedelta(hours=6))
-    path = tmp_path / "events.jsonl"
-    path.write_text("".join(json.dumps({
-        "event_time": (window[0] + timedelta(minutes=i)).isoformat().replace("+00:00", "Z"), "principal": who,
-        "action": "export", "resource": "ds.a", "event_id": f"{who}{i}", "attributes": {"destination": f"s3://{i}"}})
-        + "\n" for who in ("veteran", "newcomer") for i in range(6)))
-    ingest_file(client, path, "access_log")
+    ingest_rows(client, tmp_path, "access_log", [
+        {"event_time": iso(window[0] + timedelta(minutes=i)), "principal": who, "action": "export",
+         "resource": "ds.a", "event_id": f"{who}{i}", "attributes": {"destination": f"s3://{i}"}}
+        for who in ("veteran", "newcomer") for i in range(6)])
     X = _baseline_rows(rng, 2)
     X[:, PRINCIPAL_NAMES.index("new_export_destinations")] = 6  # six destinations never used before, by both
     frame = pd.DataFrame(X, columns=list(PRINCIPAL_NAMES)).assign(principal=["newcomer", "veteran"])
@@ -176,47 +157,49 @@ def test_a_new_identity_is_not_alerted_on_novelty_alone(client: Client, tmp_path
 
 
 def test_a_store_failure_mid_step_loses_nothing_and_duplicates_nothing(tmp_path: Path) -> None:
+    # Half-day steps over days two to four: few steps, so it stays quick, while the replay still
+    # crosses day boundaries (where the history is compacted), fits baselines, and opens policy and
+    # anomaly incidents on both sides of the crash (the attacks begin on day three).
     spec = OrgSpec(principals=40, days=5, seed=11)
     org = build_organisation(spec)
-    until, step = spec.start + timedelta(days=spec.days), timedelta(hours=2)
-    clean = _open(tmp_path / "clean")
+    since, middle, until = (spec.start + timedelta(days=days) for days in (2, 3, 4))
+    step = timedelta(hours=12)
+    clean = open_initialised(tmp_path / "clean")
     try:
         write_to_store(clean, org)
-        run_steps(clean, until, step, since=spec.start, config=CONFIG)
-        expected = _fingerprint(clean)
+        run_steps(clean, until, step, since=since, config=SMALL_ORG_CONFIG)
+        expected = incident_fingerprint(clean)
     finally:
         close_store(clean)
+    # Incidents before and after the crash, so losing later ones or repeating earlier ones would show.
+    assert any(detected <= middle for *_, detected in expected)
+    assert any(detected > middle for *_, detected in expected)
 
-    client = _open(tmp_path / "broken")
+    client = open_initialised(tmp_path / "broken")
     try:
         write_to_store(client, org)
-        middle = spec.start + timedelta(days=3)
-        run_steps(client, middle, step, since=spec.start, config=CONFIG)
+        run_steps(client, middle, step, since=since, config=SMALL_ORG_CONFIG)
         # A real failure inside the next step: a table the history advance writes disappears.
         client.command("RENAME TABLE history_principal_hours TO history_principal_hours_away")
         with pytest.raises(StepFailed) as failure:
-            run_steps(client, until, step, config=CONFIG)
+            run_steps(client, until, step, config=SMALL_ORG_CONFIG)
         assert failure.value.start == middle and runs.watermark(client) == middle
         assert "history_principal_hours" in runs.health(client)["last_error"]
         client.command("RENAME TABLE history_principal_hours_away TO history_principal_hours")
-        resumed = run_steps(client, until, step, config=CONFIG)
+        resumed = run_steps(client, until, step, config=SMALL_ORG_CONFIG)
         assert resumed.first == middle and runs.watermark(client) == until
-        assert _fingerprint(client) == expected
+        assert incident_fingerprint(client) == expected
     finally:
         close_store(client)
 
 
 def test_a_new_habit_of_restricted_exports_alerts_and_an_old_one_does_not(client: Client, tmp_path: Path) -> None:
-    import json
-
-    from features.ingest import ingest_file
-
     start = datetime(2026, 10, 5, tzinfo=UTC)
     rows = []
 
     def event(day: int, minute: int, principal: str, action: str, resource: str, **extra: object) -> None:
         when = start + timedelta(days=day, hours=9, minutes=minute)
-        rows.append({"event_time": when.isoformat().replace("+00:00", "Z"), "principal": principal,
+        rows.append({"event_time": iso(when), "principal": principal,
                      "action": action, "resource": resource, "event_id": f"{principal}-{day}-{minute}-{action}",
                      **extra})
 
@@ -228,16 +211,12 @@ def test_a_new_habit_of_restricted_exports_alerts_and_an_old_one_does_not(client
         event(day, 30, "ann", "export", "ds.payroll", rows=900, bytes=90_000)
     for day in range(10):
         event(day, 31, "bob", "export", "ds.payroll", rows=900, bytes=90_000)
-    path = tmp_path / "events.jsonl"
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    ingest_file(client, path, "access_log")
-    catalogue = tmp_path / "resources.jsonl"
-    catalogue.write_text(json.dumps({"resource": "ds.payroll", "kind": "dataset", "sensitivity": "restricted",
-                                     "categories": ["financial"], "owner": "fin", "sanitized": 1,
-                                     "updated_at": "2026-10-01T00:00:00Z"}) + "\n")
-    ingest_file(client, catalogue, "resources")
+    ingest_rows(client, tmp_path, "access_log", rows)
+    ingest_rows(client, tmp_path, "resources", [
+        {"resource": "ds.payroll", "kind": "dataset", "sensitivity": "restricted", "categories": ["financial"],
+         "owner": "fin", "sanitized": 1, "updated_at": "2026-10-01T00:00:00Z"}])
 
-    run_steps(client, start + timedelta(days=10), timedelta(hours=6), since=start, config=CONFIG)
+    run_steps(client, start + timedelta(days=10), timedelta(hours=12), since=start, config=SMALL_ORG_CONFIG)
 
     habits = [i for i in list_incidents(client) if "of the last 7 days" in i["title"]]
     assert [(i["entity_key"], i["detector"]) for i in habits] == [("ann", "bulk_export")]

@@ -9,26 +9,37 @@ the same window: keys and integer features exactly, float features within 1e-9.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
+from builders import MONDAY, contract_frame, event_row
+from builders import membership_row as member
+from builders import principal_row as person
+from builders import resource_row as res
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from features.contract import ACTIONS, COLUMNS, CONTRACT_TABLES, PRINCIPAL_TYPES, RESOURCE_KINDS, SENSITIVITIES, \
-    STATUSES, VIA, arrow_schema
+from features.contract import (
+    ACTIONS,
+    CONTRACT_TABLES,
+    PRINCIPAL_TYPES,
+    RESOURCE_KINDS,
+    SENSITIVITIES,
+    STATUSES,
+    VIA,
+    arrow_schema,
+)
 from features.engine import extract
 from features.history import advance_history, compact_history, reset_history
 from features.reference import reference_features
 from features.registry import ENTITIES, ENTITY_KEYS, SENSITIVE_CATEGORIES, features_of
 
-UTC = timezone.utc
 #: A Monday 00:00 UTC; the generated logs span three days from here.
-BASE = datetime(2026, 10, 5, tzinfo=UTC)
+BASE = MONDAY
 DAY_MS = 86_400_000
 SPAN_MS = 3 * DAY_MS
 U64 = 2**64 - 1
@@ -65,11 +76,7 @@ class Log:
 
 def ev(ms: int, principal: str, action: str, resource: str, **fields: Any) -> dict[str, Any]:
     """An access-log row ``ms`` milliseconds after BASE (contract defaults elsewhere; set ``event_id``)."""
-    row = {"event_time": BASE + timedelta(milliseconds=ms), "event_id": "", "principal": principal,
-           "principal_type": "human", "action": action, "resource": resource, "related": [], "grantee": "",
-           "bytes": 0, "rows": 0, "via": "", "status": "ok", "source_ip": "", "attributes": {}}
-    row.update(fields)
-    return row
+    return event_row(BASE + timedelta(milliseconds=ms), principal, action, resource, **fields)
 
 
 def numbered(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -77,19 +84,9 @@ def numbered(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{**e, "event_id": e["event_id"] or f"e{i:04d}"} for i, e in enumerate(events)]
 
 
-def res(resource: str, kind: str = "dataset", sensitivity: str = "internal", categories: tuple[str, ...] = (),
-        sanitized: int = 1, version: int = 0) -> dict[str, Any]:
-    return {"resource": resource, "kind": kind, "sensitivity": sensitivity, "categories": list(categories),
-            "owner": "", "sanitized": sanitized, "updated_at": BASE + timedelta(milliseconds=version)}
-
-
-def member(group: str, who: str, removed: int = 0, version: int = 0) -> dict[str, Any]:
-    return {"group": group, "member": who, "removed": removed, "updated_at": BASE + timedelta(milliseconds=version)}
-
-
-def person(principal: str, team: str = "", principal_type: str = "human", version: int = 0) -> dict[str, Any]:
-    return {"principal": principal, "principal_type": principal_type, "team": team, "title": "", "manager": "",
-            "created_at": BASE, "updated_at": BASE + timedelta(milliseconds=version)}
+def stamp(version: int) -> datetime:
+    """The ``updated_at`` of a catalogue, membership or principals row's ``version``: later is newer."""
+    return BASE + timedelta(milliseconds=version)
 
 
 # ------------------------------------------------------------------ running both sides
@@ -108,13 +105,8 @@ def load(client, log: Log) -> None:
             client.insert_arrow(table, pa.Table.from_pylist(rows, schema=arrow_schema(table)))
 
 
-def as_frame(table: str, rows: list[dict[str, Any]]) -> pd.DataFrame:
-    """Rows as a frame of the contract columns (object dtype: exact Python ints)."""
-    return pd.DataFrame({c.name: pd.Series([r[c.name] for r in rows], dtype=object) for c in COLUMNS[table]})
-
-
 def reference(log: Log, start: datetime, end: datetime) -> dict[str, pd.DataFrame]:
-    return reference_features(*(as_frame(t, log.table(t)) for t in CONTRACT_TABLES), start, end)
+    return reference_features(*(contract_frame(t, log.table(t)) for t in CONTRACT_TABLES), start, end)
 
 
 def _key_values(series: pd.Series) -> list[Any]:
@@ -170,34 +162,35 @@ def logs(draw: st.DrawFn) -> Log:
     names = [UNICODE_PRINCIPAL, *draw(st.lists(st.sampled_from(PRINCIPAL_POOL), max_size=5, unique=True))]
     resources = draw(st.lists(st.sampled_from(RESOURCE_POOL), min_size=1, max_size=8, unique=True))
     groups = draw(st.lists(st.sampled_from(GROUP_POOL), max_size=3, unique=True))
-    version = iter(range(1, 10**6))  # distinct updated_at everywhere: no ties
+    versions = iter(range(1, 10**6))  # distinct updated_at everywhere: no ties
 
     catalogue = []
     for resource in resources:
         for _ in range(draw(st.sampled_from((0, 1, 1, 1, 2)))):  # 0: deliberately uncatalogued
             catalogue.append(res(resource, draw(st.sampled_from(RESOURCE_KINDS)), draw(st.sampled_from(SENSITIVITIES)),
                                  tuple(draw(st.lists(st.sampled_from(CATEGORY_POOL), max_size=3))),
-                                 draw(st.integers(0, 1)), next(version)))
+                                 draw(st.integers(0, 1)), stamp(next(versions))))
     draw(st.randoms()).shuffle(catalogue)  # newest-by-updated_at must not depend on input order
 
     memberships = []
     candidates = [*names, *groups, OUTSIDERS[0]]
     for group in groups:
         for who in draw(st.lists(st.sampled_from(candidates), min_size=1, max_size=4, unique=True)):
-            memberships.append(member(group, who, version=next(version)))
+            memberships.append(member(group, who, updated_at=stamp(next(versions))))
             if draw(st.integers(0, 3)) == 0:  # a newer row withdraws it (or restates it)
-                memberships.append(member(group, who, removed=draw(st.integers(0, 1)), version=next(version)))
+                memberships.append(member(group, who, removed=draw(st.integers(0, 1)),
+                                          updated_at=stamp(next(versions))))
         if draw(st.booleans()):  # the newest row of one pair is active: the group stays a group
-            memberships.append(member(group, draw(st.sampled_from(candidates)), version=next(version)))
+            memberships.append(member(group, draw(st.sampled_from(candidates)), updated_at=stamp(next(versions))))
     if len(groups) >= 2 and draw(st.booleans()):  # a cycle g0 -> g1 -> g0
-        memberships += [member(groups[0], groups[1], version=next(version)),
-                        member(groups[1], groups[0], version=next(version))]
+        memberships += [member(groups[0], groups[1], updated_at=stamp(next(versions))),
+                        member(groups[1], groups[0], updated_at=stamp(next(versions)))]
 
     principals = []
     for name in names:
         for _ in range(draw(st.sampled_from((0, 1, 1, 2)))):
             principals.append(person(name, draw(st.sampled_from(("red", "blue", ""))),
-                                     draw(st.sampled_from(PRINCIPAL_TYPES)), next(version)))
+                                     draw(st.sampled_from(PRINCIPAL_TYPES)), stamp(next(versions))))
 
     t1 = draw(st.integers(0, 2 * DAY_MS))
     t2 = t1 + draw(st.integers(1, DAY_MS))
@@ -245,6 +238,7 @@ def logs(draw: st.DrawFn) -> Log:
     return Log(events, catalogue, memberships, principals, bounds)
 
 
+@pytest.mark.slow  # 40 random logs, two windows each; the explicit cases below stay in the fast subset
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(log=logs())
 def test_engine_equals_reference_on_random_logs(client, log: Log):
@@ -296,7 +290,7 @@ def test_principal_with_no_history(client):
 def test_cyclic_group_nesting(client):
     memberships = [member("a", "b"), member("b", "a"), member("a", "alice"), member("b", "bob"), member("b", "alice"),
                    member("c", "d"), member("d", "c"),  # a cycle with nobody in it
-                   member("b", "gone", version=1), member("b", "gone", removed=1, version=2)]
+                   member("b", "gone", updated_at=stamp(1)), member("b", "gone", removed=1, updated_at=stamp(2))]
     log = Log(numbered([
         ev(ms(0, 1), "adm", "grant", "ds", grantee="c"),
         ev(ms(T1, 1), "adm", "grant", "ds", grantee="a"), ev(ms(T1, 2), "adm", "grant", "ds", grantee="d"),
@@ -403,8 +397,8 @@ def test_windows_with_a_gap_fold_the_gap_into_history(client):
 
 
 def test_peer_groups(client):
-    principals = [person("a1", "red"), person("a2", "red"), person("b1", ""), person("z", "red", version=1),
-                  person("z", "blue", version=2)]
+    principals = [person("a1", "red"), person("a2", "red"), person("b1", ""),
+                  person("z", "red", updated_at=stamp(1)), person("z", "blue", updated_at=stamp(2))]
     events = [ev(ms(T1, 1) + k, "a1", "read", "x") for k in range(1)]
     events += [ev(ms(T1, 1) + k, "a2", "export", "x", bytes=10) for k in range(3)]
     events += [ev(ms(T1, 1) + k, "b1", "read", "x") for k in range(2)]
@@ -436,7 +430,8 @@ def test_empty_strings_in_related(client):
 def test_grant_to_a_group_whose_memberships_were_all_removed(client):
     log = Log(numbered([ev(ms(T1, 1), "ann", "grant", "ds", grantee="g"),
                         ev(ms(T2, 1), "ann", "grant", "ds", grantee="bob")]),
-              memberships=[member("g", "bob", version=1), member("g", "bob", removed=1, version=2)])
+              memberships=[member("g", "bob", updated_at=stamp(1)),
+                           member("g", "bob", removed=1, updated_at=stamp(2))])
     first, second = check(client, log)
     assert first["grant"][["audience_after", "grantee_external"]].to_numpy().tolist() == [[1, 1]]
     assert second["grant"][["audience_before", "audience_after"]].to_numpy().tolist() == [[1, 2]]
@@ -464,6 +459,7 @@ def _history_in_steps(client, log: Log) -> None:
         advance_history(client, t1 + timedelta(hours=hours))
 
 
+@pytest.mark.slow  # 15 random logs, each advanced, compacted and extracted again
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(log=logs())
 def test_compacted_history_gives_the_same_features(client, log: Log):

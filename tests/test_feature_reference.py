@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 import math
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
+from builders import MONDAY, event_row
+from builders import contract_frame as frame
+from builders import membership_row as member
+from builders import principal_row as person
+from builders import resource_row as res
 
-from features.contract import COLUMNS
 from features.reference import effective_audience, hour_of_week, reference_features
 from features.registry import ENTITY_KEYS, SENSITIVE_CATEGORIES, features_of
 
-UTC = timezone.utc
 #: A Monday 00:00 UTC: hour of week of T0 + h hours is h (for h < 168).
-T0 = datetime(2026, 10, 5, tzinfo=UTC)
+T0 = MONDAY
 #: The window used by most tests: day 2 (Tuesday) of that week.
 START, END = T0 + timedelta(days=1), T0 + timedelta(days=2)
 U64 = 2**64 - 1
@@ -30,33 +33,8 @@ def at(hours: float = 0.0, ms: int = 0, base: datetime = START) -> datetime:
 
 
 def ev(time: datetime, principal: str, action: str, resource: str, **fields: Any) -> dict[str, Any]:
-    """An access-log row with contract defaults (status ok, empty strings, no related)."""
-    row = {"event_time": time, "event_id": f"e{next(_counter):06d}", "principal": principal,
-           "principal_type": "human", "action": action, "resource": resource, "related": [], "grantee": "",
-           "bytes": 0, "rows": 0, "via": "", "status": "ok", "source_ip": "", "attributes": {}}
-    row.update(fields)
-    return row
-
-
-def res(resource: str, kind: str = "dataset", sensitivity: str = "internal", categories: tuple[str, ...] = (),
-        sanitized: int = 1, updated_at: datetime = T0) -> dict[str, Any]:
-    return {"resource": resource, "kind": kind, "sensitivity": sensitivity, "categories": list(categories),
-            "owner": "", "sanitized": sanitized, "updated_at": updated_at}
-
-
-def member(group: str, who: str, removed: int = 0, updated_at: datetime = T0) -> dict[str, Any]:
-    return {"group": group, "member": who, "removed": removed, "updated_at": updated_at}
-
-
-def person(principal: str, team: str = "", updated_at: datetime = T0) -> dict[str, Any]:
-    return {"principal": principal, "principal_type": "human", "team": team, "title": "", "manager": "",
-            "created_at": T0, "updated_at": updated_at}
-
-
-def frame(table: str, rows: list[dict[str, Any]]) -> pd.DataFrame:
-    """Rows as a frame with exactly the contract columns (object dtype keeps Python ints exact)."""
-    names = [c.name for c in COLUMNS[table]]
-    return pd.DataFrame({n: pd.Series([r[n] for r in rows], dtype=object) for n in names})
+    """An access-log row with contract defaults and the next event id."""
+    return event_row(time, principal, action, resource, **({"event_id": f"e{next(_counter):06d}"} | fields))
 
 
 def features(events: list[dict[str, Any]], resources: list[dict[str, Any]] = (),
@@ -264,7 +242,8 @@ def test_grant_then_revoke_in_history():
 
 def test_unicode_identifiers():
     w = [ev(at(1), "名前@corp.example", "read", "données.é"), ev(at(2), "zoë", "grant", "données.é", grantee="équipe"),
-         ev(at(3), "ann", "read", "données.é"), ev(at(4), "名前@corp.example", "train", "run-🚀", related=["données.é"])]
+         ev(at(3), "ann", "read", "données.é"),
+         ev(at(4), "名前@corp.example", "train", "run-🚀", related=["données.é"])]
     out = features(w, [res("données.é", sensitivity="restricted", categories=("santé", "health"))],
                    [member("équipe", "名前@corp.example"), member("équipe", "zoë")], [person("zoë", team="ÉQ")])
     assert out["principal"]["principal"].tolist() == ["ann", "zoë", "名前@corp.example"]  # code-point order
@@ -460,6 +439,7 @@ def test_training_run_inputs():
 def test_inputs_from_arrow_style_frames():
     """Frames straight from ``pyarrow.Table.to_pandas`` (maps as lists of pairs, numpy arrays as lists)."""
     import pyarrow as pa
+
     from features.contract import arrow_schema
 
     rows = [ev(at(1), "ann", "export", "a", related=["b"], attributes={"destination": "s3://q"}, bytes=U64)]

@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from test_feature_engine import BASE, DAY_MS, ENTITIES, Log, assert_same_frame, ev, load, numbered, reference, res
+from builders import resource_row as res
+from test_feature_engine import BASE, DAY_MS, ENTITIES, Log, assert_same_frame, ev, load, numbered, reference
 
 from features.engine import extract
 from features.history import HistoryAheadError, advance_history, history_end, reset_history

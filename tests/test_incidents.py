@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
+import builders
 import pytest
+from builders import T0
 from clickhouse_connect.driver.client import Client
 
 from detector.incidents import (
@@ -20,23 +22,18 @@ from detector.incidents import (
     transition,
 )
 
-T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 FIELDS = {"id", "detector", "title", "severity", "status", "score", "principals", "resources", "first_seen",
           "last_seen", "detected_at", "explanation", "techniques", "playbook_runs", "entity", "entity_key",
           "group_id", "assignee"}
 
 
-def alert(detector: str = "bulk_export", key: str = "alice", at: datetime = T0, severity: str = "SEV3",
-          score: float = 0.96, **extra) -> Alert:
-    """An alert whose id is built like a detector builds it: detector + entity key + window end."""
-    fields: dict = {
-        "alert_id": f"{detector}|{key}|{at.isoformat()}", "detector": detector, "entity": "principal",
-        "entity_key": key, "title": f"{detector} by {key}", "severity": severity, "score": score,
-        "principals": (key,), "resources": ("ds.chat",), "first_seen": at,
-        "last_seen": at + timedelta(minutes=5), "detected_at": at + timedelta(minutes=10),
-        "explanation": [{"feature": "export_bytes", "value": 9e9, "baseline": 1e6, "weight": 0.8}],
-    }
-    return Alert(**(fields | extra))
+#: The evidence of the alerts below: an export far above its baseline.
+EXPORT = [{"feature": "export_bytes", "value": 9e9, "baseline": 1e6, "weight": 0.8}]
+
+
+def alert(**fields) -> Alert:
+    """The shared alert builder, about an export of ``ds.chat``, scored just below the far tail."""
+    return builders.alert(**({"score": 0.96, "resources": ("ds.chat",), "explanation": EXPORT} | fields))
 
 
 def test_opening_returns_the_design_fields(client: Client) -> None:
@@ -45,7 +42,7 @@ def test_opening_returns_the_design_fields(client: Client) -> None:
     inc = get_incident(client, out.incident_id)
     assert inc is not None and FIELDS <= set(inc)
     assert inc["status"] == "open" and inc["severity"] == "SEV3" and inc["principals"] == ["alice"]
-    assert inc["first_seen"] == T0 and inc["detected_at"] == T0 + timedelta(minutes=10)
+    assert inc["first_seen"] == T0 and inc["detected_at"] == T0 + timedelta(minutes=15)
     assert inc["explanation"][0]["feature"] == "export_bytes"
     assert inc["techniques"] == DETECTOR_TECHNIQUES["bulk_export"] and inc["playbook_runs"] == []
     assert inc["group_id"] == out.incident_id and inc["assignee"] is None

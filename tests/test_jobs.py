@@ -2,26 +2,23 @@
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime, timedelta
 
 from apscheduler.schedulers.background import BackgroundScheduler
+from builders import ingest_rows, iso
 from clickhouse_connect.driver.client import Client
 
 from blastwall.jobs import DetectionJobs, LiveSettings, schedule
 from detector import runs
 from detector.incidents import list_incidents
-from features.ingest import ingest_file
 
 START = datetime(2026, 10, 5, tzinfo=UTC)
 
 
 def _events(client: Client, tmp_path, hours: int = 3) -> None:
-    path = tmp_path / "events.jsonl"
-    path.write_text("".join(json.dumps({
-        "event_time": (START + timedelta(minutes=7 * i)).isoformat().replace("+00:00", "Z"), "event_id": f"e{i}",
-        "principal": "ann", "action": "read", "resource": "ds.a"}) + "\n" for i in range(hours * 60 // 7)))
-    ingest_file(client, path, "access_log")
+    ingest_rows(client, tmp_path, "access_log", [
+        {"event_time": iso(START + timedelta(minutes=7 * i)), "event_id": f"e{i}", "principal": "ann",
+         "action": "read", "resource": "ds.a"} for i in range(hours * 60 // 7)])
 
 
 def test_jobs_have_stable_ids_and_never_pile_up(client: Client) -> None:

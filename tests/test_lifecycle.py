@@ -15,18 +15,14 @@ import time
 from pathlib import Path
 
 import pytest
+from builders import free_port
 
 from blastwall.store import close_store, open_store
 
-pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+#: Real processes (a demo, a console): outside the fast subset, still in CI.
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")]
 
 BLASTWALL = Path(sys.executable).with_name("blastwall")
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def _children(pid: int) -> list[int]:
@@ -78,7 +74,7 @@ def _store_opens_at_once(dsn: str) -> None:
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_stopping_the_demo_stops_its_console(tmp_path: Path, signum: int) -> None:
     dsn = f"chdb://{tmp_path / 'demo'}"
-    port = _free_port()
+    port = free_port()
     demo, console = _start(["--dsn", dsn, "demo", "--principals", "40", "--days", "5", "--port", str(port)],
                            tmp_path, port)
 
@@ -93,7 +89,7 @@ def test_stopping_the_demo_stops_its_console(tmp_path: Path, signum: int) -> Non
 def test_a_killed_console_command_takes_its_child_along(tmp_path: Path) -> None:
     """SIGKILL cannot be forwarded: the kernel's parent-death signal ends the child."""
     dsn = f"chdb://{tmp_path / 'store'}"
-    port = _free_port()
+    port = free_port()
     command, console = _start(["--dsn", dsn, "console", "--port", str(port)], tmp_path, port)
 
     command.kill()
@@ -109,7 +105,7 @@ def test_a_killed_console_command_takes_its_child_along(tmp_path: Path) -> None:
 def test_the_console_child_gets_no_password_on_its_command_line(tmp_path: Path) -> None:
     """The DSN travels in the child's environment, so ``ps`` never shows a server password."""
     dsn = f"chdb://{tmp_path / 'store'}"
-    port = _free_port()
+    port = free_port()
     command, console = _start(["--dsn", dsn, "console", "--port", str(port)], tmp_path, port)
     try:
         argv = Path(f"/proc/{console}/cmdline").read_bytes().split(b"\0")

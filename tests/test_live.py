@@ -9,6 +9,7 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from builders import epoch_ms
 from clickhouse_connect.driver.client import Client
 
 from blastwall.simulation import (
@@ -44,10 +45,6 @@ def _stored(client: Client, where: str = "1", **parameters: object) -> list[dict
     return [dict(zip(result.column_names, row)) for row in result.result_rows]
 
 
-def _ms(value: datetime) -> int:
-    return int(value.timestamp() * 1000)
-
-
 def test_ticks_append_their_interval_and_a_repeated_interval_adds_nothing(client: Client, org) -> None:
     traffic = LiveTraffic(client, org, started=START, attack=None)
     t1, t2 = START + timedelta(minutes=10), START + timedelta(minutes=25, seconds=0.5)
@@ -59,7 +56,7 @@ def test_ticks_append_their_interval_and_a_repeated_interval_adds_nothing(client
     rows = _stored(client)
     assert len(rows) == planned.num_rows == len({r["event_id"] for r in rows})
     assert sorted(r["event_id"] for r in rows) == sorted(planned.column("event_id").to_pylist())
-    assert all(_ms(START) < r["ms"] <= _ms(t2) for r in rows)
+    assert all(epoch_ms(START) < r["ms"] <= epoch_ms(t2) for r in rows)
     assert all("-live-20261012-" in r["event_id"] for r in rows)
     # Nothing new: the same instant again, and a second instance (a restarted console) over the same interval.
     assert traffic.tick(t2).written == 0
@@ -102,9 +99,9 @@ def test_the_attack_arrives_after_attack_after_and_not_before(client: Client) ->
     after = traffic.tick(START + timedelta(hours=3))
     assert after.attack_events > 30
     grants = _stored(client, fanout, r=dataset)
-    assert [g["principal"] for g in grants] == [plan.principals[0]] and grants[0]["ms"] > _ms(plan.start)
+    assert [g["principal"] for g in grants] == [plan.principals[0]] and grants[0]["ms"] > epoch_ms(plan.start)
     attack = _stored(client, "event_id IN {ids:Array(String)}", ids=list(plan.event_ids))
-    assert len(attack) == after.attack_events and min(r["ms"] for r in attack) == _ms(plan.start)
+    assert len(attack) == after.attack_events and min(r["ms"] for r in attack) == epoch_ms(plan.start)
     readers = {r["principal"] for r in attack if r["resource"] == dataset and r["ms"] > grants[0]["ms"]}
     assert len(readers) >= 10
 
@@ -122,7 +119,7 @@ def test_a_suspended_identity_emits_no_more_events(client: Client, org) -> None:
     assert cut > 0 and summary.suppressed_by_suspension == cut
     assert summary.written == planned.num_rows - cut
     theirs = _stored(client, "principal = {p:String}", p=busiest)
-    assert len(theirs) == len(times) - cut and all(r["ms"] < _ms(at) for r in theirs)
+    assert len(theirs) == len(times) - cut and all(r["ms"] < epoch_ms(at) for r in theirs)
 
 
 def test_reads_of_a_quarantined_resource_come_back_denied(client: Client, org) -> None:
@@ -157,8 +154,8 @@ def test_a_revoked_attack_grant_turns_the_exposure_reads_denied(client: Client) 
     attack = _stored(client, "event_id IN {ids:Array(String)}", ids=list(plan.event_ids))
     assert len(attack) == plan.events == early.attack_events + late.attack_events
     exposure = [r for r in attack if r["resource"] == dataset and r["principal"] != granter and r["action"] in READS]
-    before = [r for r in exposure if r["ms"] < _ms(cut)]
-    after = [r for r in exposure if r["ms"] >= _ms(cut)]
+    before = [r for r in exposure if r["ms"] < epoch_ms(cut)]
+    after = [r for r in exposure if r["ms"] >= epoch_ms(cut)]
     assert before and all(r["status"] == "ok" for r in before)
     assert after and all(r["status"] == "denied" and r["bytes"] == 0 for r in after)
     assert late.denied == len(after) and early.denied == 0
@@ -213,7 +210,7 @@ def test_the_demo_history_ends_at_midnight_and_its_spec_is_recovered(client: Cli
     # The seeded history's last event is before the midnight the live traffic starts from.
     last = client.query("SELECT toUnixTimestamp64Milli(max(event_time)) FROM access_log"
                         " WHERE position(event_id, '-live-') = 0").result_rows[0][0]
-    assert last < _ms(now.replace(hour=0, minute=0, second=0))
+    assert last < epoch_ms(now.replace(hour=0, minute=0, second=0))
     with pytest.raises(ValueError, match="timezone-aware"):
         demo_start(now.replace(tzinfo=None), 5)
 

@@ -14,8 +14,8 @@ import pytest
 from clickhouse_connect.driver.client import Client
 from pydantic import ValidationError
 
-from detector.incidents import Alert, get_incident, record_alert, transition
 from blastwall.config import ConfigError, load_settings
+from detector.incidents import Alert, get_incident, record_alert, transition
 from playbooks.paging import (
     Pager,
     PagingError,

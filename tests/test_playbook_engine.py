@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import os
 import signal
 import subprocess
@@ -13,6 +12,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from builders import T0, alert, ingest_rows, iso
 from clickhouse_connect.driver.client import Client
 
 from blastwall.schema import init_schema
@@ -25,27 +25,19 @@ from detector.incidents import (
     record_alert,
     transition,
 )
-from features.ingest import ingest_file
 from playbooks.actions import Integrations, controls_in_force, sign
 from playbooks.engine import Responder, runs_for_incidents
 from playbooks.model import load_library
 from playbooks.paging import Pager, RoutingConfig
 
-T0 = datetime(2026, 10, 5, 9, 0, tzinfo=UTC)
 NOW = T0 + timedelta(minutes=20)
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def _jsonl(client: Client, tmp_path: Path, table: str, rows: list[dict]) -> None:
-    path = tmp_path / f"{table}-{len(rows)}-{time.time_ns()}.jsonl"
-    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
-    ingest_file(client, path, table)
 
 
 def _organisation(client: Client, tmp_path: Path) -> None:
     """A catalogue, some principals and the events the incidents below are about."""
     stamp = "2026-10-01T00:00:00Z"
-    _jsonl(client, tmp_path, "resources", [
+    ingest_rows(client, tmp_path, "resources", [
         {"resource": "ds.telemetry", "kind": "dataset", "sensitivity": "restricted",
          "categories": ["employee_telemetry"], "owner": "people-analytics", "sanitized": 1, "updated_at": stamp},
         {"resource": "emb.hr_notes", "kind": "embedding", "sensitivity": "confidential", "categories": ["pii"],
@@ -55,37 +47,28 @@ def _organisation(client: Client, tmp_path: Path) -> None:
         {"resource": "run.ft.7", "kind": "training_run", "sensitivity": "internal", "categories": [],
          "owner": "ml", "sanitized": 1, "updated_at": stamp},
     ])
-    _jsonl(client, tmp_path, "principals", [
+    ingest_rows(client, tmp_path, "principals", [
         {"principal": p, "principal_type": t, "team": "x", "updated_at": stamp}
         for p, t in (("bob", "human"), ("agent.cleaner", "agent"), ("assistant", "agent"))])
-    events = [{"event_time": (T0 + timedelta(minutes=i)).isoformat().replace("+00:00", "Z"), "event_id": f"r{i}",
+    events = [{"event_time": iso(T0 + timedelta(minutes=i)), "event_id": f"r{i}",
                "principal": f"reader{i}", "action": "read", "resource": "ds.telemetry"} for i in range(6)]
-    events += [{"event_time": (T0 + timedelta(minutes=i)).isoformat().replace("+00:00", "Z"), "event_id": f"x{i}",
+    events += [{"event_time": iso(T0 + timedelta(minutes=i)), "event_id": f"x{i}",
                 "principal": "bob", "action": "export", "resource": "emb.hr_notes", "bytes": 10**9}
                for i in range(4)]
     events.append({"event_time": "2026-09-01T00:00:00Z", "event_id": "old", "principal": "bob",
                    "action": "export", "resource": "emb.hr_notes"})  # long before: not evidence
-    _jsonl(client, tmp_path, "access_log", events)
-
-
-def _alert(detector: str, key: str, severity: str, entity: str = "principal", principals: tuple = (),
-           resources: tuple = (), explanation: list | None = None, at: datetime = T0) -> Alert:
-    return Alert(alert_id=f"{detector}|{key}|{severity}|{at.isoformat()}", detector=detector, entity=entity,
-                 entity_key=key, title=f"{detector} on {key}", severity=severity, score=0.999,
-                 principals=principals or ((key,) if entity == "principal" else ()), resources=resources,
-                 first_seen=at, last_seen=at + timedelta(minutes=5), detected_at=at + timedelta(minutes=15),
-                 explanation=explanation or [])
+    ingest_rows(client, tmp_path, "access_log", events)
 
 
 def _fanout(severity: str = "SEV1") -> Alert:
-    return _alert("permission_fanout", "ds.telemetry -> all-staff", severity, entity="grant",
-                  principals=("assistant",), resources=("ds.telemetry",),
-                  explanation=[{"feature": "audience_gain", "value": 5000, "baseline": 0, "weight": 1},
-                               {"rule": "grant.mass_audience", "severity_points": {}}])
+    return alert("permission_fanout", "ds.telemetry -> all-staff", severity, entity="grant",
+                 principals=("assistant",), resources=("ds.telemetry",),
+                 explanation=[{"feature": "audience_gain", "value": 5000, "baseline": 0, "weight": 1},
+                              {"rule": "grant.mass_audience", "severity_points": {}}])
 
 
 def _embedding(severity: str) -> Alert:
-    return _alert("bulk_export", "bob", severity, resources=("emb.hr_notes",))
+    return alert("bulk_export", "bob", severity, resources=("emb.hr_notes",))
 
 
 def _responder(client: Client, tmp_path: Path | None = None, routing: RoutingConfig | None = None,
@@ -148,7 +131,7 @@ def test_rollback_restores_the_previous_state_not_blindly_lifts(client: Client, 
 
     write_control(client, "identity", "agent.cleaner", True, incident_id=0, run_id="manual", step="", actor="soc",
                   reason="suspended by hand", at=T0)
-    incident_id = record_alert(client, _alert("runaway_agent", "agent.cleaner", "SEV2")).incident_id
+    incident_id = record_alert(client, alert("runaway_agent", "agent.cleaner", "SEV2")).incident_id
     responder = _responder(client)
     assert responder.respond(NOW).runs[0].state == "succeeded"
     responder.rollback_incident(incident_id, "alice", NOW + timedelta(minutes=5))
@@ -176,7 +159,7 @@ def test_approval_pending_then_approved_executes_and_denied_never_does(client: C
     assert controls_in_force(client, "identity")[0]["actor"] == "alice"
 
     # The same flow, denied: the step never executes.
-    other = record_alert(client, _alert("bulk_export", "carol", "SEV3", resources=("emb.hr_notes",))).incident_id
+    other = record_alert(client, alert("bulk_export", "carol", "SEV3", resources=("emb.hr_notes",))).incident_id
     pending = responder.respond(NOW).runs[0]
     assert pending.incident_id == other and pending.state == "awaiting_approval"
     denied = responder.deny(pending.run_id, "suspend_identity", "alice", NOW, reason="sanctioned migration")
@@ -189,7 +172,7 @@ def test_a_severity_rise_opens_a_gate_the_new_severity_does_not_need(client: Cli
     record_alert(client, _embedding("SEV2"))
     responder = _responder(client)
     assert responder.respond(NOW).runs[0].state == "awaiting_approval"
-    later = _alert("bulk_export", "bob", "SEV1", resources=("emb.hr_notes",), at=T0 + timedelta(minutes=30))
+    later = alert("bulk_export", "bob", "SEV1", resources=("emb.hr_notes",), at=T0 + timedelta(minutes=30))
     assert record_alert(client, later).severity_rose
     rerun = responder.respond(NOW + timedelta(minutes=50))
     assert rerun.incidents == 1 and rerun.runs[0].state == "succeeded"
@@ -206,7 +189,7 @@ def test_a_failing_action_is_recorded_made_visible_and_stops_nothing_else(client
     receiver.script("/iam", [500])
     integrations = Integrations(webhooks={"revoke_grant": receiver.url("/iam")}, attempts=2, wait_seconds=0.01)
     fanout = record_alert(client, _fanout()).incident_id
-    agent = record_alert(client, _alert("runaway_agent", "agent.cleaner", "SEV2")).incident_id
+    agent = record_alert(client, alert("runaway_agent", "agent.cleaner", "SEV2")).incident_id
     responder = _responder(client, integrations=integrations)
     summary = responder.respond(NOW)
     assert summary.errors == []
@@ -245,7 +228,7 @@ def test_dry_run_writes_nothing(client: Client, tmp_path: Path) -> None:
 def test_a_restart_after_the_side_effect_does_not_repeat_it(client: Client, tmp_path: Path) -> None:
     """The process dies after the control was written but before the outcome: verify settles it."""
     _organisation(client, tmp_path)
-    incident_id = record_alert(client, _alert("runaway_agent", "agent.cleaner", "SEV2")).incident_id
+    incident_id = record_alert(client, alert("runaway_agent", "agent.cleaner", "SEV2")).incident_id
     responder = _responder(client)
     context = responder._context(incident_id)
     planned = responder._plan(responder.library.playbooks["runaway_agent"], context)
@@ -275,7 +258,7 @@ def test_a_restart_after_the_side_effect_does_not_repeat_it(client: Client, tmp_
 
 def test_a_restart_before_the_side_effect_runs_it_exactly_once(client: Client, tmp_path: Path) -> None:
     _organisation(client, tmp_path)
-    incident_id = record_alert(client, _alert("runaway_agent", "agent.cleaner", "SEV2")).incident_id
+    incident_id = record_alert(client, alert("runaway_agent", "agent.cleaner", "SEV2")).incident_id
     responder = _responder(client)
     context = responder._context(incident_id)
     planned = responder._plan(responder.library.playbooks["runaway_agent"], context)
@@ -314,8 +297,8 @@ def test_a_process_killed_mid_step_is_not_repeated(tmp_path: Path, receiver) -> 
     client = open_store(dsn)
     try:
         init_schema(client)
-        incident_id = record_alert(client, _alert("secrets", "svc.ci", "SEV3")).incident_id
-        record_alert(client, _alert("runaway_agent", "agent.x", "SEV4"))
+        incident_id = record_alert(client, alert("secrets", "svc.ci", "SEV3")).incident_id
+        record_alert(client, alert("runaway_agent", "agent.x", "SEV4"))
     finally:
         close_store(client)
     folder = tmp_path / "mine"
@@ -379,9 +362,9 @@ def test_webhooks_are_signed_and_retried_with_backoff(client: Client, tmp_path: 
 def test_unsanitised_training_pauses_the_run_and_quarantines_only_bad_inputs(client: Client,
                                                                             tmp_path: Path) -> None:
     _organisation(client, tmp_path)
-    alert = _alert("unsanitised_training", "run.ft.7", "SEV1", entity="training_run", principals=("bob",),
-                   resources=("run.ft.7", "ds.keystrokes", "ds.telemetry"))
-    incident_id = record_alert(client, alert).incident_id
+    training = alert("unsanitised_training", "run.ft.7", "SEV1", entity="training_run", principals=("bob",),
+                     resources=("run.ft.7", "ds.keystrokes", "ds.telemetry"))
+    incident_id = record_alert(client, training).incident_id
     report = _responder(client).respond(NOW).runs[0]
     assert report.state == "succeeded", report
     assert [(c["kind"], c["target"]) for c in controls_in_force(client)] == [
@@ -430,7 +413,7 @@ def test_a_timed_out_step_is_never_retried_and_asks_a_human(client: Client, tmp_
     folder.mkdir()
     (folder / "tell_soar.yaml").write_text(_SLOW_PLAYBOOK.replace("URL", receiver.url("/soar")), encoding="utf-8")
     receiver.script("/soar", [200], delay=3)
-    incident_id = record_alert(client, _alert("runaway_agent", "agent.x", "SEV3")).incident_id
+    incident_id = record_alert(client, alert("runaway_agent", "agent.x", "SEV3")).incident_id
     responder = Responder(client, load_library([folder]), Pager(client), retry_wait=0.01)
     report = responder.run("tell_soar", incident_id, NOW, actor="alice")
     step = report.steps[0]
@@ -441,7 +424,7 @@ def test_a_timed_out_step_is_never_retried_and_asks_a_human(client: Client, tmp_
 
 def test_a_step_that_cannot_be_settled_does_not_block_responses(client: Client, tmp_path: Path) -> None:
     _organisation(client, tmp_path)
-    stuck = record_alert(client, _alert("runaway_agent", "agent.cleaner", "SEV2")).incident_id
+    stuck = record_alert(client, alert("runaway_agent", "agent.cleaner", "SEV2")).incident_id
     responder = _responder(client)
     context = responder._context(stuck)
     planned = responder._plan(responder.library.playbooks["runaway_agent"], context)
@@ -467,12 +450,12 @@ def test_a_rolled_back_run_is_not_resumed_and_a_closed_incident_is_not_contained
     run = responder.respond(NOW).runs[0]
     assert run.state == "awaiting_approval"
     responder.rollback_incident(incident_id, "alice", NOW)
-    record_alert(client, _alert("bulk_export", "bob", "SEV1", resources=("emb.hr_notes",),
-                                at=T0 + timedelta(minutes=30)))
+    record_alert(client, alert("bulk_export", "bob", "SEV1", resources=("emb.hr_notes",),
+                               at=T0 + timedelta(minutes=30)))
     responder.respond(NOW + timedelta(minutes=50))
     assert responder.report(run.run_id).state == "rolled_back" and controls_in_force(client) == []
 
-    other = record_alert(client, _alert("bulk_export", "carol", "SEV3", resources=("emb.hr_notes",))).incident_id
+    other = record_alert(client, alert("bulk_export", "carol", "SEV3", resources=("emb.hr_notes",))).incident_id
     pending = responder.respond(NOW).runs[0]
     transition(client, other, "false_positive", actor="alice", reason="sanctioned")
     import pytest

@@ -82,9 +82,14 @@ def test_sample_attacks_violate_policy_and_benign_hours_do_not(client) -> None:
         ingest_file(client, SAMPLE / f"{table}.jsonl.gz", table=table)
     labels = {label["family"]: label for label in json.loads((SAMPLE / "labels.json").read_text())}
 
+    def span_of(label: dict) -> tuple[datetime, datetime]:
+        """When the attack ran, from its first event to its last."""
+        first, last = (datetime.fromisoformat(label[k].replace("Z", "+00:00")) for k in ("start", "end"))
+        return first, last
+
     def window_of(label: dict) -> tuple[datetime, datetime]:
         """Whole hours around the attack, from its first event to its last."""
-        first, last = (datetime.fromisoformat(label[k].replace("Z", "+00:00")) for k in ("start", "end"))
+        first, last = span_of(label)
         start = first.replace(minute=0, second=0, microsecond=0)
         return start, last.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
 
@@ -97,12 +102,23 @@ def test_sample_attacks_violate_policy_and_benign_hours_do_not(client) -> None:
         hits = [v for v in violations if v.detector == detector and set(v.resources) & set(labels[family]["resources"])]
         assert hits, f"{family}: no {detector} violation on {labels[family]['resources']} in {violations}"
 
-    # Outside the attacks, a whole week of hourly steps raises no violation (notices may: the
-    # nightly training runs consume sanitised data from sensitive categories).
+    # Outside the attacks, the whole sample week raises no violation (notices may: the nightly
+    # training runs consume sanitised data from sensitive categories). Six-hour windows: each
+    # holds what its six hourly steps hold (grants one by one, a run's inputs summed), so
+    # they raise every violation the hourly steps would, at a sixth of the cost.
     reset_history(client)
-    attacked = {resource for label in labels.values() for resource in label["resources"]}
-    hour = datetime.fromisoformat("2026-10-05T00:00:00+00:00")
-    while hour < datetime.fromisoformat("2026-10-11T00:00:00+00:00"):
-        for found in policy_violations(extract(client, hour, hour + timedelta(hours=1)), organisation_size=size):
-            assert found.grade == "notice" or set(found.resources) & attacked, found
-        hour += timedelta(hours=1)
+    step = timedelta(hours=6)
+    found_in_attacks = set()
+    window = datetime.fromisoformat("2026-10-05T00:00:00+00:00")
+    while window < datetime.fromisoformat("2026-10-11T00:00:00+00:00"):
+        during = [family for family, label in labels.items()
+                  if span_of(label)[0] < window + step and window <= span_of(label)[1]]
+        for found in policy_violations(extract(client, window, window + step), organisation_size=size):
+            if found.grade == "notice":
+                continue
+            # A violation must be one of the attacks running in this window, on its resources.
+            attack = [f for f in during if set(found.resources) & set(labels[f]["resources"])]
+            assert attack, (window, found)
+            found_in_attacks.update(attack)
+        window += step
+    assert set(expectations) <= found_in_attacks  # the step-by-step scan finds the attacks too

@@ -1,4 +1,4 @@
-"""A whole labelled organisation replayed hour by hour: what it catches, and that a re-run changes nothing.
+"""A whole labelled organisation replayed step by step: what it catches, and that a re-run changes nothing.
 
 Its own module: the replayed store stays open for all these tests, and a process holds
 one embedded store at a time.
@@ -10,28 +10,35 @@ from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
+from builders import SMALL_ORG_CONFIG, incident_fingerprint, open_initialised
 from clickhouse_connect.driver.client import Client
 
-from blastwall.simulation import build_organisation, write_to_store
+from blastwall.simulation import OrgSpec, build_organisation, write_to_store
 from blastwall.store import close_store
 from detector import runs
 from detector.incidents import list_incidents
 from detector.replay import ReplaySummary, align, run_steps
-from test_detect import CONFIG, SPEC, STEP, _fingerprint, _open
+
+#: A whole organisation replayed: outside the fast subset (``-m "not slow"``), still in CI.
+pytestmark = pytest.mark.slow
+
+SPEC = OrgSpec(principals=60, days=5, seed=3)
+#: Four-hour steps: 30 replay the five days (hour-long ones over six days took 144 steps and
+#: five times as long, and caught the same policy attacks).
+STEP = timedelta(hours=4)
 
 
 @pytest.fixture(scope="module")
 def replayed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Client, ReplaySummary, list]]:
-    """The sample organisation replayed once, hour by hour (shared: a replay takes a while)."""
+    """The sample organisation replayed once (shared: a replay takes a while)."""
     org = build_organisation(SPEC)
-    client = _open(tmp_path_factory.mktemp("replayed") / "store")
+    client = open_initialised(tmp_path_factory.mktemp("replayed") / "store")
     write_to_store(client, org)
-    summary = run_steps(client, SPEC.start + timedelta(days=SPEC.days), STEP, since=SPEC.start, config=CONFIG)
+    summary = run_steps(client, SPEC.start + timedelta(days=SPEC.days), STEP, since=SPEC.start, config=SMALL_ORG_CONFIG)
     try:
         yield client, summary, org.labels
     finally:
         close_store(client)
-
 
 
 # ---------------------------------------------------------------------------- the replayed organisation
@@ -39,7 +46,7 @@ def replayed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Client,
 
 def test_replay_catches_the_policy_attacks_with_their_techniques(replayed) -> None:
     client, summary, labels = replayed
-    assert summary.steps == SPEC.days * 24 and not summary.errors
+    assert summary.steps == timedelta(days=SPEC.days) // STEP and not summary.errors
     incidents = list_incidents(client)
     by_detector = {}
     for incident in incidents:
@@ -70,10 +77,10 @@ def test_every_incident_explains_itself(replayed) -> None:
 
 def test_running_the_same_range_again_changes_nothing(replayed) -> None:
     client, _, _ = replayed
-    before = _fingerprint(client)
-    again = run_steps(client, SPEC.start + timedelta(days=SPEC.days), STEP, since=SPEC.start, config=CONFIG)
-    assert (again.steps, again.skipped) == (0, SPEC.days * 24)
-    assert _fingerprint(client) == before
+    before = incident_fingerprint(client)
+    again = run_steps(client, SPEC.start + timedelta(days=SPEC.days), STEP, since=SPEC.start, config=SMALL_ORG_CONFIG)
+    assert (again.steps, again.skipped) == (0, timedelta(days=SPEC.days) // STEP)
+    assert incident_fingerprint(client) == before
 
 
 def test_watermark_and_health_report_the_replay(replayed) -> None:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
-from detector.severity import SeverityInputs, severity, severity_points
+from detector.severity import SeverityInputs, severity, severity_points, severity_rank
 
 CASES = [
     # (why, inputs, expected)
@@ -46,17 +48,34 @@ def test_severity_table(why: str, alert: SeverityInputs, expected: str) -> None:
     assert severity(alert) == expected, (why, severity_points(alert))
 
 
-def test_each_factor_only_raises_severity_in_its_direction() -> None:
-    base = SeverityInputs("bulk_export", score=0.99, sensitivity_rank=1)
-    order = ["SEV4", "SEV3", "SEV2", "SEV1"]
-    for changed in (SeverityInputs("bulk_export", score=0.99999, sensitivity_rank=1),
-                    SeverityInputs("bulk_export", score=0.99, sensitivity_rank=1, bytes_exposed=10**12),
-                    SeverityInputs("bulk_export", score=0.99, sensitivity_rank=1, records_exposed=10**8),
-                    SeverityInputs("bulk_export", score=0.99, sensitivity_rank=3),
-                    SeverityInputs("bulk_export", score=0.99, sensitivity_rank=1, people_exposed=500),
-                    SeverityInputs("bulk_export", score=0.99, sensitivity_rank=1, leaves_organisation=True),
-                    SeverityInputs("bulk_export", score=0.99, sensitivity_rank=1, actor_is_agent=True)):
-        assert order.index(severity(changed)) >= order.index(severity(base))
+#: An anomaly at the edge of normal on internal data: 2 points, one short of SEV3, with every
+#: factor below its maximum, so raising any one of them must show.
+BASE = SeverityInputs("bulk_export", score=0.999, sensitivity_rank=1)
+
+#: Per factor: the points it feeds and a ladder of inputs, each more severe than the one before.
+LADDERS = [
+    ("evidence", "score", (0.98, 0.99, 0.999, 0.99999)),
+    ("data", "sensitivity_rank", (1, 2, 3)),
+    ("data", "sensitive_categories", (0, 1)),
+    ("blast_radius", "people_exposed", (0, 10, 100)),
+    ("blast_radius", "records_exposed", (0, 1_000_000, 10_000_000)),
+    ("blast_radius", "bytes_exposed", (0, 10 * 10**9, 50 * 10**9)),
+    ("blast_radius", "leaves_organisation", (False, True)),
+    ("actor", "actor_is_agent", (False, True)),
+    ("detector", "detector", ("behaviour_outlier", "bulk_export", "unsanitised_training")),
+]
+
+
+@pytest.mark.parametrize(("points", "field", "ladder"), LADDERS, ids=[field for _, field, _ in LADDERS])
+def test_each_factor_only_raises_severity_in_its_direction(points: str, field: str, ladder: tuple) -> None:
+    steps = [replace(BASE, **{field: value}) for value in ladder]
+    scored = [severity_points(inputs) for inputs in steps]
+    for lower, higher in zip(scored, scored[1:]):
+        # One rung up raises this factor's points and leaves every other factor where it was.
+        assert higher[points] > lower[points], (field, lower, higher)
+        assert {k: v for k, v in higher.items() if k != points} == {k: v for k, v in lower.items() if k != points}
+    # From the base, the factor's top rung alone is enough for a more severe level.
+    assert severity_rank(severity(steps[-1])) < severity_rank(severity(BASE)), (field, scored[-1])
 
 
 @pytest.mark.parametrize("bad", [SeverityInputs("x", score=1.5), SeverityInputs("x", policy="maybe")])

@@ -7,7 +7,7 @@ import io
 import json
 import re
 from collections import defaultdict
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +17,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 import pytest
+from builders import epoch_ms
 
 from blastwall.simulation import (
     AttackLabel,
@@ -68,8 +69,6 @@ def attack_ids(org: Organisation) -> set[str]:
     return {e for label in org.labels for e in label.event_ids}
 
 
-def _ms(value: datetime) -> int:
-    return int(value.timestamp() * 1000)
 
 
 # --------------------------------------------------------------------------- determinism
@@ -129,7 +128,7 @@ def test_label_events_exist_and_bound_the_scenario(org: Organisation, rows: dict
         assert not seen & set(label.event_ids), "scenarios share no rows"
         seen |= set(label.event_ids)
         times = [time_of[e] for e in label.event_ids]  # KeyError: an id missing from the log
-        assert min(times) == _ms(label.start) and max(times) == _ms(label.end), label.scenario_id
+        assert min(times) == epoch_ms(label.start) and max(times) == epoch_ms(label.end), label.scenario_id
         assert min(times) >= warmup_end, "attacks start after the benign warm-up"
         assert set(label.principals) <= principals, label.scenario_id
         assert set(label.resources) <= resources, label.scenario_id
@@ -294,7 +293,7 @@ def test_groups_nest_without_cycles_and_all_staff_holds_every_person(org: Organi
 
 
 def test_new_joiners_start_mid_period_without_history(org: Organisation, rows: dict[str, np.ndarray]) -> None:
-    created = {p["principal"]: _ms(p["created_at"]) for p in org.principals.to_pylist()}
+    created = {p["principal"]: epoch_ms(p["created_at"]) for p in org.principals.to_pylist()}
     joiners = {p for p, t in created.items() if t > SMALL.start_ms}
     assert len(joiners) >= 2
     first_seen: dict[str, int] = {}
@@ -379,7 +378,7 @@ def test_spec_rejects_what_cannot_be_simulated() -> None:
     with pytest.raises(ValueError):
         OrgSpec(days=3)
     with pytest.raises(ValueError):
-        OrgSpec(start=datetime(2026, 10, 5, 12, tzinfo=timezone.utc))
+        OrgSpec(start=datetime(2026, 10, 5, 12, tzinfo=UTC))
     assert OrgSpec(days=2, attacks=False).days == 2
 
 

@@ -54,7 +54,8 @@ def test_init_creates_every_table_and_is_idempotent(store_dsn: str) -> None:
     try:
         first = init_schema(client)
         assert {(m.package, m.version) for m in first} >= {("features.contract", 1), ("features.contract", 2)}
-        assert {"access_log", "resources", "memberships", "principals", "rejected_rows", "schema_migrations"} <= _tables(client)
+        contract = {"access_log", "resources", "memberships", "principals", "rejected_rows", "schema_migrations"}
+        assert contract <= _tables(client)
         assert init_schema(client) == []
         latest = {package: max(v for v, _ in steps) for package, steps in registered_migrations().items()}
         assert applied_versions(client) == latest
@@ -71,7 +72,8 @@ def test_init_upgrades_an_old_store_and_keeps_its_data(store_dsn: str) -> None:
             "INSERT INTO access_log (event_time, event_id, principal, action, resource) "
             "VALUES ('2026-10-05 10:00:00', 'e1', 'ann', 'read', 'ds.x')"
         )
-        indexes = "SELECT count() FROM system.data_skipping_indices WHERE table = 'access_log' AND name = 'idx_event_id'"
+        indexes = ("SELECT count() FROM system.data_skipping_indices"
+                   " WHERE table = 'access_log' AND name = 'idx_event_id'")
         assert client.query(indexes).result_rows[0][0] == 0
 
         upgraded = init_schema(client)
