@@ -153,6 +153,9 @@ def ingest(ctx: click.Context, table: str, files: tuple[Path, ...]) -> None:
                        f"rejected {summary.rejected:,} ({summary.seconds:.1f}s, {rate:,.0f} rows/s)")
             for reason, count in sorted(summary.reasons.items(), key=lambda item: -item[1]):
                 click.echo(f"  rejected {count:,}: {reason}")
+            if summary.broken:  # the rows before the break are loaded; the file still failed
+                click.echo(f"blastwall: {path}: {summary.broken}", err=True)
+                failed = True
     if failed:
         sys.exit(EXIT_USAGE)
 
@@ -754,6 +757,17 @@ def respond(ctx: click.Context) -> None:
         click.echo(f"  {report.run_id}: {report.state}")
     for error in summary.errors:
         click.echo(f"  error: {error}", err=True)
+
+
+@cli.command()
+def sources() -> None:
+    """The real log formats blastwall reads, and what each can and cannot see."""
+    from features.sources import discover
+
+    for source in discover().values():
+        click.echo(f"{source.name}: {source.description}")
+        click.echo(f"  sees:       {source.sees}")
+        click.echo(f"  cannot see: {source.cannot_see}")
 
 
 # --- console accounts ------------------------------------------------------------------

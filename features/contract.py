@@ -166,4 +166,19 @@ ORDER BY (toStartOfHour(event_time), principal, event_time, event_id)""",
     (2, [
         "ALTER TABLE access_log ADD INDEX IF NOT EXISTS idx_event_id event_id TYPE bloom_filter(0.01) GRANULARITY 4",
     ]),
+    # v3: an event id counts once whatever its event_time, so ingest looks ids up by id
+    # alone, in this index sorted by id. A materialised view feeds it from every insert
+    # into access_log (ingest, the simulation, anything else), in the same insert. The view
+    # comes before the backfill so no insert falls between them (one caught twice is
+    # harmless: the look-up is IN and merges collapse it). No DISTINCT in the backfill:
+    # it would hold every id in memory at once. Small granules: a batch's look-up reads
+    # fewer neighbours of each id it probes.
+    (3, [
+        """CREATE TABLE IF NOT EXISTS event_ids (
+    `event_id` String
+) ENGINE = ReplacingMergeTree ORDER BY event_id SETTINGS index_granularity = 1024""",
+        "CREATE MATERIALIZED VIEW IF NOT EXISTS event_ids_from_access_log TO event_ids "
+        "AS SELECT event_id FROM access_log",
+        "INSERT INTO event_ids SELECT event_id FROM access_log",
+    ]),
 ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import gzip
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +16,6 @@ import pytest
 from features.contract import arrow_schema
 from features.ingest import IngestError, ingest_file, ingest_status, recent_rejections
 
-UTC = timezone.utc
 
 EVENTS: list[dict[str, Any]] = [
     {"event_time": "2026-10-05T09:00:00Z", "event_id": "e1", "principal": "ann@corp.example", "principal_type": "human",
@@ -238,8 +237,9 @@ def test_unreadable_inputs_raise_one_clear_error(client, tmp_path: Path) -> None
     broken_gzip = tmp_path / "broken.jsonl.gz"
     lines = "".join(json.dumps({**GOOD, "event_id": f"id-{i}"}) + "\n" for i in range(2000))
     broken_gzip.write_bytes(gzip.compress(lines.encode())[:2000])  # cut off mid-stream
-    with pytest.raises(IngestError, match="unreadable"):
-        ingest_file(client, broken_gzip)
+    # The whole lines before the break load; the break is reported, not raised.
+    broken = ingest_file(client, broken_gzip)
+    assert broken.broken.startswith("truncated gzip stream") and 0 < broken.loaded < 2000
     not_parquet = tmp_path / "fake.parquet"
     not_parquet.write_text("hello")
     with pytest.raises(IngestError, match="Parquet"):
