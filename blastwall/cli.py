@@ -113,27 +113,44 @@ def init(ctx: click.Context) -> None:
 @click.option("--table", "table", default="access_log", show_default=True,
               type=click.Choice(["access_log", "resources", "memberships", "principals"]),
               help="Which contract table the files hold.")
+@click.option("--source", "source_name", metavar="NAME",
+              help="A real log format (see `blastwall sources`), or `auto` to recognise each file's "
+              "(it says which it chose). Default: contract files.")
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
 @click.pass_context
-def ingest(ctx: click.Context, table: str, files: tuple[Path, ...]) -> None:
+def ingest(ctx: click.Context, table: str, source_name: str | None, files: tuple[Path, ...]) -> None:
     """Load JSON Lines, CSV or Parquet files (optionally .gz) into a contract table.
 
-    Bad rows are kept in rejected_rows with file, line and reason; re-ingesting a file
-    adds nothing new.
+    With --source, load a real log format (CloudTrail…) into access_log. Bad rows are kept
+    in rejected_rows with file, line and reason; re-ingesting a file adds nothing new.
     """
     from tqdm import tqdm
 
-    from features.ingest import IngestError, IngestSummary, detect_format, ingest_file
+    from features.ingest import IngestError, IngestSummary, detect_format, ingest_file, sniff_source
+    from features.sources import discover
 
+    known = discover()
+    if source_name not in (None, "auto", "contract", *known):
+        raise BlastwallCliError(f"unknown source {source_name!r}; choose one of auto, contract, "
+                                f"{', '.join(known)} (see blastwall sources)")
+    if source_name not in (None, "contract") and table != "access_log":
+        raise BlastwallCliError("--source loads access_log; leave out --table")
+    chosen: dict[Path, str | None] = {}
     for path in files:  # check every file before loading any
         if not path.is_file():
             raise BlastwallCliError(f"{path}: no such file")
         if not os.access(path, os.R_OK):
             raise BlastwallCliError(f"{path}: not readable")
-        try:
-            detect_format(path)
-        except IngestError as exc:
-            raise BlastwallCliError(str(exc)) from None
+        if source_name == "auto":
+            found = sniff_source(path)
+            chosen[path] = found.name if found else None
+        else:
+            chosen[path] = None if source_name in (None, "contract") else source_name
+        if chosen[path] is None:
+            try:
+                detect_format(path)
+            except IngestError as exc:
+                raise BlastwallCliError(str(exc)) from None
     failed = False
     with _client(ctx) as client:
         for path in files:
@@ -143,13 +160,15 @@ def ingest(ctx: click.Context, table: str, files: tuple[Path, ...]) -> None:
                 def progress(consumed: int, bar: tqdm = bar) -> None:
                     bar.update(consumed - bar.n)
                 try:
-                    summary: IngestSummary = ingest_file(client, path, table, on_progress=progress)
+                    summary: IngestSummary = ingest_file(client, path, table, on_progress=progress,
+                                                         source=chosen[path])
                 except IngestError as exc:
                     click.echo(f"blastwall: {exc}", err=True)
                     failed = True
                     continue
             rate = summary.rows / summary.seconds if summary.seconds else 0.0
-            click.echo(f"{path}: loaded {summary.loaded:,}, duplicates {summary.duplicates:,}, "
+            label = f"{chosen[path] or 'contract'}: " if source_name is not None else ""
+            click.echo(f"{path}: {label}loaded {summary.loaded:,}, duplicates {summary.duplicates:,}, "
                        f"rejected {summary.rejected:,} ({summary.seconds:.1f}s, {rate:,.0f} rows/s)")
             for reason, count in sorted(summary.reasons.items(), key=lambda item: -item[1]):
                 click.echo(f"  rejected {count:,}: {reason}")

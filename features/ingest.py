@@ -23,6 +23,11 @@ Limits, each rejected with its own reason rather than loaded wrong:
 
 A file that breaks part-way (a truncated or corrupt gzip stream, a read error) keeps
 the rows before the break; :attr:`IngestSummary.broken` says where it broke.
+
+Real log formats (``source=``, :mod:`features.sources`) take the same path with one more
+statement per batch: the source's SQL maps each raw record to a contract row in a third
+staging table, which is then validated like a contract file; a rejection keeps the
+original record as its raw text and its position in the file as its line.
 """
 
 from __future__ import annotations
@@ -48,6 +53,9 @@ import pyarrow.parquet as pq
 from clickhouse_connect.driver.client import Client
 
 from features.contract import COLUMNS, Column
+from features.sources import Source
+from features.sources import discover as discover_sources
+from features.sources import recognise as recognise_source
 
 #: Read this much of a JSON Lines file per batch: large enough to amortise a round
 #: trip, small enough that memory stays flat whatever the file size.
@@ -60,6 +68,9 @@ DEFAULT_BATCH_ROWS = 100_000
 MAX_LINE_BYTES = 16 * 1024 * 1024
 #: How much of an over-long or unreadable line is kept as its raw text in ``rejected_rows``.
 RAW_PREFIX_BYTES = 1024
+#: A whole-document log file (CloudTrail's ``{"Records": [...]}``, a JSON array of records)
+#: is read whole, so it is bounded: larger ones are refused (split them, or use JSON Lines).
+MAX_DOCUMENT_BYTES = 512 * 1024 * 1024
 #: Accepted years, inclusive, in UTC, for every time column of every table (1970-2199):
 #: a time outside them is a typo or a placeholder (0001-01-01, 9999-12-31), not an event,
 #: and the bound keeps every parse and later time arithmetic far inside DateTime64's range.
@@ -722,13 +733,17 @@ class _Staging:
         client.command(
             f"CREATE TABLE {self.parsed} (line UInt64, reason String, {extra}{columns}) ENGINE = Memory"
         )
+        # A source's records mapped to contract rows (raw), beside the record as it came.
+        self.mapped = f"_ingest_{tag}_mapped"
+        client.command(f"CREATE TABLE {self.mapped} (line UInt64, raw String, reader_reason String,"
+                       " original String) ENGINE = Memory")
 
     def clear(self) -> None:
-        self.client.command(f"TRUNCATE TABLE {self.raw}")
-        self.client.command(f"TRUNCATE TABLE {self.parsed}")
+        for name in (self.raw, self.parsed, self.mapped):
+            self.client.command(f"TRUNCATE TABLE {name}")
 
     def drop(self) -> None:
-        for name in (self.raw, self.parsed):
+        for name in (self.raw, self.parsed, self.mapped):
             self.client.command(f"DROP TABLE IF EXISTS {name}")
 
 
@@ -740,7 +755,7 @@ def drop_leftover_staging(client: Client) -> list[str]:
     """
     names = [row[0] for row in client.query(
         "SELECT name FROM system.tables WHERE database = currentDatabase()"
-        " AND match(name, '^_ingest_[0-9a-f]{12}_(raw|parsed)$')").result_rows]
+        " AND match(name, '^_ingest_[0-9a-f]{12}_(raw|parsed|mapped)$')").result_rows]
     for name in names:
         client.command(f"DROP TABLE IF EXISTS `{name}`")
     return names
@@ -765,13 +780,37 @@ def _dedup_condition(table: str, parsed: str) -> str:
     GROUP BY {key})"""
 
 
-def _load_batch(client: Client, table: str, staging: _Staging, batch: _Batch, file_label: str) -> IngestSummary:
+def _map_sql(source: Source, staging: _Staging, document: str) -> str:
+    """The statement that maps a batch's records to contract rows (see :mod:`features.sources`).
+
+    A record that is not a JSON object passes through unmapped, so the contract parser
+    rejects it for what it is ("malformed JSON", "not a JSON object").
+    """
+    is_object = "match(rec, '^[ \\t\\r\\n]*\\{') AND isValidJSON(rec)"
+    mapped = f"if({is_object}, {source.record_sql}, rec)"
+    if document:  # one staged row holds the whole document: its records, numbered from 1
+        records = f"JSONExtractArrayRaw(raw{', ' + _quote(source.envelope) if document == 'envelope' else ''})"
+        rows = (f"SELECT position AS line, '' AS reader_reason, recs[position] AS rec FROM ("
+                f"SELECT {records} AS recs, arrayJoin(arrayEnumerate(recs)) AS position FROM {staging.raw})")
+    else:
+        rows = (f"SELECT line, reader_reason, trimRight(raw) AS rec FROM {staging.raw}"
+                f" WHERE reader_reason != '' OR NOT match(raw, '^[ \\t\\r\\n]*$')")
+    return (f"INSERT INTO {staging.mapped} (line, raw, reader_reason, original) "
+            f"SELECT line, if(reader_reason != '', rec, {mapped}), reader_reason, rec FROM ({rows})")
+
+
+def _load_batch(client: Client, table: str, staging: _Staging, batch: _Batch, file_label: str,
+                source: Source | None = None, document: str = "") -> IngestSummary:
     staging.clear()
     staged = {"line": batch.lines, "raw": batch.raw}
     if batch.reasons is not None:
         staged["reader_reason"] = batch.reasons
     client.insert_arrow(staging.raw, pa.table(staged))
-    client.command(_parse_sql(table, staging.raw, staging.parsed))
+    parse_from, raw_text = staging.raw, "raw"
+    if source is not None:
+        client.command(_map_sql(source, staging, document), parameters=dict(source.parameters))
+        parse_from, raw_text = staging.mapped, "original"
+    client.command(_parse_sql(table, parse_from, staging.parsed))
     counts = client.query(
         f"SELECT countIf(reason = ''), countIf(reason != '') FROM {staging.parsed}"
     ).result_rows[0]
@@ -781,8 +820,8 @@ def _load_batch(client: Client, table: str, staging: _Staging, batch: _Batch, fi
         # Once per (table, file, line): a re-ingest or a resumed ingest adds no rows here.
         client.command(
             f"INSERT INTO rejected_rows (`table`, `file`, line, reason, raw) "
-            f"SELECT {{table:String}}, {{file:String}}, line, reason, trim(TRAILING '\\r\\n' FROM raw) "
-            f"FROM {staging.parsed} AS parsed INNER JOIN {staging.raw} AS staged USING (line) "
+            f"SELECT {{table:String}}, {{file:String}}, line, reason, trim(TRAILING '\\r\\n' FROM {raw_text}) "
+            f"FROM {staging.parsed} AS parsed INNER JOIN {parse_from} AS staged USING (line) "
             f"WHERE reason != '' AND line NOT IN ("
             f"SELECT line FROM rejected_rows WHERE `file` = {{file:String}} AND `table` = {{table:String}} "
             f"AND line IN (SELECT line FROM {staging.parsed} WHERE reason != ''))",
@@ -817,8 +856,9 @@ def ingest_file(
     batch_bytes: int = DEFAULT_BATCH_BYTES,
     batch_rows: int = DEFAULT_BATCH_ROWS,
     on_progress: Callable[[int], None] | None = None,
+    source: Source | str | None = None,
 ) -> IngestSummary:
-    """Load one contract file into ``table``.
+    """Load one contract file (or, with ``source``, one file of a real log format) into ``table``.
 
     Parameters
     ----------
@@ -832,6 +872,10 @@ def ingest_file(
         Batch sizes for JSON Lines and for CSV/Parquet; they bound memory.
     on_progress : callable, optional
         Called with the number of uncompressed bytes consumed so far.
+    source : Source or str, optional
+        A real log format (:func:`features.sources.discover`; its records are JSON Lines,
+        a JSON array, or an envelope such as CloudTrail's ``{"Records": [...]}``, whatever
+        the file is named, gzip too) for ``access_log``. ``None``: a contract file.
 
     Returns
     -------
@@ -849,6 +893,8 @@ def ingest_file(
         raise IngestError(f"unknown table {table!r}; choose one of {', '.join(COLUMNS)}")
     if not path.is_file():
         raise IngestError(f"{path}: no such file")
+    if source is not None:
+        return _ingest_source(client, path, _source(source), batch_bytes, on_progress)
     fmt = detect_format(path)
     if fmt == "jsonl":
         batches = _jsonl_batches(path, batch_bytes)
@@ -868,6 +914,88 @@ def ingest_file(
         total.broken = str(exc)
     except _READ_ERRORS as exc:  # a reader that could not say where (should not happen)
         total.broken = f"unreadable after {total.rows} rows ({exc})"
+    finally:
+        staging.drop()
+    total.seconds = time.perf_counter() - started
+    return total
+
+
+def _source(source: Source | str) -> Source:
+    if isinstance(source, Source):
+        return source
+    found = discover_sources()
+    if source not in found:
+        raise IngestError(f"unknown source {source!r}; choose one of {', '.join(found)}")
+    return found[source]
+
+
+def _document_start(path: Path) -> bytes:
+    """The first non-blank bytes of a file (gzip undone), to tell a document from JSON Lines."""
+    with _open_binary(path) as handle:
+        try:
+            return handle.read(4096).lstrip()[:64]
+        except _READ_ERRORS:
+            return b""
+
+
+def _document_kind(path: Path, source: Source) -> str:
+    """``array`` (a JSON array of records), ``envelope`` (``{"Records": [...]}``) or ``""`` (JSON Lines)."""
+    start = _document_start(path)
+    if start.startswith(b"["):
+        return "array"
+    envelope = f'"{source.envelope}"'.encode() if source.envelope else None
+    if envelope and start.startswith(b"{") and start[1:].lstrip().startswith(envelope):
+        return "envelope"
+    return ""
+
+
+def sniff_source(path: Path) -> Source | None:
+    """The source whose records the file holds (``None``: a contract file or unknown)."""
+    start = _document_start(path)
+    try:
+        with _open_binary(path) as handle:
+            if start.startswith((b"[", b'{"Records"')):
+                record = orjson.loads(handle.read(MAX_DOCUMENT_BYTES + 1))
+                record = record[0] if isinstance(record, list) else record["Records"][0]
+            else:
+                first = next(line for line in handle if line.strip())
+                record = orjson.loads(first)
+    except (StopIteration, orjson.JSONDecodeError, KeyError, IndexError, TypeError, *_READ_ERRORS):
+        return None
+    return recognise_source(record) if isinstance(record, dict) else None
+
+
+def _ingest_source(client: Client, path: Path, source: Source, batch_bytes: int,
+                   on_progress: Callable[[int], None] | None) -> IngestSummary:
+    document = _document_kind(path, source)
+    if document:
+        with _open_binary(path) as handle:
+            try:
+                body = handle.read(MAX_DOCUMENT_BYTES + 1)
+            except _READ_ERRORS as exc:
+                raise IngestError(f"{path}: unreadable ({exc})") from exc
+        if len(body) > MAX_DOCUMENT_BYTES:
+            raise IngestError(f"{path}: a JSON document over {_size_text(MAX_DOCUMENT_BYTES)}; split it or "
+                              "write JSON Lines")
+        batches: Iterator[_Batch] = iter([_Batch(pa.array([1], pa.uint64()), _raw_array([body]), len(body))])
+    else:
+        batches = _jsonl_batches(path, batch_bytes)
+    started = time.perf_counter()
+    total = IngestSummary(str(path), "access_log")
+    staging = _Staging(client, "access_log")
+    try:
+        for batch in _prefetched(batches):
+            if document and not int(client.query(
+                    "SELECT isValidJSON({d:String})", parameters={"d": body.decode("utf-8", "replace")}
+            ).result_rows[0][0]):
+                # Not one JSON document: its records cannot be told apart, so it is one rejection.
+                total.add(_load_batch(client, "access_log", staging, batch, str(path)))
+                continue
+            total.add(_load_batch(client, "access_log", staging, batch, str(path), source, document))
+            if on_progress is not None:
+                on_progress(batch.source_bytes)
+    except _Broken as exc:
+        total.broken = str(exc)
     finally:
         staging.drop()
     total.seconds = time.perf_counter() - started
