@@ -72,15 +72,20 @@ def init_schema(
     migrations = registered_migrations() if migrations is None else migrations
     done = applied_versions(client)
     applied: list[AppliedMigration] = []
-    for package, steps in migrations.items():
-        limit = (up_to or {}).get(package)
-        for version, statements in sorted(steps, key=lambda step: step[0]):
-            if version <= done.get(package, 0) or (limit is not None and version > limit):
-                continue
-            for statement in statements:
-                client.command(statement)
-            # Recorded only after every statement succeeded: a failed step is retried whole
-            # (each statement is IF [NOT] EXISTS, so a retry is harmless).
-            client.insert("schema_migrations", [[package, version]], column_names=["package", "version"])
-            applied.append(AppliedMigration(package, version))
+    try:
+        for package, steps in migrations.items():
+            limit = (up_to or {}).get(package)
+            for version, statements in sorted(steps, key=lambda step: step[0]):
+                if version <= done.get(package, 0) or (limit is not None and version > limit):
+                    continue
+                for statement in statements:
+                    client.command(statement)
+                applied.append(AppliedMigration(package, version))
+    finally:
+        # Only migrations whose every statement succeeded are recorded (in one insert: a new
+        # store applies dozens); a failed one is retried whole next time, which is harmless
+        # because each statement is IF [NOT] EXISTS or idempotent.
+        if applied:
+            client.insert("schema_migrations", [[m.package, m.version] for m in applied],
+                          column_names=["package", "version"])
     return applied
