@@ -16,7 +16,6 @@ import pytest
 from features.contract import arrow_schema
 from features.ingest import IngestError, ingest_file, ingest_status, recent_rejections
 
-
 EVENTS: list[dict[str, Any]] = [
     {"event_time": "2026-10-05T09:00:00Z", "event_id": "e1", "principal": "ann@corp.example", "principal_type": "human",
      "action": "join", "resource": "ds.hr.reviews", "related": ["ds.chat.logs", "ds.telemetry.keys"], "grantee": "",
