@@ -790,8 +790,11 @@ def _map_sql(source: Source, staging: _Staging, document: str) -> str:
     mapped = f"if({is_object}, {source.record_sql}, rec)"
     if document:  # one staged row holds the whole document: its records, numbered from 1
         records = f"JSONExtractArrayRaw(raw{', ' + _quote(source.envelope) if document == 'envelope' else ''})"
+        # A document that is not valid JSON cannot be told apart into records: it passes
+        # through whole, as line 1, for the parser to reject ("malformed JSON").
         rows = (f"SELECT position AS line, '' AS reader_reason, recs[position] AS rec FROM ("
-                f"SELECT {records} AS recs, arrayJoin(arrayEnumerate(recs)) AS position FROM {staging.raw})")
+                f"SELECT {records} AS recs, arrayJoin(arrayEnumerate(recs)) AS position FROM {staging.raw}"
+                f" WHERE isValidJSON(raw)) UNION ALL SELECT 1, '', raw FROM {staging.raw} WHERE NOT isValidJSON(raw)")
     else:
         rows = (f"SELECT line, reader_reason, trimRight(raw) AS rec FROM {staging.raw}"
                 f" WHERE reader_reason != '' OR NOT match(raw, '^[ \\t\\r\\n]*$')")
@@ -985,12 +988,6 @@ def _ingest_source(client: Client, path: Path, source: Source, batch_bytes: int,
     staging = _Staging(client, "access_log")
     try:
         for batch in _prefetched(batches):
-            if document and not int(client.query(
-                    "SELECT isValidJSON({d:String})", parameters={"d": body.decode("utf-8", "replace")}
-            ).result_rows[0][0]):
-                # Not one JSON document: its records cannot be told apart, so it is one rejection.
-                total.add(_load_batch(client, "access_log", staging, batch, str(path)))
-                continue
             total.add(_load_batch(client, "access_log", staging, batch, str(path), source, document))
             if on_progress is not None:
                 on_progress(batch.source_bytes)

@@ -148,3 +148,10 @@ def test_ingest_source_auto_says_what_it_chose(capsys, monkeypatch, store_dsn: s
 def test_blastwall_sources_lists_what_each_sees(capsys, monkeypatch) -> None:
     code, out, _ = run(capsys, monkeypatch, "sources")
     assert code == 0 and out.startswith("cloudtrail: ") and "cannot see: joins" in out
+
+
+def test_a_document_that_is_not_valid_json_is_one_rejection(client: Client, tmp_path: Path) -> None:
+    path = tmp_path / "broken.json"
+    path.write_text('{"Records": [' + json.dumps(_cloudtrail_record(1)) + ", {oops")
+    summary = ingest_file(client, path, source="cloudtrail")
+    assert (summary.loaded, summary.rejected, summary.reasons) == (0, 1, {"malformed JSON": 1})
