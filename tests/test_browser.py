@@ -54,6 +54,19 @@ def _browser() -> tuple[str, str]:
     return browser, driver
 
 
+def chrome(browser: str, driver_path: str):  # noqa: ANN201 - selenium is imported lazily
+    """Headless Chromium driven by chromedriver, with no traffic of its own (background networking off)."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = browser
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,1000",
+                 "--disable-background-networking", "--no-first-run"):
+        options.add_argument(flag)
+    return webdriver.Chrome(service=Service(driver_path), options=options)
+
+
 def _wait_healthy(url: str, process: subprocess.Popen, timeout: float = 90) -> None:
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -70,8 +83,6 @@ def _wait_healthy(url: str, process: subprocess.Popen, timeout: float = 90) -> N
 
 def test_sign_in_open_the_top_incident_and_acknowledge_it(tmp_path: Path) -> None:
     browser, driver_path = _browser()
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ready
     from selenium.webdriver.support.ui import WebDriverWait
@@ -107,16 +118,12 @@ def test_sign_in_open_the_top_incident_and_acknowledge_it(tmp_path: Path) -> Non
          "--no-scheduler"],
         env={**os.environ, "BLASTWALL_DSN": dsn, "BLASTWALL_ACCOUNTS": str(accounts)},
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
-    options = webdriver.ChromeOptions()
-    options.binary_location = browser
-    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,1000"):
-        options.add_argument(flag)
     artifacts = Path(os.environ.get("BLASTWALL_ARTIFACTS") or tmp_path)
     artifacts.mkdir(parents=True, exist_ok=True)
     driver = None
     try:
         _wait_healthy(url, console)
-        driver = webdriver.Chrome(service=Service(driver_path), options=options)
+        driver = chrome(browser, driver_path)
         wait = WebDriverWait(driver, 60)
         driver.get(url)
         wait.until(ready.presence_of_element_located((By.CSS_SELECTOR, "input[aria-label='User']"))).send_keys("ana")

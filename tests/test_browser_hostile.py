@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from builders import free_port, ingest_rows, iso
-from test_browser import ROOT, _browser, _wait_healthy
+from test_browser import ROOT, _browser, _wait_healthy, chrome
 
 from blastwall.access import add_account
 from blastwall.schema import init_schema
@@ -38,8 +38,6 @@ def _hostile(attacker: str) -> dict[str, str]:
 
 def test_names_from_logs_render_as_text_and_fetch_nothing(tmp_path: Path, receiver) -> None:
     browser, driver_path = _browser()
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ready
     from selenium.webdriver.support.ui import WebDriverWait
@@ -78,18 +76,13 @@ def test_names_from_logs_render_as_text_and_fetch_nothing(tmp_path: Path, receiv
          "--server.headless", "true", "--browser.gatherUsageStats", "false", "--", "--no-scheduler"],
         env={**os.environ, "BLASTWALL_DSN": dsn, "BLASTWALL_ACCOUNTS": str(accounts)},
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
-    options = webdriver.ChromeOptions()
-    options.binary_location = browser
-    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,1000",
-                 "--disable-background-networking", "--no-first-run"):
-        options.add_argument(flag)
     artifacts = Path(os.environ.get("BLASTWALL_ARTIFACTS") or tmp_path)
     artifacts.mkdir(parents=True, exist_ok=True)
     driver = None
     seen: list[str] = []
     try:
         _wait_healthy(url, console)
-        driver = webdriver.Chrome(service=Service(driver_path), options=options)
+        driver = chrome(browser, driver_path)
         wait = WebDriverWait(driver, 60)
         driver.get(url)
         wait.until(ready.presence_of_element_located((By.CSS_SELECTOR, "input[aria-label='User']"))).send_keys("ana")
