@@ -317,7 +317,7 @@ def _launch_console(ctx: click.Context, dsn: str, port: int = 8501, demo: bool =
 
 
 def run_child(command: list[str], env: dict[str, str], grace: float = 20.0) -> int:
-    """Run a child process until it ends, forwarding SIGINT and SIGTERM to it.
+    """Run a child process until it ends, forwarding SIGINT and SIGTERM to it (as SIGTERM).
 
     The child runs in its own session, so a Ctrl-C reaches it once (through us), and it is
     asked by the kernel to end if we die without forwarding anything (SIGKILL). Whatever
@@ -338,7 +338,9 @@ def run_child(command: list[str], env: dict[str, str], grace: float = 20.0) -> i
     def forward(signum: int, _frame: object) -> None:
         received.append(signum)
         if child.poll() is None:
-            child.send_signal(signum)
+            # Always SIGTERM: Streamlit installs its own handlers only after its port opens,
+            # and a SIGINT before that becomes click's "Aborted!" with exit code 1.
+            child.send_signal(signal.SIGTERM)
 
     previous = {signum: signal.signal(signum, forward) for signum in (signal.SIGINT, signal.SIGTERM)}
     deadline: float | None = None

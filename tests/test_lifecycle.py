@@ -115,3 +115,22 @@ def test_the_console_child_gets_no_password_on_its_command_line(tmp_path: Path) 
     finally:
         command.terminate()
         assert command.wait(timeout=60) == 0
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_child_without_handlers_yet_ends_cleanly_on_either_signal(signum: int) -> None:
+    """Streamlit installs its handlers only after its port opens; a signal before that must not
+    end the child as a failure (a forwarded SIGINT became click's "Aborted!", exit code 1)."""
+    import threading
+
+    from blastwall.cli import run_child
+
+    child = [sys.executable, "-c", "import click, time\n@click.command()\ndef main():\n    time.sleep(60)\nmain()"]
+    timer = threading.Timer(1.5, os.kill, (os.getpid(), signum))
+    timer.start()
+    try:
+        started = time.monotonic()
+        assert run_child(child, dict(os.environ), grace=30) == 0
+        assert time.monotonic() - started < 20
+    finally:
+        timer.cancel()
