@@ -1,11 +1,10 @@
 """Source ingest against native contract ingest of the same events, in one run.
 
-The labelled organisation's access log is written twice: as contract JSON Lines, and as
-CloudTrail records (one per event, in the shapes CloudTrail gives those operations: S3
-``GetObject``/``PutObject``/``CopyObject``, IAM ``AttachGroupPolicy``, Secrets Manager
-``GetSecretValue``, SageMaker ``CreateTrainingJob``…), both as JSON Lines and as gzipped
-``{"Records": [...]}`` files of 10,000 records (how CloudTrail delivers them to S3). Each is
-ingested in a fresh process into a fresh store, so each peak memory is its own.
+The labelled organisation's access log is written as contract JSON Lines and, through
+``blastwall.simulation.formats``, in every real format the generator writes (CloudTrail,
+OCSF, GCP audit…), each as JSON Lines; CloudTrail also as gzipped ``{"Records": [...]}``
+files of 10,000 records (how CloudTrail delivers them to S3). Each is ingested in a fresh
+process into a fresh store, so each peak memory is its own.
 
 Prints a table and saves ``benchmarks/results/sources.json``. Goal (issue 13): source
 ingest >= 50% of native ingest's rows/s; peak memory bounded by the batch size.
@@ -34,67 +33,29 @@ GOAL_RATIO = 0.5
 ENVELOPE_RECORDS = 10_000
 
 
-def _cloudtrail(row: dict) -> dict:
-    """One contract row as the CloudTrail record of the same operation (benchmark input only)."""
-    action, resource = row["action"], row["resource"]
-    record = {"eventVersion": "1.09", "eventID": row["event_id"], "eventTime": row["event_time"],
-              "userIdentity": {"type": "IAMUser" if row["principal_type"] == "human" else "AssumedRole",
-                               "userName": row["principal"], "arn": f"arn:aws:iam::1:user/{row['principal']}",
-                               "accountId": "111122223333"},
-              "awsRegion": "eu-west-1", "sourceIPAddress": row.get("source_ip") or "10.0.0.1",
-              "userAgent": "aws-cli/2.17 md/command#s3api", "requestID": row["event_id"][:16],
-              "eventType": "AwsApiCall", "recipientAccountId": "111122223333"}
-    bucket, _, key = resource.partition(".")
-    if action in ("read", "query", "join", "download"):
-        record |= {"eventSource": "s3.amazonaws.com", "eventName": "GetObject", "readOnly": True,
-                   "requestParameters": {"bucketName": bucket, "key": key or "object"},
-                   "additionalEventData": {"bytesTransferredOut": row["bytes"]}}
-    elif action == "export":
-        record |= {"eventSource": "s3.amazonaws.com", "eventName": "CopyObject",
-                   "requestParameters": {"bucketName": "outside", "key": key or "object",
-                                         "x-amz-copy-source": f"{bucket}/{key}"},
-                   "additionalEventData": {"bytesTransferredOut": row["bytes"]}}
-    elif action in ("grant", "revoke"):
-        record |= {"eventSource": "iam.amazonaws.com",
-                   "eventName": "AttachGroupPolicy" if action == "grant" else "DetachGroupPolicy",
-                   "requestParameters": {"groupName": row["grantee"], "policyArn": f"arn:aws:iam::1:policy/{bucket}"}}
-    elif action == "train":
-        record |= {"eventSource": "sagemaker.amazonaws.com", "eventName": "CreateTrainingJob",
-                   "requestParameters": {"trainingJobName": resource, "inputDataConfig": [
-                       {"dataSource": {"s3DataSource": {"s3Uri": f"s3://{r}"}}} for r in row["related"]]}}
-    elif row["resource"].startswith("secret"):
-        record |= {"eventSource": "secretsmanager.amazonaws.com", "eventName": "GetSecretValue",
-                   "requestParameters": {"secretId": resource}}
-    else:
-        record |= {"eventSource": "s3.amazonaws.com", "eventName": "PutObject",
-                   "requestParameters": {"bucketName": bucket, "key": key or "object"},
-                   "additionalEventData": {"bytesTransferredIn": row["bytes"]}}
-    if row["status"] == "denied":
-        record["errorCode"] = "AccessDenied"
-    return record
+def _write(folder: Path, principals: int, days: int) -> tuple[Path, dict[str, Path], list[Path], int]:
+    """The same organisation as contract JSON Lines and in every real format the generator writes."""
+    from blastwall.simulation import OrgSpec, build_organisation, write_files
+    from blastwall.simulation.formats import discover, write_log_files
 
-
-def _write(folder: Path, principals: int, days: int) -> tuple[Path, Path, list[Path], int]:
-    from blastwall.simulation import OrgSpec, write_files
-
-    write_files(OrgSpec(principals=principals, days=days, seed=5), folder / "org", fmt="jsonl")
-    contract = folder / "org" / "access_log.jsonl"
-    lines = folder / "cloudtrail.jsonl"
+    org = build_organisation(OrgSpec(principals=principals, days=days, seed=5))
+    rows = write_files(org, folder / "org", fmt="jsonl")["access_log"]
+    formats = {}
+    for name in discover():
+        write_log_files(org, folder / name, name)
+        formats[name] = folder / name / f"access_log.{name}.jsonl"
+    # CloudTrail as it lands in S3: gzipped {"Records": [...]} files.
     envelopes: list[Path] = []
     batch: list[dict] = []
-    rows = 0
-    with contract.open() as source, lines.open("w") as out:
-        for line in source:
-            record = _cloudtrail(json.loads(line))
-            out.write(json.dumps(record) + "\n")
-            batch.append(record)
-            rows += 1
+    with formats["cloudtrail"].open() as lines:
+        for line in lines:
+            batch.append(json.loads(line))
             if len(batch) == ENVELOPE_RECORDS:
                 envelopes.append(_envelope(folder, len(envelopes), batch))
                 batch = []
     if batch:
         envelopes.append(_envelope(folder, len(envelopes), batch))
-    return contract, lines, envelopes, rows
+    return folder / "org" / "access_log.jsonl", formats, envelopes, rows
 
 
 def _envelope(folder: Path, number: int, records: list[dict]) -> Path:
@@ -139,10 +100,11 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        contract, lines, envelopes, rows = _write(folder, args.principals, args.days)
-        runs = {"contract": _run("contract", "contract", [contract], folder),
-                "cloudtrail_jsonl": _run("jsonl", "cloudtrail", [lines], folder),
-                "cloudtrail_records_gz": _run("records", "cloudtrail", envelopes, folder)}
+        contract, formats, envelopes, rows = _write(folder, args.principals, args.days)
+        runs = {"contract": _run("contract", "contract", [contract], folder)}
+        for name, path in formats.items():
+            runs[f"{name}_jsonl"] = _run(name, name, [path], folder)
+        runs["cloudtrail_records_gz"] = _run("records", "cloudtrail", envelopes, folder)
     native = rows / runs["contract"]["seconds"]
     report = {"created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "machine": platform.machine(),
               "events": rows, "runs": {}, "goal_ratio": GOAL_RATIO}

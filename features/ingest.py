@@ -33,6 +33,7 @@ original record as its raw text and its position in the file as its line.
 from __future__ import annotations
 
 import csv
+import functools
 import gzip
 import io
 import time
@@ -53,7 +54,7 @@ import pyarrow.parquet as pq
 from clickhouse_connect.driver.client import Client
 
 from features.contract import COLUMNS, Column
-from features.sources import Source
+from features.sources import Source, single_parse
 from features.sources import discover as discover_sources
 from features.sources import recognise as recognise_source
 
@@ -511,17 +512,13 @@ def _parquet_column(column: pa.Array) -> pa.Array:
 def _parquet_rows(batch: pa.RecordBatch) -> tuple[list[bytes], list[str] | None]:
     """A record batch as JSON objects, and per row a reason when a row cannot be encoded."""
     batch = pa.RecordBatch.from_arrays([_parquet_column(c) for c in batch.columns], names=batch.schema.names)
-    # Arrow maps come out as lists of (key, value) pairs; the contract wants objects.
-    map_columns = [f.name for f in batch.schema if pa.types.is_map(f.type)]
-
+    # Arrow maps, at any depth (Security Lake nests them in structs), as objects; a map with
+    # a repeated key raises and that row is rejected with the reason rather than losing one.
     def encode(row: dict[str, Any]) -> bytes:
-        for name in map_columns:
-            if row[name] is not None:
-                row[name] = dict(row[name])
         return orjson.dumps(row, default=_json_default, option=orjson.OPT_NON_STR_KEYS)
 
     try:
-        return [encode(row) for row in batch.to_pylist()], None
+        return [encode(row) for row in batch.to_pylist(maps_as_pydicts="strict")], None
     except (TypeError, ValueError, OverflowError, pa.ArrowException):
         pass
     # Some value did not convert (a nested time out of range, say): row by row, this batch only.
@@ -529,7 +526,7 @@ def _parquet_rows(batch: pa.RecordBatch) -> tuple[list[bytes], list[str] | None]
     reasons: list[str] = []
     for index in range(batch.num_rows):
         try:
-            rows.append(encode(batch.slice(index, 1).to_pylist()[0]))
+            rows.append(encode(batch.slice(index, 1).to_pylist(maps_as_pydicts="strict")[0]))
             reasons.append("")
         except (TypeError, ValueError, OverflowError, pa.ArrowException) as exc:
             rows.append(b"{}")
@@ -787,9 +784,14 @@ def _map_sql(source: Source, staging: _Staging, document: str) -> str:
     rejects it for what it is ("malformed JSON", "not a JSON object").
     """
     is_object = "match(rec, '^[ \\t\\r\\n]*\\{') AND isValidJSON(rec)"
-    mapped = f"if({is_object}, {source.record_sql}, rec)"
+    record_sql, reject_sql, parsed = _single_parse(source.record_sql, source.reject_sql)
+    mapped = f"if({is_object}, {record_sql}, rec)"
+    # The source's own reason for a record it cannot place (e.g. an unsupported class).
+    rejected = f"if({is_object}, {reject_sql}, '')" if reject_sql else "''"
     if document:  # one staged row holds the whole document: its records, numbered from 1
         records = f"JSONExtractArrayRaw(raw{', ' + _quote(source.envelope) if document == 'envelope' else ''})"
+        if document == "object":  # the document is one record
+            records = "[raw]"
         # A document that is not valid JSON cannot be told apart into records: it passes
         # through whole, as line 1, for the parser to reject ("malformed JSON").
         rows = (f"SELECT position AS line, '' AS reader_reason, recs[position] AS rec FROM ("
@@ -798,8 +800,18 @@ def _map_sql(source: Source, staging: _Staging, document: str) -> str:
     else:
         rows = (f"SELECT line, reader_reason, trimRight(raw) AS rec FROM {staging.raw}"
                 f" WHERE reader_reason != '' OR NOT match(raw, '^[ \\t\\r\\n]*$')")
+    mapping = (f"SELECT line, if(reader_reason != '', rec, {mapped}) AS mapped,"
+               f" if(reader_reason != '', reader_reason, {rejected}) AS reason, rec, {', '.join(parsed)} FROM ({rows})")
     return (f"INSERT INTO {staging.mapped} (line, raw, reader_reason, original) "
-            f"SELECT line, if(reader_reason != '', rec, {mapped}), reader_reason, rec FROM ({rows})")
+            f"SELECT line, mapped, reason, rec FROM ({mapping})")
+
+
+@functools.lru_cache(maxsize=64)
+def _single_parse(record_sql: str, reject_sql: str) -> tuple[str, str, tuple[str, ...]]:
+    """The source's SQL reading each record's JSON once (:func:`features.sources.single_parse`)."""
+    both, parsed = single_parse(f"{record_sql}\x00{reject_sql}")
+    record, reject = both.split("\x00")
+    return record, reject, tuple(parsed)
 
 
 def _load_batch(client: Client, table: str, staging: _Staging, batch: _Batch, file_label: str,
@@ -811,7 +823,10 @@ def _load_batch(client: Client, table: str, staging: _Staging, batch: _Batch, fi
     client.insert_arrow(staging.raw, pa.table(staged))
     parse_from, raw_text = staging.raw, "raw"
     if source is not None:
-        client.command(_map_sql(source, staging, document), parameters=dict(source.parameters))
+        # Without short-circuiting: lazily evaluated branches each re-read the parsed record,
+        # which made the mapping several times slower (benchmarks/sources.py).
+        client.command(_map_sql(source, staging, document), parameters=dict(source.parameters),
+                       settings={"short_circuit_function_evaluation": "disable"})
         parse_from, raw_text = staging.mapped, "original"
     client.command(_parse_sql(table, parse_from, staging.parsed))
     counts = client.query(
@@ -877,8 +892,9 @@ def ingest_file(
         Called with the number of uncompressed bytes consumed so far.
     source : Source or str, optional
         A real log format (:func:`features.sources.discover`; its records are JSON Lines,
-        a JSON array, or an envelope such as CloudTrail's ``{"Records": [...]}``, whatever
-        the file is named, gzip too) for ``access_log``. ``None``: a contract file.
+        a JSON array, an envelope such as CloudTrail's ``{"Records": [...]}``, one JSON
+        object, or Parquet rows, whatever the file is named, gzip too) for ``access_log``.
+        ``None``: a contract file.
 
     Returns
     -------
@@ -897,7 +913,7 @@ def ingest_file(
     if not path.is_file():
         raise IngestError(f"{path}: no such file")
     if source is not None:
-        return _ingest_source(client, path, _source(source), batch_bytes, on_progress)
+        return _ingest_source(client, path, _source(source), batch_bytes, on_progress, batch_rows)
     fmt = detect_format(path)
     if fmt == "jsonl":
         batches = _jsonl_batches(path, batch_bytes)
@@ -941,37 +957,79 @@ def _document_start(path: Path) -> bytes:
             return b""
 
 
+def _is_parquet(path: Path) -> bool:
+    with _open_binary(path) as handle:
+        try:
+            return handle.read(4) == b"PAR1"
+        except _READ_ERRORS:
+            return False
+
+
+def _one_object(path: Path) -> bool:
+    """Whether the file is one JSON object over several lines (pretty-printed), not JSON Lines.
+
+    Its first line opens an object without closing it, and the next line does not open
+    another (a JSON Lines file whose first line is broken stays JSON Lines, rejected line
+    by line).
+    """
+    with _open_binary(path) as handle:
+        try:
+            head = handle.read(65536).lstrip()
+        except _READ_ERRORS:
+            return False
+    first, newline, rest = head.partition(b"\n")
+    return (head.startswith(b"{") and bool(newline) and not first.rstrip().endswith(b"}")
+            and not rest.lstrip().startswith(b"{"))
+
+
 def _document_kind(path: Path, source: Source) -> str:
-    """``array`` (a JSON array of records), ``envelope`` (``{"Records": [...]}``) or ``""`` (JSON Lines)."""
+    """``array`` (a JSON array of records), ``envelope`` (``{"Records": [...]}``), ``object`` (one
+    record, e.g. pretty-printed) or ``""`` (JSON Lines)."""
     start = _document_start(path)
     if start.startswith(b"["):
         return "array"
     envelope = f'"{source.envelope}"'.encode() if source.envelope else None
     if envelope and start.startswith(b"{") and start[1:].lstrip().startswith(envelope):
         return "envelope"
+    if start.startswith(b"{") and _one_object(path):
+        return "object"
     return ""
 
 
 def sniff_source(path: Path) -> Source | None:
     """The source whose records the file holds (``None``: a contract file or unknown)."""
     start = _document_start(path)
+    envelopes = [f'"{s.envelope}"'.encode() for s in discover_sources().values() if s.envelope]
+    whole = start.startswith(b"[") or (start.startswith(b"{") and (
+        start[1:].lstrip().startswith(tuple(envelopes)) or _one_object(path)))
     try:
         with _open_binary(path) as handle:
-            if start.startswith((b"[", b'{"Records"')):
+            if start.startswith(b"PAR1"):  # a Parquet row as the record's JSON
+                first_rows = next(pq.ParquetFile(handle).iter_batches(batch_size=1))
+                record = orjson.loads(_parquet_rows(first_rows)[0][0])
+            elif whole:
                 record = orjson.loads(handle.read(MAX_DOCUMENT_BYTES + 1))
-                record = record[0] if isinstance(record, list) else record["Records"][0]
+                if isinstance(record, list):
+                    record = record[0]
+                elif isinstance(record, dict):  # an envelope's first record, else the object itself
+                    listed = [record[e.decode()[1:-1]] for e in envelopes
+                              if isinstance(record.get(e.decode()[1:-1]), list)]
+                    record = listed[0][0] if listed else record
             else:
                 first = next(line for line in handle if line.strip())
                 record = orjson.loads(first)
-    except (StopIteration, orjson.JSONDecodeError, KeyError, IndexError, TypeError, *_READ_ERRORS):
+    except (StopIteration, orjson.JSONDecodeError, KeyError, IndexError, TypeError, pa.ArrowException,
+            *_READ_ERRORS):
         return None
     return recognise_source(record) if isinstance(record, dict) else None
 
 
 def _ingest_source(client: Client, path: Path, source: Source, batch_bytes: int,
-                   on_progress: Callable[[int], None] | None) -> IngestSummary:
-    document = _document_kind(path, source)
-    if document:
+                   on_progress: Callable[[int], None] | None, batch_rows: int = DEFAULT_BATCH_ROWS) -> IngestSummary:
+    document = "" if (parquet := _is_parquet(path)) else _document_kind(path, source)
+    if parquet:  # each row becomes the record's JSON (nested structs, lists, maps), batch by batch
+        batches: Iterator[_Batch] = _parquet_batches(path, batch_rows)
+    elif document:
         with _open_binary(path) as handle:
             try:
                 body = handle.read(MAX_DOCUMENT_BYTES + 1)
@@ -980,7 +1038,7 @@ def _ingest_source(client: Client, path: Path, source: Source, batch_bytes: int,
         if len(body) > MAX_DOCUMENT_BYTES:
             raise IngestError(f"{path}: a JSON document over {_size_text(MAX_DOCUMENT_BYTES)}; split it or "
                               "write JSON Lines")
-        batches: Iterator[_Batch] = iter([_Batch(pa.array([1], pa.uint64()), _raw_array([body]), len(body))])
+        batches = iter([_Batch(pa.array([1], pa.uint64()), _raw_array([body]), len(body))])
     else:
         batches = _jsonl_batches(path, batch_bytes)
     started = time.perf_counter()

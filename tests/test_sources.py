@@ -147,7 +147,10 @@ def test_ingest_source_auto_says_what_it_chose(capsys, monkeypatch, store_dsn: s
 
 def test_blastwall_sources_lists_what_each_sees(capsys, monkeypatch) -> None:
     code, out, _ = run(capsys, monkeypatch, "sources")
-    assert code == 0 and out.startswith("cloudtrail: ") and "cannot see: joins" in out
+    assert code == 0
+    named = [line.split(":", 1)[0] for line in out.splitlines() if not line.startswith(" ")]
+    assert named == sorted(discover()) and {"cloudtrail", "ocsf", "gcp-audit", "clickhouse-query-log"} <= set(named)
+    assert out.count("  cannot see: ") == len(named) and "cannot see: joins" in out
 
 
 def test_a_document_that_is_not_valid_json_is_one_rejection(client: Client, tmp_path: Path) -> None:

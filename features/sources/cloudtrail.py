@@ -8,22 +8,27 @@ Mapping (one CloudTrail record → one ``access_log`` row):
   Center users and the root user are ``human``; roles and AWS services are ``service``; a
   principal matching the ``agent_pattern`` parameter is an ``agent``.
 - **action**: S3 ``GetObject`` → ``download``, ``PutObject`` → ``write``, ``CopyObject``
-  into another bucket → ``export``; IAM policy attachments, group additions, bucket
-  policies and ACLs, snapshot/image/DB-snapshot sharing and Lambda permissions → ``grant``
+  into another bucket → ``export`` (of the copy's *source*, the data that left; the
+  destination's folder goes to ``attributes['destination']``, where the export detectors
+  look for new destinations); IAM policy attachments, group additions, bucket policies
+  and ACLs (an ``x-amz-grant-read`` header names its grantee; ``x-amz-acl: private`` is a
+  ``revoke``), snapshot/image/DB-snapshot sharing and Lambda permissions → ``grant``
   (their detachments and removals → ``revoke``) with the **grantee** (the user, role or
-  group, the account shared with, ``allUsers`` for a public policy); Secrets Manager and
+  group, the account shared with, ``allUsers`` for a public policy or ACL); Secrets Manager and
   SSM parameter reads → ``read``; SageMaker training and Bedrock customisation jobs →
   ``train`` with their input data as **related**; Bedrock model calls → ``query``;
   sign-ins → ``login``; ``Delete*``/``Terminate*`` → ``delete``; other read-only calls →
   ``read``; everything else → ``write``.
 - **status**: no ``errorCode`` → ``ok``; access-denied codes (and a failed console
   sign-in) → ``denied``; any other code → ``error``.
-- **bytes**: ``additionalEventData.bytesTransferredOut`` (downloads, exports) or
-  ``bytesTransferredIn`` (writes). **via**: the console, or ``api`` for SDKs and the CLI.
+- **bytes**: ``additionalEventData.bytesTransferredOut`` (reads, downloads, exports) or
+  ``bytesTransferredIn`` (writes). **via**: ``ai_assistant``, ``notebook`` or ``pipeline``
+  when the user agent names one (Copilot, Amazon Q, Jupyter, Airflow, Glue…), else the
+  console, or ``api`` for SDKs and the CLI.
 - **attributes** (whitelist): ``source``, ``event_source``, ``event_name``, ``event_type``,
   ``event_category``, ``aws_region``, ``account``, ``identity_type``, ``arn``,
   ``access_key``, ``request_id``, ``error_code``, ``error_message``, ``user_agent``,
-  ``read_only``.
+  ``read_only``, ``destination``.
 - Times: ``eventTime``, else ``@timestamp`` (older exports).
 
 It cannot see joins (CloudTrail records single API calls), rows (only bytes), reads of
@@ -78,7 +83,7 @@ _TRAINING = ("CreateTrainingJob", "CreateHyperParameterTuningJob", "CreateModelC
 _PARAMS = raw("requestParameters")
 _BUCKET = text("requestParameters", "bucketName")
 _KEY = text("requestParameters", "key")
-_COPY_SOURCE = text("requestParameters", "x-amz-copy-source")
+_COPY_SOURCE = f"splitByChar('?', {text('requestParameters', 'x-amz-copy-source')})[1]"
 _ADDS = f"(position({_PARAMS}, '\"add\"') > 0 OR position({_PARAMS}, 'valuesToAdd') > 0)"
 
 _ACTION = (
@@ -88,6 +93,8 @@ _ACTION = (
     f" AND splitByChar('/', {_COPY_SOURCE})[1] NOT IN ('', {_BUCKET}), 'export',"
     f" {_ES} = 's3.amazonaws.com' AND {in_list(_EN, ('PutObject', 'CopyObject', 'CompleteMultipartUpload'))},"
     " 'write',"
+    f" {in_list(_EN, ('PutObjectAcl', 'PutBucketAcl'))} AND {text('requestParameters', 'x-amz-acl')} = 'private',"
+    " 'revoke',"
     f" {in_list(_EN, _GRANTS)}, 'grant',"
     f" {in_list(_EN, _REVOKES)}, 'revoke',"
     f" {in_list(_EN, _SHARES)}, if({_ADDS}, 'grant', 'revoke'),"
@@ -111,8 +118,13 @@ _SHARED_WITH = first_of(
     text("requestParameters", "launchPermission", "remove", "items", 1, "userId"),
     text("requestParameters", "valuesToRemove", 1))
 _PUBLIC_POLICY = (f"match({_PARAMS}, '\"(Principal|AWS)\"\\\\s*:\\\\s*(\\\\[\\\\s*)?\"\\\\*\"')"
-                  f" OR position({_PARAMS}, 'AllUsers') > 0")
-_GRANTED_TO = first_of(text("requestParameters", "userName"), text("requestParameters", "roleName"),
+                  f" OR position({_PARAMS}, 'AllUsers') > 0"
+                  f" OR {text('requestParameters', 'x-amz-acl')} LIKE 'public-%'")
+# S3 ACL grant headers: id="…", emailAddress="…" or uri="…/AllUsers" (the first grantee).
+_ACL_HEADER = first_of(*(text("requestParameters", h) for h in
+                         ("x-amz-grant-read", "x-amz-grant-full-control", "x-amz-grant-read-acp")))
+_ACL_GRANTEE = f"extract({_ACL_HEADER}, '(?:id|emailAddress)=\\\\s*\"?([^\",]+)')"
+_GRANTED_TO = first_of(_ACL_GRANTEE,text("requestParameters", "userName"), text("requestParameters", "roleName"),
                        text("requestParameters", "groupName"), text("requestParameters", "principal"),
                        text("requestParameters", "granteePrincipal"))
 _GRANTEE = (
@@ -121,8 +133,15 @@ _GRANTEE = (
     f" {_PUBLIC_POLICY} OR {_GRANTED_TO} = '*', 'allUsers', {_GRANTED_TO})"
 )
 
+_OBJECT = f"concat('s3://', {_BUCKET}, if({_KEY} != '', concat('/', {_KEY}), ''))"
+# An export is about the data that left: the copy's source; where it went is its destination
+# (the destination's folder, so files copied into one place count as one destination).
+_DESTINATION = (f"if({_ACTION} = 'export', concat('s3://', {_BUCKET}, '/',"
+                f" arrayStringConcat(arrayPopBack(splitByChar('/', {_KEY})), '/'),"
+                f" if(position({_KEY}, '/') > 0, '/', '')), '')")
 _RESOURCE = first_of(
-    f"if({_BUCKET} != '', concat('s3://', {_BUCKET}, if({_KEY} != '', concat('/', {_KEY}), '')), '')",
+    f"if({_ACTION} = 'export', concat('s3://', {_COPY_SOURCE}), '')",
+    f"if({_BUCKET} != '', {_OBJECT}, '')",
     f"if({in_list(_EN, ('AddUserToGroup', 'RemoveUserFromGroup'))}, {text('requestParameters', 'groupName')}, '')",
     text("requestParameters", "policyArn"),
     text("requestParameters", "secretId"),
@@ -159,12 +178,18 @@ _STATUS = (
     f" match({_ERROR}, '(?i)(AccessDenied|Unauthorized|Forbidden|NotAuthorized)'), 'denied', 'error')"
 )
 _BYTES = (
-    f"if({_ACTION} IN ('download', 'export'), JSONExtractUInt(rec, 'additionalEventData', 'bytesTransferredOut'),"
+    f"if({_ACTION} IN ('download', 'export', 'read', 'query'),"
+    " JSONExtractUInt(rec, 'additionalEventData', 'bytesTransferredOut'),"
     " JSONExtractUInt(rec, 'additionalEventData', 'bytesTransferredIn'))"
 )
 _AGENT = text("userAgent")
+# The user agent also tells the assistants, notebooks and pipelines that call through an SDK.
 _VIA = (
-    f"multiIf({raw('sessionCredentialFromConsole')} = 'true' OR match({_AGENT}, '(?i)console|signin\\\\.amazonaws'),"
+    f"multiIf(match({_AGENT}, '(?i)ai[-_ ]?assistant|copilot|amazon-q|bedrock-agent|codewhisperer'),"
+    " 'ai_assistant',"
+    f" match({_AGENT}, '(?i)jupyter|notebook|sagemaker-studio|colab'), 'notebook',"
+    f" match({_AGENT}, '(?i)airflow|dagster|prefect|step-?functions|glue|emr|pipeline'), 'pipeline',"
+    f" {raw('sessionCredentialFromConsole')} = 'true' OR match({_AGENT}, '(?i)console|signin\\\\.amazonaws'),"
     f" 'console', match({_AGENT}, '(?i)aws-cli|boto|aws-sdk|terraform|aws-internal'), 'api', '')"
 )
 
@@ -188,7 +213,7 @@ RECORD_SQL = contract_row({
         "identity_type": _TYPE, "arn": _ARN, "access_key": text("userIdentity", "accessKeyId"),
         "request_id": text("requestID"), "error_code": _ERROR,
         "error_message": f"substring({text('errorMessage')}, 1, 500)",
-        "user_agent": f"substring({_AGENT}, 1, 300)", "read_only": raw("readOnly"),
+        "user_agent": f"substring({_AGENT}, 1, 300)", "read_only": raw("readOnly"), "destination": _DESTINATION,
     }),
 })
 
