@@ -180,6 +180,45 @@ def ingest(ctx: click.Context, table: str, source_name: str | None, files: tuple
 
 
 @cli.command()
+@click.option("--source", "source_name", required=True, type=click.Choice(["clickhouse-query-log"]),
+              help="What to pull (see `blastwall sources`).")
+@click.option("--from", "from_dsn", metavar="DSN",
+              help="The ClickHouse server whose query log is read. Default: the settings' "
+              "sources.clickhouse_query_log.from, else the store itself.")
+@click.pass_context
+def pull(ctx: click.Context, source_name: str, from_dsn: str | None) -> None:
+    """Pull ClickHouse's own query log (and role grants) into access_log, from the watermark on.
+
+    Pulling again adds nothing twice; blastwall's own queries are left out.
+    """
+    from blastwall.pulling import describe, pull_once
+    from blastwall.store import StoreError, parse_dsn
+    from blastwall.store import resolve_dsn as store_dsn
+
+    configured = _settings(ctx).sources.clickhouse_query_log
+    from_dsn = from_dsn or (configured.from_dsn if configured else None)
+    if from_dsn is not None:
+        try:
+            parse_dsn(from_dsn)
+        except StoreError as exc:
+            raise BlastwallCliError(f"--from: {exc}") from None
+    with _client(ctx) as client:
+        try:
+            summary = pull_once(client, store_dsn(ctx.obj["dsn"]), from_dsn,
+                                configured.pull_settings() if configured else None)
+        except StoreError as exc:
+            raise BlastwallCliError(str(exc)) from None
+        except (ClickHouseError, OSError) as exc:  # either side; the watermark did not move
+            first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+            from features.redaction import redact_text
+
+            raise BlastwallCliError(f"the pull failed (nothing lost, run it again): {redact_text(first)}") from None
+    click.echo(describe(summary))
+    for note in summary.notes:
+        click.echo(f"blastwall: note: {note}", err=True)
+
+
+@cli.command()
 @click.option("--principals", default=1000, show_default=True, type=click.IntRange(40, 1_000_000))
 @click.option("--days", default=14, show_default=True, type=click.IntRange(5, 365))
 @click.option("--seed", default=7, show_default=True, type=click.IntRange(0))
@@ -241,19 +280,38 @@ def _describe_seed(counts: dict) -> str:
             f"({counts['events_per_second']:,.0f} events/s)")
 
 
+def _log_formats() -> list[str]:
+    """The real log formats the generator writes (one per module of blastwall/simulation/formats)."""
+    from blastwall.simulation.formats import discover
+
+    return sorted(discover())
+
+
 @cli.command()
 @click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--format", "fmt", default="jsonl", show_default=True, type=click.Choice(["jsonl", "csv", "parquet"]))
+@click.option("--format", "fmt", default="jsonl", show_default=True,
+              type=click.Choice(["jsonl", "csv", "parquet", "contract", *_log_formats()]),
+              help="Contract files (jsonl, the same as contract; csv; parquet), or the access log in a real "
+                   "log format with the catalogue as contract files.")
 @click.option("--gzip", "compress", is_flag=True, help="gzip the files (.gz; Parquet: compressed pages).")
 @click.option("--principals", default=1000, show_default=True, type=click.IntRange(40, 1_000_000))
 @click.option("--days", default=14, show_default=True, type=click.IntRange(5, 3650))
 @click.option("--seed", default=7, show_default=True, type=click.IntRange(0))
 def generate(out_dir: Path, fmt: str, compress: bool, principals: int, days: int, seed: int) -> None:
-    """Write the labelled organisation as contract files (+ labels.json) for `ingest` or other tools."""
-    from blastwall.simulation import OrgSpec, write_files
+    """Write the labelled organisation as files (+ labels.json) for `ingest` or other tools.
 
+    In a real log format (cloudtrail, ocsf, gcp-audit…) the access log is written as that
+    format's records, for `ingest --source`, and resources are named as that source names them.
+    """
+    from blastwall.simulation import OrgSpec, write_files
+    from blastwall.simulation.formats import write_log_files
+
+    spec = OrgSpec(principals=principals, days=days, seed=seed)
     try:
-        counts = write_files(OrgSpec(principals=principals, days=days, seed=seed), out_dir, fmt=fmt, gzip=compress)
+        if fmt in _log_formats():
+            counts = write_log_files(spec, out_dir, fmt, gzip=compress)
+        else:
+            counts = write_files(spec, out_dir, fmt="jsonl" if fmt == "contract" else fmt, gzip=compress)
     except OSError as exc:
         raise BlastwallCliError(f"{out_dir}: cannot write ({exc.strerror or exc})") from None
     click.echo(f"wrote {out_dir}: " + ", ".join(f"{name} {value:,}" for name, value in counts.items()))
@@ -522,6 +580,13 @@ def run(ctx: click.Context, step, lateness) -> None:
                                                   respond_max_age=settings.respond_max_age),
                              responder=_responder(ctx, client))
         scheduler = schedule(BlockingScheduler(timezone="UTC"), jobs)
+        pulling = settings.sources.clickhouse_query_log
+        if pulling is not None:  # the same lock: the jobs never use the store client at once
+            from blastwall.pulling import PullJob, schedule_pull
+
+            schedule_pull(scheduler, PullJob(client, resolve_dsn(ctx.obj["dsn"]), pulling.from_dsn,
+                                             pulling.pull_settings(), lock=jobs.lock), pulling.every)
+            click.echo(f"blastwall run: pulling the ClickHouse query log every {pulling.every}")
         if settings.unsigned_webhooks:
             click.echo(f"blastwall: warning: {settings.unsigned_webhooks}", err=True)
         click.echo(f"blastwall run: detecting every minute in {step} steps, {lateness} behind now; "
@@ -539,9 +604,12 @@ def run(ctx: click.Context, step, lateness) -> None:
 @click.option("--days", default=14, show_default=True, type=click.IntRange(5, 60))
 @click.option("--step", type=_Duration(), default="15m", show_default=True, help="Replay step.")
 @click.option("--jobs", default=2, show_default=True, type=click.IntRange(1, 16), help="Seeds replayed at once.")
+@click.option("--format", "log_format", default="contract", show_default=True,
+              type=click.Choice(["contract", *_log_formats()]),
+              help="Feed the replay through a real log format's source (the access log written in that format).")
 @click.option("--adbench", "rerun_adbench", is_flag=True,
               help="Re-measure the ADBench comparison first (benchmarks/adbench.py, a few minutes).")
-def evaluate(as_json: bool, seeds: str, principals: int, days: int, step, jobs: int,
+def evaluate(as_json: bool, seeds: str, principals: int, days: int, step, jobs: int, log_format: str,
              rerun_adbench: bool) -> None:
     """Replay labelled organisations and report recall, severity, precision, false pages and time to detect.
 
@@ -568,7 +636,8 @@ def evaluate(as_json: bool, seeds: str, principals: int, days: int, step, jobs: 
             raise BlastwallCliError("--adbench needs a source checkout (benchmarks/adbench.py is not installed)")
         if subprocess.run([sys.executable, str(ADBENCH_SCRIPT)], stdout=sys.stderr).returncode != 0:
             raise BlastwallCliError("benchmarks/adbench.py failed (its output is above)")
-    report = run_eval(EvalSettings(seeds=seed_list, principals=principals, days=days, step=step, jobs=jobs))
+    report = run_eval(EvalSettings(seeds=seed_list, principals=principals, days=days, step=step, jobs=jobs,
+                                   log_format="" if log_format == "contract" else log_format))
     click.echo(to_json(report) if as_json else format_report(report))
 
 
@@ -789,6 +858,8 @@ def sources() -> None:
         click.echo(f"{source.name}: {source.description}")
         click.echo(f"  sees:       {source.sees}")
         click.echo(f"  cannot see: {source.cannot_see}")
+        if source.pulled_by:
+            click.echo(f"  pulled by:  {source.pulled_by}")
 
 
 # --- console accounts ------------------------------------------------------------------

@@ -12,6 +12,14 @@ delivered (pages are recorded as unrouted) and only the built-in playbooks run::
       webhooks: {revoke_grant: "https://iam.example.com/blastwall"}
     playbooks: [./our-playbooks] # searched after the built-in library
     respond_max_age: 6h          # older incidents (a backfill) are not contained or paged
+    sources:                     # scheduled pulls (blastwall run, and the console)
+      clickhouse_query_log:      # ClickHouse's own system.query_log (blastwall.pulling)
+        from: clickhouse://auditor:pass@ch:8123/default   # default: the store itself
+        every: 30s               # how often (default 30s)
+        settle: 10s              # leave queries younger than this (the log is flushed late)
+        backfill: 1d             # where the first pull starts
+        human_pattern: "^[^@]+@" # RE2 over the user name: human (default: e-mail-like)
+        agent_pattern: "(?i)agent|bot"   # RE2: agent (else service)
 
 The HMAC secret of signed webhooks comes from ``BLASTWALL_WEBHOOK_SECRET``, never the file.
 """
@@ -38,6 +46,50 @@ class ConfigError(ValueError):
     """A settings file that cannot be used; the message names the file and every problem."""
 
 
+class QueryLogPull(BaseModel):
+    """``sources.clickhouse_query_log``: the scheduled pull of ClickHouse's query log."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    from_dsn: str | None = Field(default=None, alias="from")
+    every: timedelta = timedelta(seconds=30)
+    settle: timedelta = timedelta(seconds=10)
+    backfill: timedelta = timedelta(days=1)
+    human_pattern: str | None = None
+    agent_pattern: str | None = None
+
+    @field_validator("every", "settle", "backfill", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> timedelta:
+        return parse_duration(value)
+
+    @field_validator("from_dsn")
+    @classmethod
+    def _dsn(cls, value: str | None) -> str | None:
+        if value is not None:
+            from blastwall.store import StoreError, parse_dsn
+
+            try:
+                parse_dsn(value)
+            except StoreError as exc:
+                raise ValueError(str(exc)) from None
+        return value
+
+    def pull_settings(self) -> Any:
+        """The :class:`features.pull.PullSettings` these describe."""
+        from features.pull import PullSettings
+
+        patterns = {k: v for k, v in (("human_pattern", self.human_pattern), ("agent_pattern", self.agent_pattern))
+                    if v is not None}
+        return PullSettings(settle=self.settle, backfill=self.backfill, **patterns)
+
+
+class SourcesSettings(BaseModel):
+    """``sources``: log sources blastwall pulls on a schedule (files come through ``ingest``)."""
+
+    model_config = ConfigDict(extra="forbid")
+    clickhouse_query_log: QueryLogPull | None = None
+
+
 class Settings(BaseModel):
     """The response settings (see the module docstring)."""
 
@@ -47,6 +99,7 @@ class Settings(BaseModel):
     integrations: Integrations = Field(default_factory=Integrations)
     playbooks: list[Path] = Field(default_factory=list)
     respond_max_age: timedelta = timedelta(hours=6)
+    sources: SourcesSettings = Field(default_factory=SourcesSettings)
 
     @field_validator("respond_max_age", mode="before")
     @classmethod

@@ -15,7 +15,7 @@ from clickhouse_connect.driver.client import Client
 
 #: Packages that own tables, in dependency order.
 MIGRATING_PACKAGES = (
-    "features.contract", "features.history", "detector.incidents", "detector.baselines",
+    "features.contract", "features.history", "features.pull", "detector.incidents", "detector.baselines",
     "detector.runs", "playbooks.actions", "playbooks.engine", "playbooks.paging",
 )
 

@@ -25,6 +25,22 @@ from clickhouse_connect.driver.exceptions import ClickHouseError
 from features.redaction import redact_text
 
 LOCK_FILE_NAME = ".blastwall.lock"
+#: Every query blastwall sends carries this ``log_comment`` (a client setting), so a pull of
+#: ``system.query_log`` leaves blastwall's own queries out (features.pull).
+LOG_COMMENT = "blastwall"
+#: The embedded engine's configuration when asked for a query log (``open_store(query_log=True)``):
+#: chdb keeps no ``system.query_log`` without one. Off by default: it costs about a fifth of
+#: a replay's time, and an embedded engine's log holds only its own process's queries.
+CHDB_CONFIG_NAME = ".blastwall-chdb.xml"
+_CHDB_CONFIG = """<clickhouse>
+    <query_log>
+        <database>system</database>
+        <table>query_log</table>
+        <flush_interval_milliseconds>7500</flush_interval_milliseconds>
+        <ttl>event_date + INTERVAL 7 DAY DELETE</ttl>
+    </query_log>
+</clickhouse>
+"""
 
 
 class StoreError(Exception):
@@ -146,7 +162,7 @@ class _EmbeddedLock:
 _embedded: dict[Path, tuple[Client, _EmbeddedLock, list[int]]] = {}
 
 
-def open_store(dsn: str, holder: str | None = None) -> Client:
+def open_store(dsn: str, holder: str | None = None, *, query_log: bool = False) -> Client:
     """Open a clickhouse-connect client for a DSN (embedded or server).
 
     Parameters
@@ -155,6 +171,9 @@ def open_store(dsn: str, holder: str | None = None) -> Client:
         ``chdb:///path`` or ``clickhouse://user:pass@host:8123/db``.
     holder : str, optional
         How another process's error names this one (default: this command line).
+    query_log : bool
+        Embedded only: keep a ``system.query_log`` of this process's queries (tests of the
+        query-log source; a server keeps its own).
 
     Returns
     -------
@@ -172,7 +191,8 @@ def open_store(dsn: str, holder: str | None = None) -> Client:
     if not parsed.is_embedded:
         try:
             interface = "https" if urlparse(dsn).scheme.endswith("https") else "http"
-            return clickhouse_connect.get_client(dsn=dsn, interface=interface)
+            return clickhouse_connect.get_client(dsn=dsn, interface=interface,
+                                                 settings={"log_comment": LOG_COMMENT})
         except ClickHouseError as exc:
             raise StoreError(f"cannot reach ClickHouse at {redact_text(dsn)}: {_first_line(exc)}") from exc
         except OSError as exc:
@@ -194,13 +214,23 @@ def open_store(dsn: str, holder: str | None = None) -> Client:
     except OSError as exc:
         raise StoreError(f"cannot use {path} for the embedded store: {exc.strerror or exc}") from None
     try:
-        client = clickhouse_connect.get_client(dsn=f"chdb://{path}")
+        options = {}
+        if query_log:
+            config = path / CHDB_CONFIG_NAME
+            if not config.is_file() or config.read_text() != _CHDB_CONFIG:
+                config.write_text(_CHDB_CONFIG)
+            options["chdb_options"] = {"config-file": str(config)}
+        client = clickhouse_connect.get_client(dsn=f"chdb://{path}", settings={"log_comment": LOG_COMMENT},
+                                               **options)
     except ClickHouseError as exc:
         lock.release()
         raise StoreLockedError(
             f"cannot open the embedded store {path}: {_first_line(exc)} "
             "(is another program using this directory?)"
         ) from exc
+    except OSError as exc:  # the engine's configuration could not be written
+        lock.release()
+        raise StoreError(f"cannot use {path} for the embedded store: {exc.strerror or exc}") from None
     _embedded[path] = (client, lock, [1])
     # We own the directory: staging tables left in it by a killed ingest are nobody's now.
     from features.ingest import drop_leftover_staging

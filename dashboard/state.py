@@ -234,6 +234,12 @@ def _start_jobs(dsn: str, config: Path | None, demo: bool) -> HostedJobs:
     jobs.lock = store_lock(dsn)
     scheduler = schedule(BackgroundScheduler(timezone="UTC", daemon=True), jobs, detect_every=timedelta(seconds=15))
     hosted = HostedJobs(scheduler, jobs)
+    if conf.sources.clickhouse_query_log is not None:  # the pull job, under the same store lock
+        from blastwall.pulling import PullJob, schedule_pull
+
+        pulling = conf.sources.clickhouse_query_log
+        schedule_pull(scheduler, PullJob(client, dsn, pulling.from_dsn, pulling.pull_settings(),
+                                         lock=store_lock(dsn)), pulling.every)
     if demo:
         try:
             _add_live_traffic(hosted, client, store_lock(dsn))

@@ -195,3 +195,16 @@ def test_eval_reports_every_family_and_the_goals(capsys, monkeypatch) -> None:
                    "unsanitised_training", "runaway_agent", "external_grant", "secrets_sweep", "low_and_slow"):
         assert f"\n{family} " in out
     assert "false pages" in out and "\ngoals: every_family_at_goal_on_every_seed " in out
+
+
+@pytest.mark.slow  # a whole evaluation through a real log format's writer and source
+def test_eval_through_cloudtrail_catches_what_cloudtrail_can_show(capsys, monkeypatch) -> None:
+    code, out, err = run(capsys, monkeypatch, "eval", "--seeds", "5", "--principals", "40", "--days", "5",
+                         "--step", "6h", "--jobs", "1", "--format", "cloudtrail", "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["settings"]["format"] == "cloudtrail"
+    families = report["families"]
+    assert len(families) == 9
+    # A grant of sensitive data to everyone is a grant in any format.
+    assert families["permission_fanout"]["caught"] == 1

@@ -46,7 +46,7 @@ class Source:
         Query parameters ``record_sql`` uses, with their defaults (never formatted in).
     pulled_by : str
         The command that pulls the source from where it lives (``""``: files only, via
-        ``ingest --source``); ``blastwall sources`` lists such sources after the file formats.
+        ``ingest --source``); ``blastwall sources`` shows it.
     reject_sql : str
         Optional: a ClickHouse expression over ``rec`` giving ``''``, or the reason a record
         the mapping cannot place is rejected with (e.g. an unsupported event class), so the

@@ -15,24 +15,29 @@ Mapping (one OCSF event → one ``access_log`` row):
 
 - **event_time**: ``time`` (epoch milliseconds; a value below 10^11 is read as seconds and
   one above 10^14 as micro- or nanoseconds, which some producers write), or an ISO text
-  in ``time`` (Parquet timestamps), else ``time_dt``. **event_id**: ``<class>:<metadata.uid>``
-  (``api``, ``datastore``, ``account``, ``group``, ``user_access``, ``authentication``: the
-  same in both numberings; one id given to events of two classes must not dedup one away).
+  in ``time`` (Parquet timestamps), else ``time_dt``. **event_id**: ``metadata.uid`` as given
+  (OCSF's id of the event instance, the raw log's own: CloudTrail's ``eventID`` in Security
+  Lake, so one event read through two sources counts once). A producer that copies one uid
+  into events of two classes (the OCSF example mappings do) has the second counted as a
+  duplicate; an event without a uid gets the contract's content hash.
 - **principal**: ``actor.user`` (``email_addr``, else ``name``, else ``uid``), else
   ``actor.invoked_by``, else ``actor.app_name``; for Authentication the ``user`` who
   authenticated comes first. **principal_type**: a principal matching the
-  ``agent_pattern`` parameter is an ``agent``; one named by ``invoked_by``/``app_name``, a
-  user of type System/Service (``type_id`` 3/4) or an AWS service or role is a
+  ``agent_pattern`` parameter, or a user whose ``type`` says agent or bot (``AI Agent``:
+  OCSF has no agent ``type_id``), is an ``agent``; one named by ``invoked_by``/``app_name``,
+  a user of type System/Service (``type_id`` 3/4) or an AWS service or role is a
   ``service``; User, Admin, Unknown and other user types are ``human``.
 - **action**, by class and ``activity_id``:
 
   - API Activity: Create/Update → ``write``, Read → ``read``, Delete → ``delete``; S3
     ``GetObject`` → ``download``; IAM policy attachments, group additions, bucket
     policies/ACLs and grants (by ``api.operation``) → ``grant``, their removals →
-    ``revoke``; Other/Unknown by the operation's words (export, download/clone,
+    ``revoke``; an operation starting a training job (``CreateTrainingJob``, ``StartTraining``,
+    ``train…``) → ``train``; Other/Unknown by the operation's words (export, download/clone,
     delete/remove, get/list/describe/read…) else ``write``.
   - Datastore Activity: Read/List/Decrypt → ``read`` (S3 ``GetObject`` → ``download``),
-    Query → ``query``, Update/Write/Create/Encrypt → ``write``, Delete → ``delete``,
+    Query → ``query`` (``join`` when ``query_info.query_string`` has a ``JOIN``),
+    Update/Write/Create/Encrypt → ``write``, Delete → ``delete``,
     Connect → ``login``.
   - Account Change: Attach Policy → ``grant`` of the policy to the user, Detach Policy →
     ``revoke``, Delete → ``delete``, the rest (create, enable, lock, password, MFA…) →
@@ -47,15 +52,20 @@ Mapping (one OCSF event → one ``access_log`` row):
 - **resource**: ``resources[1].name|uid`` (else ``api.service.name:api.operation``), the
   datastore's ``database.table``/``table``/``database``/``databucket``, the group, the
   policy, the changed account, the authenticated service. **related**: the other
-  ``resources``. **grantee**: as above.
-- **status**: ``status_id`` 1 / ``Success`` → ``ok``; a Failure → ``denied`` for
-  Authentication or when ``status_detail``/``status_code`` says denied, unauthorised,
-  forbidden, 401/403…, else ``error``; no status → ``ok``.
-- **bytes**: ``traffic.bytes_out``, ``query_info.bytes_out``, ``http_response.length`` or
-  Security Lake CloudTrail's ``unmapped['additionalEventData.bytesTransferredOut']``
-  (reads, downloads, exports; the largest when several), the ``bytes_in``/request
-  length/``bytesTransferredIn`` counterparts for writes. **via**: a browser user agent → ``console``; git, curl, SDKs,
-  CLIs → ``api``. **source_ip**: ``src_endpoint.ip``.
+  ``resources`` (a training job's inputs); for Datastore Activity, which has no
+  ``resources``, the tables its query text joins. **grantee**: as above.
+- **status**: ``status_id`` 1 / ``Success`` → ``ok``; a Failure → ``denied``
+  when ``status_detail``/``status_code`` says denied, unauthorised, forbidden, 401/403…,
+  or for Authentication unless it says internal/server/unavailable/timeout/5xx, else
+  ``error``; no status → ``ok``.
+- **bytes**: ``traffic.bytes_out``, ``query_info.bytes`` (``bytes_out`` too),
+  ``http_response.length`` or Security Lake CloudTrail's
+  ``unmapped['additionalEventData.bytesTransferredOut']`` (reads, queries, joins, downloads,
+  exports; the largest when several), the ``bytes_in``/request length/``bytesTransferredIn``
+  counterparts for writes. **via**, by the user agent: an AI
+  assistant/copilot → ``ai_assistant``, Jupyter/notebooks → ``notebook``, Airflow, Dagster,
+  Prefect, Kubeflow… → ``pipeline``, a browser → ``console``; git, curl, SDKs, CLIs → ``api``.
+  **source_ip**: ``src_endpoint.ip``.
 - **attributes** (whitelist): ``source`` (``ocsf``), ``class_uid``, ``class_name``,
   ``category_name``, ``activity_id``, ``activity_name``, ``type_uid``, ``ocsf_version``,
   ``product``, ``vendor``, ``uid`` (``metadata.uid``), ``event_code``, ``api_operation``,
@@ -63,8 +73,9 @@ Mapping (one OCSF event → one ``access_log`` row):
   ``user_agent``, ``session``, ``actor_type``, ``cloud_provider``, ``region``,
   ``account``, ``time_dt``.
 
-It cannot see row counts (OCSF has no such field), joins, what a training job consumed,
-or group nesting (Group Management names one user and one group per event).
+It cannot see row counts (OCSF has no such field), a join's tables when no query text
+names them, the bytes a training job read or a delete removed, or group nesting (Group
+Management names one user and one group per event).
 """
 
 from __future__ import annotations
@@ -153,7 +164,7 @@ _NAMED_USER = f"if({_WHO} = 'user', {_identity('user')}, {_identity('actor', 'us
 _SERVICE_TYPES = ("system", "service", "awsservice", "assumedrole", "role", "serviceaccount", "service account",
                   "application")
 _PRINCIPAL_TYPE = (
-    f"multiIf(match({_PRINCIPAL}, {{agent_pattern:String}}), 'agent',"
+    f"multiIf(match({_PRINCIPAL}, {{agent_pattern:String}}) OR {_words(_USER_TYPE, 'agent|bot')}, 'agent',"
     f" {_NAMED_USER} = '', 'service',"  # invoked_by / app_name: a service acting
     f" ({_USER_TYPE_ID} IN (3, 4) OR {in_list(_USER_TYPE, _SERVICE_TYPES)}) AND position({_PRINCIPAL}, '@') = 0,"
     " 'service', 'human')"
@@ -177,13 +188,21 @@ _BY_NAME = (
     f" {_words(_NAMES, 'query')}, 'query', '')"
 )
 _S3_GET = f"{_OP} = 'GetObject'"
+# A training job started (SageMaker CreateTrainingJob, a platform's StartTraining, train_model…).
+_TRAIN = f"match({_OP}, '^(Create|Start|Submit|Run)[A-Za-z]*Training|(?i)(^|[^a-z])train(ing)?([^a-z]|$)')"
 _API_ACTION = (
     f"multiIf({_S3_GET}, 'download', {in_list(_OP, _GRANTS)}, 'grant', {in_list(_OP, _REVOKES)}, 'revoke',"
+    f" {_TRAIN}, 'train',"
     f" {_ACT} IN (1, 3), 'write', {_ACT} = 2, 'read', {_ACT} = 4, 'delete',"
     f" {_BY_NAME} != '', {_BY_NAME}, 'write')"
 )
+_QUERY_TEXT = text("query_info", "query_string")
+# The tables a query's text joins (``JOIN name``, backticks and brackets dropped).
+_JOINED = (f"arrayFilter(x -> x != '', arrayMap(x -> trim(BOTH '`[]' FROM x),"
+           f" extractAll({_QUERY_TEXT}, '(?i)(?:^|[^a-z0-9_])join\\\\s+([^\\\\s(),;]+)')))")
 _DATASTORE_ACTION = (
-    f"multiIf({_S3_GET}, 'download', {_ACT} IN (1, 8, 10), 'read', {_ACT} = 4, 'query',"
+    f"multiIf({_S3_GET}, 'download', {_ACT} IN (1, 8, 10), 'read',"
+    f" {_ACT} = 4, if(notEmpty({_JOINED}), 'join', 'query'),"
     f" {_ACT} IN (2, 5, 6, 9), 'write', {_ACT} = 7, 'delete', {_ACT} = 3, 'login',"
     f" {_BY_NAME} != '', {_BY_NAME}, 'read')"
 )
@@ -235,10 +254,12 @@ _RESOURCE = (
     f" {_KIND} = 'user_access', {_first(_PRIVILEGED, _USER)},"
     f" {_KIND} = 'authentication', {_LOGGED_INTO}, '')"
 )
-_RELATED = (
+_RESOURCES_AFTER_FIRST = (
     "arrayFilter(x -> x != '', arraySlice(arrayMap(r -> if(JSONExtractString(r, 'name') != '',"
     f" JSONExtractString(r, 'name'), JSONExtractString(r, 'uid')), JSONExtractArrayRaw({raw('resources')})), 2))"
 )
+_RELATED = (f"if({_KIND} = 'datastore' AND empty({_RESOURCES_AFTER_FIRST}), {_JOINED},"
+            f" {_RESOURCES_AFTER_FIRST})")
 _REQUEST_GRANTEE = _first(text("unmapped", "requestParameters.userName"),
                             text("unmapped", "requestParameters.roleName"),
                             text("unmapped", "requestParameters.groupName"), _USER)
@@ -255,31 +276,37 @@ _LOWER_STATUS = f"lower({text('status')})"
 _DETAIL = f"concat({text('status_detail')}, ' ', {text('status_code')})"
 _DENIED = ("(?i)(denied|unauthori[sz]ed|forbidden|not[ _]?authori[sz]ed|permission|not allowed|insufficient"
            "|(^|[^0-9])40[13]([^0-9]|$))")
+_ERRORED = "(?i)(internal|server|service|unavailable|timed?[ _]?out|(^|[^0-9])5[0-9][0-9]([^0-9]|$))"
 _STATUS = (
     f"multiIf({_STATUS_ID} = 1 OR {_LOWER_STATUS} = 'success', 'ok',"
     f" {_STATUS_ID} = 2 OR {_LOWER_STATUS} IN ('failure', 'failed', 'fail'),"
-    f" if({_KIND} = 'authentication' OR match({_DETAIL}, '{_DENIED}'), 'denied', 'error'), 'ok')"
+    f" multiIf(match({_DETAIL}, '{_DENIED}'), 'denied', {_KIND} = 'authentication' AND NOT match({_DETAIL},"
+    f" '{_ERRORED}'), 'denied', 'error'), 'ok')"
 )
-_READS = f"{_ACTION} IN ('read', 'query', 'download', 'export')"
+_READS = f"{_ACTION} IN ('read', 'query', 'join', 'download', 'export')"
 # The largest count the record carries, out for reads and in for writes.
 _BYTES = (
-    f"if({_READS}, greatest({_count('traffic', 'bytes_out')}, {_count('query_info', 'bytes_out')},"
+    f"if({_READS}, greatest({_count('traffic', 'bytes_out')}, {_count('query_info', 'bytes')},"
+    f" {_count('query_info', 'bytes_out')},"
     f" {_count('http_response', 'length')}, {_count('unmapped', 'additionalEventData.bytesTransferredOut')}),"
     f" greatest({_count('traffic', 'bytes_in')}, {_count('http_request', 'length')},"
     f" {_count('unmapped', 'additionalEventData.bytesTransferredIn')}))"
 )
 _AGENT = text("http_request", "user_agent")
 _VIA = (
-    f"multiIf(match({_AGENT}, '(?i)^mozilla/'), 'console',"
+    f"multiIf(match({_AGENT}, '(?i)ai[-_ ]?assistant|copilot|amazon-q|bedrock-agent'), 'ai_assistant',"
+    f" match({_AGENT}, '(?i)jupyter|notebook|sagemaker-studio|colab'), 'notebook',"
+    f" match({_AGENT}, '(?i)airflow|dagster|prefect|kubeflow|argo-workflows|pipeline'), 'pipeline',"
+    f" match({_AGENT}, '(?i)^mozilla/'), 'console',"
     f" match({_AGENT}, '(?i)(^git/|curl/|python|boto|aws-cli|aws-sdk|terraform|okta-sdk|go-http|^java/|okhttp"
     "|postman|[.]amazonaws[.]com)'), 'api', '')"
 )
 
 RECORD_SQL = contract_row({
     "event_time": _EVENT_TIME,
-    # Qualified by the class: a producer may give one source event's id to events of two
-    # classes (the shared GitHub and Okta samples do), and dedup by id would drop one.
-    "event_id": f"if({text('metadata', 'uid')} != '', concat({_KIND}, ':', {text('metadata', 'uid')}), '')",
+    # As given: OCSF's id of the event instance, the raw log's own (CloudTrail's eventID in
+    # Security Lake), so one event read through two sources counts once.
+    "event_id": text("metadata", "uid"),
     "principal": f"({_PRINCIPAL_EXPR} AS {_PRINCIPAL})",
     "principal_type": _PRINCIPAL_TYPE,
     "action": f"({_ACTION_EXPR} AS {_ACTION})",
@@ -327,8 +354,8 @@ SOURCE = Source(
          "User Access Management (permission fan-out, exposure), datastore reads, queries and S3 downloads with "
          "bytes (bulk export, artifact download), API calls, logins and failed attempts, agent and service "
          "identities (runaway agent)",
-    cannot_see="row counts (no OCSF field), joins, what a training job consumed, group nesting (one user and "
-               "one group per event), other OCSF classes (rejected with their class)",
+    cannot_see="row counts (no OCSF field), joins without query text, the bytes a training job read, group "
+               "nesting (one user and one group per event), other OCSF classes (rejected with their class)",
     recognise=_recognise,
     record_sql=RECORD_SQL,
     reject_sql=REJECT_SQL,
