@@ -202,7 +202,7 @@ def test_two_real_records_map_exactly(client: Client, tmp_path: Path) -> None:
         "principal": "xxx@xxx.xxx", "principal_type": "human", "action": "read",
         "resource": "projects/elastic-beats/global/machineTypes", "related": [], "grantee": "", "bytes": 0,
         "rows": 0, "via": "console", "status": "denied", "source_ip": "192.168.1.1"}  # granted: false
-    assert denied["event_id"] == "projects/elastic-beats/logs/cloudaudit.googleapis.com%2Fdata_access#-h6onuze1h7dg"
+    assert denied["event_id"] == "-h6onuze1h7dg"  # the insertId; its log is in log_name
     assert denied["event_time"].isoformat().startswith("2019-12-19T00:45:51.228")
     assert denied["attributes"] == {
         "source": "gcp-audit", "log_name": "projects/elastic-beats/logs/cloudaudit.googleapis.com%2Fdata_access",
@@ -297,7 +297,8 @@ def test_a_vertex_training_job_is_train_with_its_inputs(client: Client, tmp_path
     assert _core(vertex) == {
         "principal": "trainer@acme.iam.gserviceaccount.com", "principal_type": "service", "action": "train",
         "resource": "projects/123/locations/us-central1/customJobs/456",
-        "related": ["gs://acme-data/chat/2026-09/*.jsonl", "bq://acme.hr.salaries",
+        # A bq:// input is named as BigQuery names its table everywhere else.
+        "related": ["gs://acme-data/chat/2026-09/*.jsonl", "acme.hr.salaries",
                     "gs://acme-data/telemetry/keys.parquet"],
         "grantee": "", "bytes": 0, "rows": 0, "via": "api", "status": "ok", "source_ip": "10.1.2.3"}
     # The code package and the output directory are not inputs; the agent pattern names the agent.
@@ -360,3 +361,32 @@ def test_a_gzipped_json_array_loads_and_reingesting_counts_once(client: Client, 
     assert ingest_file(client, path, source="gcp-audit").loaded == 2
     again = ingest_file(client, path, source="gcp-audit")
     assert (again.loaded, again.duplicates) == (0, 2)
+
+
+def test_federated_identities_secrets_logins_and_channels(client: Client, tmp_path: Path) -> None:
+    pool = "principal://iam.googleapis.com/projects/123/locations/global/workloadIdentityPools/ci/subject/"
+    workforce = "principal://iam.googleapis.com/locations/global/workforcePools/okta/subject/"
+    records = [
+        _entry(1, {"serviceName": "secretmanager.googleapis.com",
+                   "methodName": "google.cloud.secretmanager.v1.SecretManagerService.AccessSecretVersion",
+                   "resourceName": "projects/123/secrets/db-password/versions/7",
+                   "authenticationInfo": {"principalSubject": pool + "etl-runner"},
+                   "requestMetadata": {"callerIp": "10.0.0.9",
+                                       "callerSuppliedUserAgent": "gl-python/3.11 gccl/3.25.0 airflow/2.9.1"}}),
+        _entry(2, {"serviceName": "storage.googleapis.com", "methodName": "storage.objects.get",
+                   "resourceName": "projects/_/buckets/acme-models/objects/ckpt/step-9.pt",
+                   "authenticationInfo": {"principalSubject": pool + "support-agent"},
+                   "requestMetadata": {"callerSuppliedUserAgent": "gl-python/3.11 ai-assistant/1.4 (copilot)"}}),
+        _entry(3, {"serviceName": "login.googleapis.com", "methodName": "google.login.LoginService.loginFailure",
+                   "authenticationInfo": {"principalSubject": workforce + "ann@corp.example"}}),
+        _set_iam_policy(4, ("ADD", "roles/bigquery.dataViewer", pool + "etl-runner")),
+    ]
+    ingest_file(client, _write(tmp_path, records), source="gcp-audit")
+    secret, model, login, grant = _rows(client)
+    assert (secret["principal"], secret["principal_type"], secret["action"], secret["resource"], secret["via"]) == (
+        "etl-runner", "service", "read", "projects/123/secrets/db-password", "pipeline")
+    assert secret["attributes"]["principal_subject"] == pool + "etl-runner"
+    assert (model["principal"], model["principal_type"], model["via"]) == ("support-agent", "agent", "ai_assistant")
+    assert (login["principal"], login["principal_type"], login["action"], login["status"]) == (
+        "ann@corp.example", "human", "login", "denied")
+    assert grant["grantee"] == "etl-runner"

@@ -158,3 +158,24 @@ def test_a_document_that_is_not_valid_json_is_one_rejection(client: Client, tmp_
     path.write_text('{"Records": [' + json.dumps(_cloudtrail_record(1)) + ", {oops")
     summary = ingest_file(client, path, source="cloudtrail")
     assert (summary.loaded, summary.rejected, summary.reasons) == (0, 1, {"malformed JSON": 1})
+
+
+PANTHER = DATASETS / "real-audit-logs" / "panther-rule-tests"
+
+
+@pytest.mark.skipif(not PANTHER.is_dir(), reason="../shared/datasets is not beside the checkout")
+def test_every_panther_cloudtrail_test_event_is_loaded_or_rejected_with_a_reason(client: Client,
+                                                                                 tmp_path: Path) -> None:
+    import yaml
+
+    events = [test["Log"] for path in sorted(PANTHER.glob("aws_*.yml"))
+              for test in yaml.safe_load(path.read_text(encoding="utf-8")).get("Tests", [])]
+    assert len(events) >= 10
+    path = tmp_path / "panther.jsonl"
+    path.write_text("".join(json.dumps(event, default=str) + "\n" for event in events), encoding="utf-8")
+    summary = ingest_file(client, path, source="cloudtrail")
+    assert summary.rows == len(events) and summary.rejected == sum(summary.reasons.values())
+    assert all(summary.reasons)
+    assert summary.loaded + summary.duplicates >= len(events) - 2, summary.reasons
+    copies = _rows(client, "attributes['event_name'] = 'CopyObject' AND action = 'export'")
+    assert copies and all(r["attributes"]["destination"].startswith("s3://") for r in copies)

@@ -5,13 +5,19 @@ JSON Lines (a Cloud Logging sink to Cloud Storage), JSON arrays (``gcloud loggin
 
 - **event_time**: ``timestamp`` (RFC 3339, nanoseconds kept to milliseconds; Panther's
   zoneless ``2022-05-05 14:00:48.814294000`` is UTC), else ``receiveTimestamp``.
-- **event_id**: ``<logName>#<insertId>`` (``insertId`` is unique only within one log); an
-  entry without ``insertId`` gets the contract's content id.
+- **event_id**: ``insertId``; an entry without one gets the contract's content id. Cloud
+  Logging promises uniqueness only per project, timestamp and ``insertId``, but the ids it
+  assigns are random enough that the entries of one sink never share one in practice, and
+  the bare id is what other tools (and re-exports of the same entries) quote; the log is
+  kept in ``log_name``.
 - **principal**: ``authenticationInfo.principalEmail``, else ``principalSubject`` (its
   ``user:``/``serviceAccount:`` prefix dropped), else the first
-  ``serviceAccountDelegationInfo`` caller. **principal_type**: a principal matching the
-  ``agent_pattern`` parameter is an ``agent``; ``*.gserviceaccount.com`` and Kubernetes
-  ``system:`` identities are ``service``; everyone else is ``human``.
+  ``serviceAccountDelegationInfo`` caller. A federated identity
+  (``principal://iam.googleapis.com/…/workloadIdentityPools|workforcePools/POOL/subject/NAME``)
+  is NAME, its identity provider's name (the full subject stays in ``principal_subject``).
+  **principal_type**: a principal matching the ``agent_pattern`` parameter is an
+  ``agent``; ``*.gserviceaccount.com``, Kubernetes ``system:`` identities and workload
+  identity pool subjects are ``service``; everyone else is ``human``.
 - **action**: ``SetIamPolicy``/``setIamPermissions`` with a binding delta → ``grant``
   (``ADD``) or ``revoke`` (``REMOVE``). Vertex AI ``CreateCustomJob``,
   ``CreateTrainingPipeline``, ``CreateHyperparameterTuningJob`` and AI Platform
@@ -20,25 +26,30 @@ JSON Lines (a Cloud Logging sink to Cloud Storage), JSON arrays (``gcloud loggin
   ``export``; queries over 2+ referenced tables → ``join``, else ``query``; load and copy
   jobs → ``write``. BigQuery table reads (v2 ``metadata.tableDataRead``, v1
   ``serviceData.tableDataReadEvents``, ``tabledata.list``) → ``read``. Cloud Storage
-  ``storage.objects.get`` → ``download``, ``storage.objects.create`` → ``write``. Otherwise
-  by the method's last word: ``delete``/``remove`` → ``delete``; ``get``/``list``/
-  ``aggregatedList``/``search``/``lookup``/``read`` (also ``Get*``/``List*``) → ``read``;
+  ``storage.objects.get`` → ``download``, ``storage.objects.create`` → ``write``. Workspace
+  sign-ins shared with Cloud Logging (``login.googleapis.com``
+  ``google.login.LoginService.login*``) → ``login``. Otherwise by the method's last word:
+  ``delete``/``remove`` → ``delete``; ``get``/``list``/``aggregatedList``/``search``/
+  ``lookup``/``read``/``access`` (also ``Get*``/``List*``/``AccessSecretVersion``) → ``read``;
   anything else → ``write`` (BigQuery job insertions and unfinished job changes included:
   the data they touch is in the job's completion record; a ``SetIamPolicy`` without a
   delta changes nothing visible and is a ``write`` too). BigQuery also writes a
   ``tableDataRead`` (reason ``JOB``) per table a job read, in the table's project: those
   are ``read`` rows beside the job's ``query``/``join`` row.
 - **resource**: BigQuery names read ``project.dataset.table`` (``project.dataset``,
-  ``project:job``); Cloud Storage objects ``gs://bucket/object``. For a job, its first
-  referenced table (a query), its source table (an export) or its destination table (a
+  ``project:job``); Cloud Storage objects ``gs://bucket/object``; a secret version is its
+  secret (``projects/P/secrets/S``). For a job, its first referenced table (a query), its
+  source table (an extract; an ``EXPORT DATA`` query's first table) or its destination table (a
   load or copy); for training, the created job or pipeline; else ``resourceName``, else
   ``service:method``.
 - **related**: a join's other referenced tables; an export's destination URIs; a load's
   source URIs, a copy's source tables; training inputs (``gs://``/``bq://`` URIs in the
   worker pools' ``args`` and ``env``, AI Platform ``trainingInput.args``, the Vertex
-  managed dataset); a v1 read event's other tables.
+  managed dataset; ``bq://project.dataset.table`` named ``project.dataset.table``, as the
+  table is everywhere else); a v1 read event's other tables.
 - **grantee** (``grant``/``revoke``): the first binding delta's member with its ``user:``
-  or ``serviceAccount:`` prefix dropped (a person or a service account is a principal);
+  or ``serviceAccount:`` prefix dropped, a federated identity by its subject (a person,
+  a service account or a workload is a principal);
   ``group:``, ``domain:``, ``deleted:``, ``principal://`` members and ``allUsers`` /
   ``allAuthenticatedUsers`` stay as written. Only one row per entry: the number of deltas
   is in ``binding_deltas`` and the others in ``other_bindings`` (``ACTION role member; …``).
@@ -46,12 +57,14 @@ JSON Lines (a Cloud Logging sink to Cloud Storage), JSON arrays (``gcloud loggin
   ``totalInputBytes``, load ``totalOutputBytes``; ``outputRowCount`` /
   ``queryOutputRowCount``).
 - **status**: ``status.code`` 7 (PERMISSION_DENIED) or 16 (UNAUTHENTICATED), an
-  ``authorizationInfo`` entry with ``"granted": false``, or a BigQuery job failing so →
-  ``denied``; another non-zero code or a failed job → ``error``; else ``ok``.
+  ``authorizationInfo`` entry with ``"granted": false``, a BigQuery job failing so, or a
+  Workspace ``loginFailure`` → ``denied``; another non-zero code or a failed job → ``error``; else ``ok``.
 - **source_ip**: ``requestMetadata.callerIp`` (``callerIP`` in Panther's copies) when it
   is an address (``private``, ``gce-internal-ip`` stay in ``caller_ip``). **via**:
-  ``callerSuppliedUserAgent``: a browser or ``GoogleCloudConsole`` → ``console``;
-  Colab/Jupyter → ``notebook``; SDKs, ``gcloud``, ``bq``, ``gsutil``, Terraform,
+  ``callerSuppliedUserAgent``: an AI assistant (``ai-assistant``, Copilot, Gemini, Duet
+  AI) → ``ai_assistant``; Colab/Jupyter → ``notebook``; Airflow/Composer, Dagster,
+  Prefect, Dataflow, dbt → ``pipeline``; a browser or ``GoogleCloudConsole`` →
+  ``console``; SDKs, ``gcloud``, ``bq``, ``gsutil``, Terraform,
   ``kubectl`` → ``api``.
 - **attributes** (whitelist): ``source``, ``log_name``, ``log_type``, ``service_name``,
   ``method_name``, ``insert_id``, ``resource_type``, ``project``, ``status_code``,
@@ -102,6 +115,8 @@ def _readable(name: str) -> str:
         f" match({name}, '^projects/_/buckets/[^/]+/objects/'),"
         f" replaceRegexpOne({name}, '^projects/_/buckets/([^/]+)/objects/(.*)$', 'gs://\\\\1/\\\\2'),"
         f" match({name}, '^projects/_/buckets/[^/]+$'), replaceRegexpOne({name}, '^projects/_/buckets/', 'gs://'),"
+        f" match({name}, '^projects/[^/]+/secrets/[^/]+/versions/[^/]+$'),"
+        f" replaceRegexpOne({name}, '/versions/[^/]+$', ''),"
         f" {name})"
     )
 
@@ -130,14 +145,23 @@ _INSERT_ID = _let("insert_id", text("insertId"))
 
 _AUTH = _let("auth", raw("authenticationInfo", rec=_P))
 _SUBJECT = text("principalSubject", rec=_AUTH)
+# Workload and workforce identity federation name a principal
+# ``principal://iam.googleapis.com/…/(workloadIdentityPools|workforcePools)/POOL/subject/NAME``:
+# the principal is NAME, the identity provider's own name for it (the pool stays in
+# ``principal_subject``); a workload pool's principals are workloads, i.e. services.
+_FEDERATED = "'^principal://iam\\\\.googleapis\\\\.com/.*/(workloadIdentityPools|workforcePools)/[^/]+/subject/'"
+_WORKLOAD = "'^principal://iam\\\\.googleapis\\\\.com/.*/workloadIdentityPools/[^/]+/subject/'"
 _DELEGATED_BY = _let("delegated_by", first_of(
     text("serviceAccountDelegationInfo", 1, "firstPartyPrincipal", "principalEmail", rec=_AUTH),
     text("serviceAccountDelegationInfo", 1, "principalSubject", rec=_AUTH)))
 _PRINCIPAL = _let("principal", first_of(
-    text("principalEmail", rec=_AUTH), f"replaceRegexpOne({_SUBJECT}, '^(user|serviceAccount):', '')", _DELEGATED_BY))
+    text("principalEmail", rec=_AUTH),
+    f"replaceRegexpOne(replaceRegexpOne({_SUBJECT}, {_FEDERATED}, ''), '^(user|serviceAccount):', '')",
+    _DELEGATED_BY))
 _PRINCIPAL_TYPE = (
     f"multiIf(match({_PRINCIPAL}, {{agent_pattern:String}}), 'agent',"
-    f" endsWith({_PRINCIPAL}, '.gserviceaccount.com') OR startsWith({_PRINCIPAL}, 'system:'), 'service', 'human')"
+    f" endsWith({_PRINCIPAL}, '.gserviceaccount.com') OR startsWith({_PRINCIPAL}, 'system:')"
+    f" OR ({text('principalEmail', rec=_AUTH)} = '' AND match({_SUBJECT}, {_WORKLOAD})), 'service', 'human')"
 )
 
 # --- IAM binding deltas ------------------------------------------------------------------
@@ -245,7 +269,8 @@ _MANAGED_DATASET = _let("managed_dataset", first_of(
     text("training_pipeline", "input_data_config", "dataset_id", rec=_REQUEST)))
 _PARENT = _let("parent", text("parent", rec=_REQUEST))
 _TRAIN_INPUTS = (
-    f"arrayConcat(arrayFlatten(arrayMap(a -> extractAll(a, '(?:gs|bq)://[^\\\\s,;\\'\"]+'), {_TRAIN_TEXTS})),"
+    f"arrayConcat(arrayMap(u -> replaceRegexpOne(u, '^bq://', ''),"
+    f" arrayFlatten(arrayMap(a -> extractAll(a, '(?:gs|bq)://[^\\\\s,;\\'\"]+'), {_TRAIN_TEXTS}))),"
     f" [if({_MANAGED_DATASET} = '', '', if({_PARENT} = '', {_MANAGED_DATASET},"
     f" concat({_PARENT}, '/datasets/', {_MANAGED_DATASET})))])"
 )
@@ -258,7 +283,7 @@ _TRAIN_RESOURCE = first_of(text("response", "name", rec=_P),
 
 _GENERIC = (
     f"multiIf(match({_LAST_WORD}, '(?i)^(delete|remove|destroy|purge)'), 'delete',"
-    f" match({_LAST_WORD}, '(?i)^(get|list|aggregatedlist|batchget|search|lookup|read)'), 'read', 'write')"
+    f" match({_LAST_WORD}, '(?i)^(get|list|aggregatedlist|batchget|search|lookup|read|access)'), 'read', 'write')"
 )
 _ACTION = _let("action", (
     f"multiIf({_SETS_POLICY}, if(upper(JSONExtractString({_DELTA}, 'action')) = 'REMOVE', 'revoke', 'grant'),"
@@ -268,12 +293,14 @@ _ACTION = _let("action", (
     f" {_SERVICE} = 'bigquery.googleapis.com' AND ({_TABLE_READ}), 'read',"
     f" {_METHOD} = 'storage.objects.get', 'download',"
     f" {_METHOD} = 'storage.objects.create', 'write',"
+    f" {_SERVICE} = 'login.googleapis.com' AND match({_METHOD}, '(?i)login(success|failure|challenge|verification)$'),"
+    " 'login',"
     f" {_GENERIC})"
 ))
 _NAMED = first_of(_readable(_RESOURCE_NAME), f"if({_METHOD} = '', '', concat({_SERVICE}, ':', {_METHOD}))")
 _RESOURCE = _let("resource", (
     f"multiIf({_ACTION} = 'train', {_readable(_TRAIN_RESOURCE)},"
-    f" {_JOB_KIND} = 'export', {first_of(_SOURCE_TABLE, _JOB_NAME)},"
+    f" {_JOB_KIND} = 'export', {first_of(_SOURCE_TABLE, f'arrayElement({_TABLES}, 1)', _JOB_NAME)},"
     f" {_JOB_KIND} = 'write', {first_of(_DESTINATION_TABLE, _JOB_NAME)},"
     f" {_JOB_KIND} = 'query', {first_of(f'arrayElement({_TABLES}, 1)', _DESTINATION_TABLE, _JOB_NAME)},"
     f" length({_READ_EVENTS}) > 0, arrayElement({_READ_EVENTS}, 1), {_NAMED})"
@@ -287,7 +314,8 @@ _RELATED = (
     f" {_READ_EVENTS}))"
 )
 _GRANTEE = (f"if({_ACTION} IN ('grant', 'revoke'),"
-            f" replaceRegexpOne(JSONExtractString({_DELTA}, 'member'), '^(user|serviceAccount):', ''), '')")
+            f" replaceRegexpOne(replaceRegexpOne(JSONExtractString({_DELTA}, 'member'), {_FEDERATED}, ''),"
+            " '^(user|serviceAccount):', ''), '')")
 
 _BYTES = (
     f"multiIf({_JOB_KIND} IN ('query', 'export'), greatest({whole('jobStatistics', 'totalProcessedBytes', rec=_JOB1)},"
@@ -305,7 +333,8 @@ _CODE = _let("code", whole("status", "code", rec=_P))
 _NOT_GRANTED = (f"arrayExists(a -> JSONExtractRaw(a, 'granted') = 'false',"
                 f" JSONExtractArrayRaw({_P}, 'authorizationInfo'))")
 _STATUS = (
-    f"multiIf({_CODE} IN (7, 16) OR {_NOT_GRANTED} OR {_JOB_ERROR_CODE} IN (7, 16), 'denied',"
+    f"multiIf({_CODE} IN (7, 16) OR {_NOT_GRANTED} OR {_JOB_ERROR_CODE} IN (7, 16)"
+    f" OR ({_SERVICE} = 'login.googleapis.com' AND match({_METHOD}, '(?i)loginfailure$')), 'denied',"
     f" {_CODE} != 0 OR {_JOB_ERROR} NOT IN ('', '{{}}'), 'error', 'ok')"
 )
 _CALLER_IP = _let("caller_ip", first_of(text("requestMetadata", "callerIp", rec=_P),
@@ -313,12 +342,14 @@ _CALLER_IP = _let("caller_ip", first_of(text("requestMetadata", "callerIp", rec=
 _SOURCE_IP = _let("source_ip", f"if(isIPv4String({_CALLER_IP}) OR isIPv6String({_CALLER_IP}), {_CALLER_IP}, '')")
 _AGENT = _let("agent", text("requestMetadata", "callerSuppliedUserAgent", rec=_P))
 _VIA = (
-    f"multiIf(match({_AGENT}, '(?i)colab|jupyter|ipython'), 'notebook',"
+    f"multiIf(match({_AGENT}, '(?i)ai[-_ ]?assistant|copilot|gemini|duet-?ai'), 'ai_assistant',"
+    f" match({_AGENT}, '(?i)colab|jupyter|ipython'), 'notebook',"
+    f" match({_AGENT}, '(?i)airflow|composer|dagster|prefect|dataflow|dbt/|pipeline'), 'pipeline',"
     f" match({_AGENT}, '^Mozilla/|(?i:cloudconsole)'), 'console',"
     f" match({_AGENT}, '(?i)gcloud|google-cloud-sdk|google-api-|apitools|gl-(python|java|go|node)|grpc|bq/|gsutil"
     f"|terraform|kubectl|google-cloud-'), 'api', '')"
 )
-_EVENT_ID = f"if({_INSERT_ID} = '' OR {_LOG_NAME} = '', {_INSERT_ID}, concat({_LOG_NAME}, '#', {_INSERT_ID}))"
+_EVENT_ID = _INSERT_ID
 
 _ROW = contract_row({
     "event_time": first_of(text("timestamp"), text("receiveTimestamp")),
