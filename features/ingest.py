@@ -800,10 +800,12 @@ def _map_sql(source: Source, staging: _Staging, document: str) -> str:
     else:
         rows = (f"SELECT line, reader_reason, trimRight(raw) AS rec FROM {staging.raw}"
                 f" WHERE reader_reason != '' OR NOT match(raw, '^[ \\t\\r\\n]*$')")
-    mapping = (f"SELECT line, if(reader_reason != '', rec, {mapped}) AS mapped,"
-               f" if(reader_reason != '', reader_reason, {rejected}) AS reason, rec, {', '.join(parsed)} FROM ({rows})")
+    # The record is parsed in an inner query, so its fields are columns the mapping reads,
+    # not expressions it might evaluate again.
+    parsed_rows = f"SELECT line, reader_reason, rec, {', '.join(parsed)} FROM ({rows})"
     return (f"INSERT INTO {staging.mapped} (line, raw, reader_reason, original) "
-            f"SELECT line, mapped, reason, rec FROM ({mapping})")
+            f"SELECT line, if(reader_reason != '', rec, {mapped}),"
+            f" if(reader_reason != '', reader_reason, {rejected}), rec FROM ({parsed_rows})")
 
 
 @functools.lru_cache(maxsize=64)
