@@ -87,6 +87,17 @@ def _responder(ctx: click.Context, client: Client, extra_dirs: tuple[Path, ...] 
     return _settings(ctx).responder(client, extra=extra_dirs)
 
 
+def _detect_config(ctx: click.Context):
+    """Detection settings with the rules of the built-in library and the settings' folders.
+
+    A rule file with problems is left out (detection goes on) and each problem is shown.
+    """
+    config, problems = _settings(ctx).detect_config()
+    for problem in problems:
+        click.echo(f"blastwall: warning: rule skipped: {problem}", err=True)
+    return config
+
+
 def _actor() -> str:
     import getpass
 
@@ -537,8 +548,9 @@ def detect(ctx: click.Context, since, until, step, reset: bool, respond_too: boo
                 if responder is not None:
                     runs.extend(r.run_id for r in responder.respond(result.end).runs)
 
+            config = _detect_config(ctx)
             try:
-                summary = run_steps(client, until, step, since=since, on_step=after_step)
+                summary = run_steps(client, until, step, since=since, config=config, on_step=after_step)
             except ValueError as exc:
                 raise BlastwallCliError(str(exc)) from None
             except HistoryAheadError as exc:
@@ -576,7 +588,7 @@ def run(ctx: click.Context, step, lateness) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     with _client(ctx) as client:
         settings = _settings(ctx)
-        jobs = DetectionJobs(client, LiveSettings(step=step, lateness=lateness,
+        jobs = DetectionJobs(client, LiveSettings(step=step, lateness=lateness, config=_detect_config(ctx),
                                                   respond_max_age=settings.respond_max_age),
                              responder=_responder(ctx, client))
         scheduler = schedule(BlockingScheduler(timezone="UTC"), jobs)
@@ -679,9 +691,12 @@ def playbook_test(ctx: click.Context, playbook_id: str | None, dirs: tuple[Path,
 
     Exit 0 when all pass, 1 when any fails (every failure is listed with file and line).
     """
+    from detector.rules import known_detectors
     from playbooks.model import test_library
 
-    report = test_library(_settings(ctx).playbook_folders(dirs), only=playbook_id)
+    settings = _settings(ctx)
+    report = test_library(settings.playbook_folders(dirs), only=playbook_id,
+                          detectors=known_detectors(settings.rule_folders()))
     for problem in report.problems:
         click.echo(f"FAIL {problem}")
     click.echo(f"{len(report.checked)} playbooks, {report.tests} inline tests: "
@@ -775,6 +790,83 @@ def playbook_new(ctx: click.Context, playbook_id: str, folder: Path | None) -> N
         raise BlastwallCliError(str(exc)) from None
     hint = f" --dir {folder}" if folder and folder not in configured else ""
     click.echo(f"wrote {target}; edit it, then: blastwall playbook test {playbook_id}{hint}")
+
+
+_RULE_DIR_OPTION = click.option("--dir", "dirs", multiple=True, type=click.Path(file_okay=False, path_type=Path),
+                                help="Another folder of rules (repeatable), after the built-in rules.")
+
+
+@cli.group()
+def rule() -> None:
+    """Write and test detection rules (YAML files: a read-only query, inline tests)."""
+
+
+@rule.command(name="list")
+@_RULE_DIR_OPTION
+@click.pass_context
+def rule_list(ctx: click.Context, dirs: tuple[Path, ...]) -> None:
+    """Every rule: id, entity, severity, techniques, and every problem found."""
+    from detector.rules import load_rules
+
+    library = load_rules(_settings(ctx).rule_folders(dirs))
+    for rid, found in library.rules.items():
+        spec = found.spec
+        severity = spec.severity if isinstance(spec.severity, str) else f"{spec.severity.default} (by condition)"
+        click.echo(f"{rid:28} {spec.entity:12} {severity:18} {','.join(spec.techniques) or '-'}")
+        click.echo(f"{'':28} {found.path}")
+    for problem in library.problems:
+        click.echo(f"invalid: {problem}", err=True)
+    if library.problems:
+        sys.exit(1)
+
+
+@rule.command(name="test")
+@click.argument("rule_id", required=False)
+@_RULE_DIR_OPTION
+@click.pass_context
+def rule_test(ctx: click.Context, rule_id: str | None, dirs: tuple[Path, ...]) -> None:
+    """Validate every rule (or one), check the invariants, run the inline tests on a fresh store each.
+
+    Exit 0 when all pass, 1 when any fails (every failure is listed with file and line).
+    """
+    from blastwall.rule_tests import run_rule_tests
+
+    try:
+        report = run_rule_tests(_settings(ctx).rule_folders(dirs), only=rule_id)
+    except (StoreError, RuntimeError) as exc:
+        raise BlastwallCliError(str(exc)) from None
+    for problem in report.problems:
+        click.echo(f"FAIL {problem}")
+    click.echo(f"{len(report.checked)} rules, {report.tests} inline tests: "
+               + ("all passed" if report.ok else f"{len(report.problems)} problems"))
+    if not report.ok:
+        sys.exit(1)
+
+
+@rule.command(name="new")
+@click.argument("rule_id")
+@click.option("--dir", "folder", type=click.Path(file_okay=False, path_type=Path),
+              help="Where to write it. Default: the first `rules:` folder of the settings; in a "
+              "source checkout, the built-in rules.")
+@click.pass_context
+def rule_new(ctx: click.Context, rule_id: str, folder: Path | None) -> None:
+    """Write a new rule with a positive and a negative test, ready to edit."""
+    from detector.rules import LIBRARY, in_source_tree, scaffold
+
+    configured = _settings(ctx).rules
+    if folder is None and configured:
+        folder = configured[0]
+    if folder is None and not in_source_tree():
+        # An installed package is not the place for the user's own rules.
+        raise BlastwallCliError("say where to write it: --dir DIR (then add DIR to `rules:` in the "
+                                "settings, so detection runs it)")
+    target = (folder or LIBRARY) / f"{rule_id}.yaml"
+    try:
+        scaffold(rule_id, target)
+    except (ValueError, OSError) as exc:
+        raise BlastwallCliError(str(exc)) from None
+    hint = f" --dir {folder}" if folder and folder not in configured else ""
+    click.echo(f"wrote {target}; edit it, then: blastwall rule test {rule_id}{hint}")
 
 
 @cli.command()

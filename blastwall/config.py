@@ -11,6 +11,7 @@ delivered (pages are recorded as unrouted) and only the built-in playbooks run::
     integrations:                # playbooks.actions.Integrations
       webhooks: {revoke_grant: "https://iam.example.com/blastwall"}
     playbooks: [./our-playbooks] # searched after the built-in library
+    rules: [./our-rules]         # detection rules, run after the built-in ones (detector.rules)
     respond_max_age: 6h          # older incidents (a backfill) are not contained or paged
     sources:                     # scheduled pulls (blastwall run, and the console)
       clickhouse_query_log:      # ClickHouse's own system.query_log (blastwall.pulling)
@@ -98,6 +99,7 @@ class Settings(BaseModel):
     paging: RoutingConfig = Field(default_factory=default_routing)
     integrations: Integrations = Field(default_factory=Integrations)
     playbooks: list[Path] = Field(default_factory=list)
+    rules: list[Path] = Field(default_factory=list)
     respond_max_age: timedelta = timedelta(hours=6)
     sources: SourcesSettings = Field(default_factory=SourcesSettings)
 
@@ -117,6 +119,26 @@ class Settings(BaseModel):
     def playbook_folders(self, extra: tuple[Path, ...] = ()) -> list[Path]:
         """The built-in library first, then the configured folders, then ``extra``."""
         return [LIBRARY, *self.playbooks, *extra]
+
+    def rule_folders(self, extra: tuple[Path, ...] = ()) -> list[Path]:
+        """The built-in rules first, then the configured folders, then ``extra``."""
+        from detector.rules import LIBRARY as RULES
+
+        return [RULES, *self.rules, *extra]
+
+    def detect_config(self, base: Any = None) -> tuple[Any, list[Any]]:
+        """A :class:`detector.detect.DetectConfig` carrying the valid rules, and the problems of the others.
+
+        A broken rule file never stops detection: it is left out, and the caller shows
+        its problems (file and line).
+        """
+        from dataclasses import replace
+
+        from detector.detect import DetectConfig
+        from detector.rules import load_rules
+
+        library = load_rules(self.rule_folders())
+        return replace(base or DetectConfig(), rules=tuple(library.rules.values())), library.problems
 
     def responder(self, client: Client, library: Library | None = None, extra: tuple[Path, ...] = ()) -> Responder:
         """The playbook engine these settings describe: its playbooks, its pager, its integrations.
@@ -146,10 +168,11 @@ def load_settings(path: Path | None, webhook_secret: str | None = None) -> Setti
         settings = Settings()
     else:
         try:
-            settings = load_model(path, Settings, expected="paging, integrations, playbooks")
+            settings = load_model(path, Settings, expected="paging, integrations, playbooks, rules")
         except SettingsFileError as exc:
             raise ConfigError(str(exc)) from None
         settings.playbooks = [p if p.is_absolute() else (path.parent / p) for p in settings.playbooks]
+        settings.rules = [p if p.is_absolute() else (path.parent / p) for p in settings.rules]
     secret = environment().webhook_secret if webhook_secret is None else webhook_secret
     if secret:
         settings.integrations.secret = secret

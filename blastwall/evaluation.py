@@ -33,7 +33,7 @@ import statistics
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from multiprocessing import get_context
 from pathlib import Path
@@ -43,8 +43,10 @@ from blastwall.schema import init_schema
 from blastwall.simulation import AttackLabel, OrgSpec, build_organisation, write_to_store
 from blastwall.simulation.formats import write_log_files
 from blastwall.store import close_store, open_store
+from detector.detect import DetectConfig
 from detector.incidents import list_incidents
 from detector.replay import run_steps
+from detector.rules import load_rules
 from detector.severity import SEVERITIES, severity_rank
 from features.ingest import ingest_file
 
@@ -159,7 +161,10 @@ def evaluate_seed(seed: int, settings: EvalSettings) -> dict[str, Any]:
             else:
                 write_to_store(client, org)
             started = time.perf_counter()
-            summary = run_steps(client, spec.start + timedelta(days=spec.days), settings.step, since=spec.start)
+            # The built-in families and the built-in rules, as `blastwall detect` runs them.
+            config = replace(DetectConfig(), rules=tuple(load_rules().rules.values()))
+            summary = run_steps(client, spec.start + timedelta(days=spec.days), settings.step, since=spec.start,
+                                config=config)
             replay_seconds = time.perf_counter() - started
             incidents = list_incidents(client, limit=1_000_000)
         finally:

@@ -287,3 +287,21 @@ def store(dsn: str) -> Iterator[Client]:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0][:300] if text else type(exc).__name__
+
+
+def embedded_open() -> Path | None:
+    """The embedded store this process has open, if any (chdb runs one per process)."""
+    return next(iter(_embedded), None)
+
+
+@contextmanager
+def scratch_store(directory: Path) -> Iterator[Client]:
+    """A fresh embedded store in ``directory`` with the schema applied, closed on exit (rule tests)."""
+    from blastwall.schema import init_schema
+
+    client = open_store(f"chdb://{directory}", holder="blastwall rule test")
+    try:
+        init_schema(client)
+        yield client
+    finally:
+        close_store(client)

@@ -228,7 +228,8 @@ def _start_jobs(dsn: str, config: Path | None, demo: bool) -> HostedJobs:
     conf = settings(config)
     # Short, frequent runs: the lock is shared with every analyst's clicks. The demo starts
     # detecting a few hours back, so its live attack is reached within minutes.
-    live = LiveSettings(max_steps_per_run=12, respond_max_age=conf.respond_max_age,
+    detect_config, _ = conf.detect_config()  # a broken rule file is left out (`blastwall rule test` names it)
+    live = LiveSettings(max_steps_per_run=12, respond_max_age=conf.respond_max_age, config=detect_config,
                         initial_backfill=timedelta(hours=6) if demo else LiveSettings().initial_backfill)
     jobs = DetectionJobs(client, live, responder=conf.responder(client, library(config)))
     jobs.lock = store_lock(dsn)

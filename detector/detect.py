@@ -1,4 +1,4 @@
-"""The detect step: one window's features in, scored, explained, graded alerts out, recorded as incidents.
+"""The detection engine: one window's features in, the registered families run, graded alerts out.
 
 For a window ``[start, end)`` (:func:`detect_step`):
 
@@ -9,26 +9,20 @@ For a window ``[start, end)`` (:func:`detect_step`):
    (bytes and counts are heavy-tailed), with the novelty features of an identity that
    has little history (fewer than ``MIN_HOURS_HISTORY`` events) set to 0 — a new joiner
    is compared with peers on what they do, never paged on novelty alone. Each detector
-   **family** has its signal features (:data:`FAMILY_OF_FEATURE`): unusual join,
-   bulk/embedding export, artifact download, secrets, and — for agents and services —
-   the rate/breadth/novelty of a runaway identity. A family alerts when one of its signal
-   features stands far (:attr:`DetectConfig.min_excess`) above the entity's *normal
-   ceiling*: the larger of the peer group's 99.9th percentile and the entity's own
-   maximum over the lookback; its score extrapolates the tail (:func:`tail_score`).
-   The PyOD ensemble over the whole vector is the catch-all *behaviour outlier*: a row
-   ranked above :attr:`DetectConfig.outlier_score` of the baseline and well beyond its
-   most anomalous row.
-3. **Resources** read in the window are scored the same way (peer group ``all``); a
-   confidential or restricted resource with many first-time readers and a high score is
-   an *exposure spike*, grouped with the grant that caused it (group key: the resource).
-4. **Export habits**: the low-and-slow insider who exports a little restricted data
-   every day is below every per-window bar; a principal exporting restricted data on
-   several days of the last week, far more often than in the weeks before, is a
-   ``bulk_export`` alert of its own (:func:`_export_habit_alerts`).
-5. **Policy checks** (:mod:`detector.policy`): grants of sensitive data to outside
-   accounts or mass audiences, training on unsanitised or uncatalogued data.
-6. Each alert gets its evidence times and data context from one query per entity kind,
-   a severity (:mod:`detector.severity`) and an explanation, and is applied with
+   **family** (:mod:`detector.families`, one module each) declares its signal features;
+   a family alerts when one of them stands far (:attr:`DetectConfig.min_excess`, or the
+   family's own bar) above the entity's *normal ceiling*: the larger of the peer group's
+   99.9th percentile and the entity's own maximum over the lookback; its score
+   extrapolates the tail (:func:`tail_score`). The PyOD ensemble over the whole vector
+   is the catch-all family (*behaviour outlier*): a row ranked above
+   :attr:`DetectConfig.outlier_score` of the baseline and well beyond its most
+   anomalous row.
+3. Each family with a ``detect`` hook then runs as a stage of its own: the exposure
+   spike (resources scored the same way), the export habit of the low-and-slow insider
+   (bulk export), and the policy checks (grants of sensitive data to outside accounts or
+   mass audiences; training on unsanitised or uncatalogued data).
+4. Each alert carries its evidence times and data context, a severity
+   (:mod:`detector.severity`) and an explanation, and is applied with
    :func:`detector.incidents.record_alert` (dedup, grouping, suppression, idempotency).
 
 A stage that raises does not stop the others: it becomes a visible ``pipeline_error``
@@ -45,47 +39,23 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
-import pandas as pd
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError
 
+from detector.alerting import PRINCIPAL_CONTEXT, alert_id, context, explanation
 from detector.baselines import TAIL_QUANTILE, BaselinePolicy, ModelBook
 from detector.explain import Driver, explain_scaled
+from detector.families import FAMILIES, PRINCIPAL_GROUPS, Step, catch_all, family_of_feature
 from detector.incidents import Alert, RecordOutcome, record_alert
-from detector.policy import PolicyThresholds, PolicyViolation, policy_violations
+from detector.policy import PolicyThresholds
+from detector.rules import rule_alerts
 from detector.severity import SeverityInputs, severity, severity_points
-from features.engine import (
-    CATALOGUE_CTE,
-    RANK_SQL,
-    READING_SQL,
-    SENSITIVE_CATEGORIES_SQL,
-    WINDOW_SQL,
-    FeatureSet,
-    extract,
-)
+from features.engine import FeatureSet, extract
 from features.registry import BY_NAME, MIN_HOURS_HISTORY, features_of
 from features.times import bound_ms, from_epoch_ms
 
-#: Principal features whose drivers name a detector family.
-FAMILY_OF_FEATURE: dict[str, str] = {
-    "joins": "unusual_join", "join_sensitive_categories": "unusual_join",
-    "join_pair_rarity_global": "unusual_join", "join_pair_rarity_personal": "unusual_join",
-    "bytes_exported": "bulk_export", "exports": "bulk_export", "embedding_export_bytes": "bulk_export",
-    "new_export_destinations": "bulk_export", "bytes_exported_vs_team": "bulk_export",
-    "artifact_downloads": "artifact_download", "bytes_downloaded": "artifact_download",
-    "distinct_secrets": "secrets",
-    "grants": "permission_fanout", "largest_grant_audience": "permission_fanout",
-}
-#: For agents and services, these drivers mean a runaway identity.
-RUNAWAY_FEATURES = frozenset({
-    "events", "distinct_resources", "max_events_per_minute", "timing_regularity", "new_resource_share",
-    "failed_actions", "events_vs_team", "source_ips", "sensitive_reads", "bytes_read",
-})
 #: Features that only say "new to this identity": zeroed for identities without history.
 NOVELTY_FEATURES = ("new_resource_share", "new_export_destinations", "join_pair_rarity_personal", "off_hours_share")
-#: Which of a principal's actions carry the data that matters, per family (for severity's data points).
-_FAMILY_ACTIONS = {"bulk_export": "export", "artifact_download": "download", "unusual_join": "join"}
-PRINCIPAL_GROUPS = ("human", "service", "agent")
 
 
 @dataclass(frozen=True)
@@ -108,10 +78,10 @@ class DetectConfig:
     exposure_min_readers : int
         First-time readers of a sensitive resource in one window before it can alert.
     family_min_excess : dict
-        Per family, a higher bar than ``min_excess``: agents and services are bursty by
-        nature (a pipeline's run, an assistant's task), so a runaway must stand further out.
+        Per family, a higher bar than ``min_excess`` (default: each family's own
+        ``min_excess``; a runaway agent must stand further out, agents being bursty).
     habit_days, habit_min_history, habit_increase, habit_score : int, timedelta, float, float
-        The export-habit check (:func:`_export_habit_alerts`): days of the last week with
+        The export-habit check (``detector.families.bulk_export``): days of the last week with
         restricted exports; how long before that week the principal must have been
         active for a change to mean something; how many times the earlier daily rate the
         week's must be; the score such an alert carries.
@@ -119,6 +89,9 @@ class DetectConfig:
         Alerts about the same detector and entity within this update one incident.
     baseline : BaselinePolicy
     thresholds : PolicyThresholds
+    rules : tuple of detector.rules.Rule
+        The detection rules (files) to run after the families, as the shell loaded them
+        (the built-in rules and the settings' ``rules:`` folders); empty runs none.
     """
 
     min_excess: float = 1.0
@@ -126,7 +99,8 @@ class DetectConfig:
     outlier_factor: float = 1.5
     score_margin: float = 0.25
     exposure_min_readers: int = 5
-    family_min_excess: dict[str, float] = field(default_factory=lambda: {"runaway_agent": 2.0})
+    family_min_excess: dict[str, float] = field(default_factory=lambda: {
+        family.id: family.min_excess for family in FAMILIES.values() if family.min_excess is not None})
     habit_days: int = 3
     habit_min_history: timedelta = timedelta(days=2)
     habit_increase: float = 2.5
@@ -134,6 +108,7 @@ class DetectConfig:
     dedup_window: timedelta = timedelta(hours=24)
     baseline: BaselinePolicy = field(default_factory=BaselinePolicy)
     thresholds: PolicyThresholds = field(default_factory=PolicyThresholds)
+    rules: tuple = ()
 
 
 @dataclass
@@ -163,57 +138,6 @@ def _from_scoring_space(Z: np.ndarray) -> np.ndarray:
     return np.expm1(Z)
 
 
-def _query_frame(client: Client, sql: str, params: dict[str, Any]) -> pd.DataFrame:
-    return client.query_df(sql, parameters=params)
-
-
-# ---------------------------------------------------------------------------- context queries
-
-def _categories(condition: str) -> str:
-    return (f"length(arrayDistinct(arrayFilter(x -> has({SENSITIVE_CATEGORIES_SQL}, x), "
-            f"arrayFlatten(groupArrayIf(c.categories, {condition})))))")
-
-
-_PRINCIPAL_CONTEXT = f"""WITH {CATALOGUE_CTE}
-SELECT a.principal AS key,
-    toUnixTimestamp64Milli(min(a.event_time)) AS first_ms, toUnixTimestamp64Milli(max(a.event_time)) AS last_ms,
-    maxIf({RANK_SQL}, a.action IN {READING_SQL}) AS rank_read, {_categories(f'a.action IN {READING_SQL}')} AS cat_read,
-    maxIf({RANK_SQL}, a.action = 'export') AS rank_export, {_categories("a.action = 'export'")} AS cat_export,
-    maxIf({RANK_SQL}, a.action = 'download') AS rank_download, {_categories("a.action = 'download'")} AS cat_download,
-    maxIf({RANK_SQL}, a.action = 'join') AS rank_join, {_categories("a.action = 'join'")} AS cat_join,
-    sumIf(a.rows, a.action IN ('export', 'download')) AS rows_out,
-    topK(8)(a.resource) AS top_resources
-FROM access_log AS a LEFT JOIN cat AS c ON a.resource = c.resource
-WHERE {WINDOW_SQL.replace('event_time', 'a.event_time')} AND a.principal IN {{keys:Array(String)}}
-GROUP BY a.principal"""
-
-_RESOURCE_CONTEXT = f"""WITH {CATALOGUE_CTE}
-SELECT a.resource AS key,
-    toUnixTimestamp64Milli(min(a.event_time)) AS first_ms, toUnixTimestamp64Milli(max(a.event_time)) AS last_ms,
-    {_categories('1')} AS categories, sum(a.rows) AS rows_read, topK(20)(a.principal) AS readers
-FROM access_log AS a LEFT JOIN cat AS c ON a.resource = c.resource
-WHERE {WINDOW_SQL.replace('event_time', 'a.event_time')} AND a.action IN {READING_SQL}
-    AND a.resource IN {{keys:Array(String)}}
-GROUP BY a.resource"""
-
-_TRAINING_CONTEXT = f"""WITH {CATALOGUE_CTE}
-SELECT t.resource AS key, toUnixTimestamp64Milli(min(t.event_time)) AS first_ms,
-    toUnixTimestamp64Milli(max(t.event_time)) AS last_ms, groupUniqArray(t.principal) AS trainers,
-    max({RANK_SQL}) AS rank, {_categories('1')} AS categories, groupUniqArrayIf(t.input, t.input != '') AS inputs,
-    max(t.rows) AS rows
-FROM (SELECT resource, principal, event_time, rows, input FROM access_log ARRAY JOIN related AS input
-      WHERE {WINDOW_SQL} AND action = 'train' AND resource IN {{keys:Array(String)}}) AS t
-LEFT JOIN cat AS c ON t.input = c.resource
-GROUP BY t.resource"""
-
-
-def _context(client: Client, sql: str, keys: list[str], params: dict[str, int]) -> dict[str, dict[str, Any]]:
-    if not keys:
-        return {}
-    frame = _query_frame(client, sql, {**params, "keys": sorted(set(keys))})
-    return {row["key"]: row for row in frame.to_dict("records")}
-
-
 # ---------------------------------------------------------------------------- scoring
 
 
@@ -240,22 +164,23 @@ def tail_score(excess: float) -> float:
 
 
 def _signal_families(entity: str, group: str, names: tuple[str, ...]) -> dict[str, list[int]]:
-    """Per family the column indices of its signal features, for this entity and peer group."""
-    if entity == "resource":
-        return {"exposure_spike": [names.index("first_time_readers")]}
+    """Per family the column indices of its signal features, for this entity and peer group.
+
+    A family whose signals only name it (``alerts_on_signals`` false: grants are judged
+    as grants, by policy and audience, not as a person's volume) gets none.
+    """
+    if entity != "principal":
+        return {f.id: [names.index(n) for n in f.signals] for f in FAMILIES.values()
+                if f.entity == entity and f.signals}
     families: dict[str, list[int]] = {}
     for i, name in enumerate(names):
-        family = FAMILY_OF_FEATURE.get(name)
-        if family == "permission_fanout":
-            continue  # grants are judged as grants (policy, audience), not as a person's volume
-        if family is None and group in ("agent", "service") and name in RUNAWAY_FEATURES:
-            family = "runaway_agent"
-        if family is not None:
-            families.setdefault(family, []).append(i)
+        family = family_of_feature(name, group)
+        if family is not None and family.alerts_on_signals:
+            families.setdefault(family.id, []).append(i)
     return families
 
 
-def _score_entity(client: Client, book: ModelBook, entity: str, start: datetime, end: datetime,
+def score_entity(client: Client, book: ModelBook, entity: str, start: datetime, end: datetime,
                   groups: np.ndarray, Z: np.ndarray, X: np.ndarray, keys: list[str],
                   config: DetectConfig) -> list[_Candidate]:
     """Score one entity kind's rows by peer group, store them for later baselines, return the candidates.
@@ -307,48 +232,15 @@ def _score_entity(client: Client, book: ModelBook, entity: str, start: datetime,
                 drivers = explain_scaled(Z[i], scorer.feature_center_, scorer.feature_scale_, list(names), top=3,
                                          shown_values=X[i], shown_baseline=_from_scoring_space(scorer.feature_center_))
                 # Led by a grant, it is the grant's to judge (policy, audience), not the catch-all's.
-                if drivers and FAMILY_OF_FEATURE.get(drivers[0].feature) != "permission_fanout":
-                    candidates.append(_Candidate(keys[i], group, "behaviour_outlier", float(percentile), drivers,
+                lead = family_of_feature(drivers[0].feature, group) if drivers else None
+                if drivers and (lead is None or lead.alerts_on_signals):
+                    candidates.append(_Candidate(keys[i], group, catch_all().id, float(percentile), drivers,
                                                  dict(zip(names, X[i].tolist()))))
     book.add_rows(entity, end, keys, groups.tolist(), Z)
     return candidates
 
 
-def _bytes(n: float) -> str:
-    for unit, size in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if n >= size:
-            return f"{n / size:.1f} {unit}"
-    return f"{int(n)} B"
-
-
-def _principal_title(family: str, key: str, group: str, v: dict[str, float], lead: Driver) -> str:
-    if family == "bulk_export":
-        if v["embedding_export_bytes"] > 0:
-            return f"{key} exported {_bytes(v['embedding_export_bytes'])} from embedding stores"
-        return f"{key} exported {_bytes(v['bytes_exported'])} in {int(v['exports'])} exports"
-    if family == "unusual_join":
-        return f"{key} joined rarely combined data ({int(v['join_sensitive_categories'])} sensitive categories)"
-    if family == "artifact_download":
-        return f"{key} downloaded {int(v['artifact_downloads'])} model artifacts ({_bytes(v['bytes_downloaded'])})"
-    if family == "secrets":
-        return f"{key} read {int(v['distinct_secrets'])} distinct secrets ({int(v['failed_actions'])} denied or failed)"
-    if family == "permission_fanout":
-        return f"{key} granted access to {int(v['largest_grant_audience'])} people"
-    if family == "runaway_agent":
-        return (f"{group} {key}: {int(v['events'])} operations over {int(v['distinct_resources'])} resources, "
-                f"up to {int(v['max_events_per_minute'])} a minute")
-    return f"{key} behaved unlike their peers: {lead.description} {lead.value:,.3g} (normally {lead.baseline:,.3g})"
-
-
 # ---------------------------------------------------------------------------- alerts
-
-
-def _alert_id(detector: str, entity: str, key: str, end: datetime) -> str:
-    return f"{detector}|{entity}|{key}|{bound_ms(end)}"
-
-
-def _explanation(drivers: list[Driver], points: dict[str, int]) -> list[dict[str, Any]]:
-    return [driver.as_dict() for driver in drivers] + [{"severity_points": points}]
 
 
 def _principal_alerts(client: Client, book: ModelBook, features: FeatureSet, params: dict[str, int],
@@ -364,200 +256,39 @@ def _principal_alerts(client: Client, book: ModelBook, features: FeatureSet, par
     cold = history < MIN_HOURS_HISTORY
     for name in NOVELTY_FEATURES:
         X[cold, names.index(name)] = 0.0
-    candidates = _score_entity(client, book, "principal", features.start, features.end, groups,
+    candidates = score_entity(client, book, "principal", features.start, features.end, groups,
                                scoring_space(X), X, keys, config)
-    context = _context(client, _PRINCIPAL_CONTEXT, [c.key for c in candidates], params)
+    found = context(client, PRINCIPAL_CONTEXT, [c.key for c in candidates], params)
     alerts = []
     for candidate in candidates:
-        ctx, v = context.get(candidate.key), candidate.values
+        ctx, v = found.get(candidate.key), candidate.values
         if ctx is None:
             continue
-        family = candidate.family
-        action = _FAMILY_ACTIONS.get(family, "read")
+        family = FAMILIES[candidate.family]
+        action = family.evidence_action  # whose data the severity weighs
         inputs = SeverityInputs(
-            detector=family, score=candidate.score,
+            detector=family.id, score=candidate.score,
             sensitivity_rank=int(ctx[f"rank_{action}"]), sensitive_categories=int(ctx[f"cat_{action}"]),
-            records_exposed=int(ctx["rows_out"]),
-            bytes_exposed=int(v["bytes_downloaded"]) if family == "artifact_download" else 0,
-            leaves_organisation=family == "bulk_export" and v["new_export_destinations"] > 0,
-            actor_is_agent=candidate.group == "agent",
+            records_exposed=int(ctx["rows_out"]), actor_is_agent=candidate.group == "agent",
+            **(family.severity_extra(v) if family.severity_extra else {}),
         )
         points = severity_points(inputs)
+        assert family.title is not None, f"family {family.id} alerts on signals but has no title"
         alerts.append(Alert(
-            alert_id=_alert_id(family, "principal", candidate.key, features.end), detector=family,
+            alert_id=alert_id(family.id, "principal", candidate.key, features.end), detector=family.id,
             entity="principal", entity_key=candidate.key,
-            title=_principal_title(family, candidate.key, candidate.group, v, candidate.drivers[0]),
+            title=family.title(candidate.key, candidate.group, v, candidate.drivers[0]),
             severity=severity(inputs), score=round(candidate.score, 6), principals=(candidate.key,),
             resources=tuple(ctx["top_resources"]), first_seen=from_epoch_ms(ctx["first_ms"]),
             last_seen=from_epoch_ms(ctx["last_ms"]),
-            detected_at=features.end, explanation=_explanation(candidate.drivers, points)))
-    return alerts
-
-
-_EXPORT_HABIT = f"""WITH {CATALOGUE_CTE}
-SELECT a.principal AS key, toUnixTimestamp64Milli(min(a.event_time)) AS active_since_ms,
-    uniqExactIf(toDate(a.event_time), a.recent AND a.hit) AS recent_days,
-    uniqExactIf(toDate(a.event_time), NOT a.recent AND a.hit) AS earlier_days,
-    sumIf(a.rows, a.hit AND a.event_time >= fromUnixTimestamp64Milli({{lo:Int64}}, 'UTC')) AS rows,
-    toUnixTimestamp64Milli(minIf(a.event_time, a.recent AND a.hit)) AS first_ms,
-    toUnixTimestamp64Milli(maxIf(a.event_time, a.hit)) AS last_ms,
-    groupUniqArrayIf(8)(a.resource, a.recent AND a.hit) AS resources,
-    length(arrayDistinct(arrayFilter(x -> has({SENSITIVE_CATEGORIES_SQL}, x),
-        arrayFlatten(groupArrayIf(a.categories, a.recent AND a.hit))))) AS categories
-FROM (SELECT l.principal AS principal, l.event_time AS event_time, l.rows AS rows, l.resource AS resource,
-             c.categories AS categories, l.action = 'export' AND c.sensitivity = 'restricted' AS hit,
-             l.event_time >= fromUnixTimestamp64Milli({{recent:Int64}}, 'UTC') AS recent
-      FROM access_log AS l LEFT JOIN cat AS c ON l.resource = c.resource
-      WHERE l.event_time >= fromUnixTimestamp64Milli({{since:Int64}}, 'UTC')
-        AND l.event_time < fromUnixTimestamp64Milli({{hi:Int64}}, 'UTC') AND l.principal IN {{keys:Array(String)}}) AS a
-GROUP BY a.principal"""
-
-
-def _export_habit_alerts(client: Client, features: FeatureSet, params: dict[str, int],
-                         config: DetectConfig) -> list[Alert]:
-    """The low-and-slow insider: a new habit of exporting restricted data, repeated across days.
-
-    A principal who exported restricted data in this window, on at least
-    :attr:`DetectConfig.habit_days` distinct days of the last week, at
-    :attr:`DetectConfig.habit_increase` times the daily rate of the up to three weeks
-    before (which must span at least :attr:`DetectConfig.habit_min_history`), alerts as
-    ``bulk_export``. No single export needs to be large: the pattern is the evidence, so
-    its score is modest (:attr:`DetectConfig.habit_score`) and its severity comes from
-    the data and this window's rows.
-    """
-    principals = features.frame("principal")
-    if principals.empty:
-        return []
-    end = features.end
-    history = features.principal_context.set_index("principal")["history_events"].reindex(principals["principal"])
-    exporting = (principals["exports"].to_numpy() > 0) & (history.fillna(0).to_numpy() >= MIN_HOURS_HISTORY)
-    keys = principals.loc[exporting, "principal"].tolist()
-    if not keys:
-        return []
-    recent = end - timedelta(days=7)
-    frame = _query_frame(client, _EXPORT_HABIT, {**params, "keys": sorted(keys), "recent": bound_ms(recent),
-                                                 "since": bound_ms(end - timedelta(days=28))})
-    alerts = []
-    for row in frame.to_dict("records"):
-        if row["last_ms"] < params["lo"]:
-            continue  # no restricted export in this window: nothing new to say
-        observed = recent - from_epoch_ms(row["active_since_ms"])
-        if row["recent_days"] < config.habit_days or observed < config.habit_min_history:
-            continue  # not repeated, or too little seen before the week to call it a change
-        earlier_rate = row["earlier_days"] / max(observed / timedelta(days=1), 1.0)
-        if row["recent_days"] / 7 < config.habit_increase * earlier_rate:
-            continue  # the usual pace for this principal
-        inputs = SeverityInputs(detector="bulk_export", score=config.habit_score, sensitivity_rank=3,
-                                sensitive_categories=int(row["categories"]), records_exposed=int(row["rows"]))
-        points = severity_points(inputs)
-        drivers = [Driver("restricted_export_days", "days with exports of restricted data in the last 7",
-                          float(row["recent_days"]), round(7 * earlier_rate, 2), 1.0, float(row["recent_days"]))]
-        alerts.append(Alert(
-            alert_id=_alert_id("bulk_export.habit", "principal", row["key"], end), detector="bulk_export",
-            entity="principal", entity_key=row["key"],
-            title=f"{row['key']} exported restricted data on {int(row['recent_days'])} of the last 7 days "
-                  f"({int(row['earlier_days'])} in the {observed.days} days before)",
-            severity=severity(inputs), score=config.habit_score, principals=(row["key"],),
-            resources=tuple(sorted(row["resources"])), first_seen=from_epoch_ms(row["first_ms"]),
-            last_seen=from_epoch_ms(row["last_ms"]),
-            detected_at=end, explanation=_explanation(drivers, points)))
-    return alerts
-
-
-def _resource_alerts(client: Client, book: ModelBook, features: FeatureSet, params: dict[str, int],
-                     config: DetectConfig) -> list[Alert]:
-    keys_frame, X, names = features.matrix("resource")
-    if X.shape[0] == 0:
-        return []
-    keys = keys_frame["resource"].tolist()
-    groups = np.full(len(keys), "all", dtype=object)
-    candidates = _score_entity(client, book, "resource", features.start, features.end, groups,
-                               scoring_space(X), X, keys, config)
-    exposed = [c for c in candidates if c.values["resource_sensitivity_rank"] >= 2
-               and c.values["first_time_readers"] >= config.exposure_min_readers]
-    context = _context(client, _RESOURCE_CONTEXT, [c.key for c in exposed], params)
-    alerts = []
-    for candidate in exposed:
-        ctx, v = context.get(candidate.key), candidate.values
-        if ctx is None:
-            continue
-        inputs = SeverityInputs(
-            detector="exposure_spike", score=candidate.score, sensitivity_rank=int(v["resource_sensitivity_rank"]),
-            sensitive_categories=int(ctx["categories"]), people_exposed=int(v["first_time_readers"]),
-            records_exposed=int(ctx["rows_read"]))
-        points = severity_points(inputs)
-        alerts.append(Alert(
-            alert_id=_alert_id("exposure_spike", "resource", candidate.key, features.end), detector="exposure_spike",
-            entity="resource", entity_key=candidate.key,
-            title=f"{int(v['first_time_readers'])} people read {candidate.key} for the first time",
-            severity=severity(inputs), score=round(candidate.score, 6), principals=tuple(ctx["readers"]),
-            resources=(candidate.key,), first_seen=from_epoch_ms(ctx["first_ms"]),
-            last_seen=from_epoch_ms(ctx["last_ms"]),
-            detected_at=features.end, explanation=_explanation(candidate.drivers, points),
-            group_key=f"resource:{candidate.key}"))
-    return alerts
-
-
-def _policy_explanation(violation: PolicyViolation, points: dict[str, int],
-                        grant: dict[str, str] | None = None) -> list[dict[str, Any]]:
-    rule: dict[str, Any] = {"rule": violation.rule, "severity_points": points}
-    if grant is not None:
-        rule["grant"] = grant  # the structured pair: names may contain " -> " themselves
-    return [{"feature": name, "value": value, "baseline": 0, "weight": round(1 / len(violation.evidence), 4)}
-            for name, value in violation.evidence.items()] + [rule]
-
-
-def _policy_alerts(client: Client, features: FeatureSet, params: dict[str, int], config: DetectConfig,
-                   organisation_size: int) -> list[Alert]:
-    violations = [v for v in policy_violations(features, config.thresholds, organisation_size)
-                  if v.grade == "violation"]
-    grants = features.frame("grant").set_index("event_id") if violations else None
-    runs = _context(client, _TRAINING_CONTEXT, [v.key["resource"] for v in violations if v.entity == "training_run"],
-                    params)
-    alerts = []
-    for violation in violations:
-        if violation.entity == "grant":
-            grant = grants.loc[violation.key["event_id"]]  # type: ignore[union-attr]
-            evidence = violation.evidence
-            inputs = SeverityInputs(
-                detector=violation.detector, policy="violation", sensitivity_rank=evidence["sensitivity_rank"],
-                sensitive_categories=evidence["sensitive_categories"], people_exposed=evidence["audience_gain"],
-                leaves_organisation=bool(evidence["grantee_external"]),
-                actor_is_agent=bool(evidence["initiator_is_agent"] or evidence["via_ai_assistant"]))
-            key = f"{grant['resource']} -> {grant['grantee']}"  # for people and ids; never parsed back
-            pair = {"resource": str(grant["resource"]), "grantee": str(grant["grantee"])}
-            when = pd.Timestamp(grant["event_time"]).tz_localize("UTC") if pd.Timestamp(
-                grant["event_time"]).tzinfo is None else pd.Timestamp(grant["event_time"])
-            first = last = when.to_pydatetime()
-            group_key = f"resource:{grant['resource']}"
-            principals, resources = violation.principals, violation.resources
-        else:
-            run = runs.get(violation.key["resource"])
-            if run is None:
-                continue
-            inputs = SeverityInputs(
-                detector=violation.detector, policy="violation", sensitivity_rank=int(run["rank"]),
-                sensitive_categories=int(run["categories"]), records_exposed=int(run["rows"]),
-                actor_is_agent=False)
-            key = violation.key["resource"]
-            first, last = from_epoch_ms(run["first_ms"]), from_epoch_ms(run["last_ms"])
-            group_key = f"resource:{key}"
-            principals, resources = tuple(run["trainers"]), (key, *sorted(run["inputs"]))
-            pair = None
-        points = severity_points(inputs)
-        alerts.append(Alert(
-            alert_id=_alert_id(f"{violation.detector}.{violation.rule}", violation.entity, key, features.end),
-            detector=violation.detector, entity=violation.entity, entity_key=key, title=violation.reason,
-            severity=severity(inputs), score=1.0, principals=principals, resources=resources,
-            first_seen=first, last_seen=last, detected_at=features.end,
-            explanation=_policy_explanation(violation, points, pair), group_key=group_key))
+            detected_at=features.end, explanation=explanation(candidate.drivers, points)))
     return alerts
 
 
 def _error_alert(stage: str, error: BaseException, end: datetime) -> Alert:
     text = f"{type(error).__name__}: {error}"
     return Alert(
-        alert_id=_alert_id("pipeline_error", "job", stage, end), detector="pipeline_error", entity="job",
+        alert_id=alert_id("pipeline_error", "job", stage, end), detector="pipeline_error", entity="job",
         entity_key=stage, title=f"detection stage '{stage}' failed: {text[:200]}", severity="SEV3", score=1.0,
         principals=(), resources=(), first_seen=end, last_seen=end, detected_at=end,
         explanation=[{"feature": "error", "value": text[:2000], "baseline": "",
@@ -603,12 +334,13 @@ def detect_step(client: Client, start: datetime, end: datetime, book: ModelBook 
     result.events = int(features.frame("principal")["events"].sum()) if len(features.frame("principal")) else 0
     params = {"lo": bound_ms(features.start), "hi": bound_ms(features.end)}
     size = people if people is not None else organisation_size(client)
-    stages = (
-        ("principals", lambda: _principal_alerts(client, book, features, params, config)),
-        ("resources", lambda: _resource_alerts(client, book, features, params, config)),
-        ("export_habits", lambda: _export_habit_alerts(client, features, params, config)),
-        ("policy", lambda: _policy_alerts(client, features, params, config, size)),
-    )
+    step = Step(client, book, features, params, config, size)
+    # The engine's stage (every family's signal past its ceiling, and the catch-all), then
+    # each family's own stage.
+    stages: list[tuple[str, Any]] = [("principals", lambda: _principal_alerts(client, book, features, params, config))]
+    stages += [(family.id, (lambda hook: lambda: hook(step))(family.detect))
+               for family in FAMILIES.values() if family.detect is not None]
+    stages.append(("rules", lambda: rule_alerts(client, features.start, features.end, config.rules)))
     for stage, run in stages:
         try:
             result.alerts.extend(run())

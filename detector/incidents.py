@@ -68,26 +68,6 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
     ]),
 ]
 
-#: MITRE technique ids per detector. ``AML.*`` ids are MITRE ATLAS, ``T*`` are ATT&CK
-#: (Enterprise). Only ids whose meaning we are sure of; an empty list means no
-#: confident mapping (better none than a wrong one in a report).
-DETECTOR_TECHNIQUES: dict[str, list[str]] = {
-    "permission_fanout": ["T1098"],            # ATT&CK Account Manipulation
-    "exposure_spike": ["T1530"],               # ATT&CK Data from Cloud Storage
-    "unusual_join": ["T1213"],                 # ATT&CK Data from Information Repositories
-    # ATLAS AML.T0025 Exfiltration via Cyber Means; ATT&CK T1567 Exfiltration Over Web Service
-    "bulk_export": ["AML.T0025", "T1567"],
-    "embedding_export": ["AML.T0025", "T1567"],
-    # ATLAS AML.T0035 ML Artifact Collection; ATT&CK T1530 Data from Cloud Storage
-    "artifact_download": ["AML.T0035", "T1530"],
-    "unsanitised_training": ["AML.T0020"],     # ATLAS Poison Training Data
-    "secrets": ["T1552"],                      # ATT&CK Unsecured Credentials
-    "runaway_agent": [],
-    "behaviour_outlier": [],
-    "pipeline_error": [],                      # blastwall's own failures (no adversary technique)
-    "playbook_error": [],                      # a containment step that failed
-}
-
 STATUSES = ("open", "acknowledged", "contained", "resolved", "false_positive")
 FINAL_STATUSES = ("resolved", "false_positive")
 ACTIONS = ("acknowledge", "assign", "note", "contain", "release", "resolve", "false_positive")
@@ -486,17 +466,22 @@ def record_event(client: Client, incident_id: int, actor: str, action: str, reas
 
 def _public(row: dict[str, Any]) -> dict[str, Any]:
     """An incident as the CLI/console show it (DESIGN.md ``incidents --json`` fields)."""
+    from detector.families import techniques  # the families' modules import this one
+
     out = {
         "id": int(row["id"]), "detector": row["detector"], "title": row["title"], "severity": row["severity"],
         "status": row["status"], "score": float(row["score"]), "principals": list(row["principals"]),
         "resources": list(row["resources"]),
         "first_seen": from_epoch_ms(row["first_seen"]), "last_seen": from_epoch_ms(row["last_seen"]),
         "detected_at": from_epoch_ms(row["detected_at"]), "explanation": json.loads(row["explanation"] or "[]"),
-        "techniques": list(DETECTOR_TECHNIQUES.get(row["detector"], [])), "playbook_runs": [],
+        "techniques": techniques(row["detector"]), "playbook_runs": [],
         "entity": row["entity"], "entity_key": row["entity_key"], "group_key": row["group_key"],
         "group_id": int(row["group_id"]), "assignee": row["assignee"] or None, "alerts": int(row["alerts"]),
         "created_at": from_epoch_ms(row["created_at"]), "updated_at": from_epoch_ms(row["updated_at"]),
     }
+    if not out["techniques"]:  # a rule's incident: its techniques travel in its explanation
+        out["techniques"] = next((list(e["techniques"]) for e in out["explanation"]
+                                  if isinstance(e, dict) and "rule" in e and e.get("techniques")), [])
     return out
 
 

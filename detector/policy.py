@@ -11,11 +11,17 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from detector.incidents import Alert
+from detector.severity import SeverityInputs, severity, severity_points
 from features.engine import FeatureSet
+from features.times import from_epoch_ms
+
+if TYPE_CHECKING:
+    from detector.families import Step
 
 RESTRICTED_RANK = 3  # features.registry.SENSITIVITY_RANK["restricted"]
 CONFIDENTIAL_RANK = 2
@@ -143,3 +149,67 @@ def policy_violations(features: FeatureSet, thresholds: PolicyThresholds = Polic
     """Every policy violation in one window's features (see :func:`grant_violations` for the size)."""
     return training_violations(features.frame("training_run")) + grant_violations(
         features.frame("grant"), thresholds, organisation_size)
+
+
+def _explanation(violation: PolicyViolation, points: dict[str, int],
+                        grant: dict[str, str] | None = None) -> list[dict[str, Any]]:
+    rule: dict[str, Any] = {"rule": violation.rule, "severity_points": points}
+    if grant is not None:
+        rule["grant"] = grant  # the structured pair: names may contain " -> " themselves
+    return [{"feature": name, "value": value, "baseline": 0, "weight": round(1 / len(violation.evidence), 4)}
+            for name, value in violation.evidence.items()] + [rule]
+
+
+def violation_alerts(step: Step, entity: str) -> list[Alert]:
+    """The alerts of one entity's policy violations in a step (``grant`` or ``training_run``).
+
+    Deterministic findings: score 1, evidence as the explanation, severity from the data,
+    the audience and the actor; grouped by resource with what else happened to it.
+    """
+    from detector.alerting import TRAINING_CONTEXT, alert_id, context
+
+    client, features, params, config = step.client, step.features, step.params, step.config
+    found = (grant_violations(features.frame("grant"), config.thresholds, step.people) if entity == "grant"
+             else training_violations(features.frame("training_run")))
+    violations = [v for v in found if v.grade == "violation"]
+    grants = features.frame("grant").set_index("event_id") if violations else None
+    runs = context(client, TRAINING_CONTEXT, [v.key["resource"] for v in violations if v.entity == "training_run"],
+                    params)
+    alerts = []
+    for violation in violations:
+        if violation.entity == "grant":
+            grant = grants.loc[violation.key["event_id"]]  # type: ignore[union-attr]
+            evidence = violation.evidence
+            inputs = SeverityInputs(
+                detector=violation.detector, policy="violation", sensitivity_rank=evidence["sensitivity_rank"],
+                sensitive_categories=evidence["sensitive_categories"], people_exposed=evidence["audience_gain"],
+                leaves_organisation=bool(evidence["grantee_external"]),
+                actor_is_agent=bool(evidence["initiator_is_agent"] or evidence["via_ai_assistant"]))
+            key = f"{grant['resource']} -> {grant['grantee']}"  # for people and ids; never parsed back
+            pair = {"resource": str(grant["resource"]), "grantee": str(grant["grantee"])}
+            when = pd.Timestamp(grant["event_time"]).tz_localize("UTC") if pd.Timestamp(
+                grant["event_time"]).tzinfo is None else pd.Timestamp(grant["event_time"])
+            first = last = when.to_pydatetime()
+            group_key = f"resource:{grant['resource']}"
+            principals, resources = violation.principals, violation.resources
+        else:
+            run = runs.get(violation.key["resource"])
+            if run is None:
+                continue
+            inputs = SeverityInputs(
+                detector=violation.detector, policy="violation", sensitivity_rank=int(run["rank"]),
+                sensitive_categories=int(run["categories"]), records_exposed=int(run["rows"]),
+                actor_is_agent=False)
+            key = violation.key["resource"]
+            first, last = from_epoch_ms(run["first_ms"]), from_epoch_ms(run["last_ms"])
+            group_key = f"resource:{key}"
+            principals, resources = tuple(run["trainers"]), (key, *sorted(run["inputs"]))
+            pair = None
+        points = severity_points(inputs)
+        alerts.append(Alert(
+            alert_id=alert_id(f"{violation.detector}.{violation.rule}", violation.entity, key, features.end),
+            detector=violation.detector, entity=violation.entity, entity_key=key, title=violation.reason,
+            severity=severity(inputs), score=1.0, principals=principals, resources=resources,
+            first_seen=first, last_seen=last, detected_at=features.end,
+            explanation=_explanation(violation, points, pair), group_key=group_key))
+    return alerts

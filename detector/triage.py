@@ -122,8 +122,12 @@ def queue_counts(client: Client, filters: QueueFilter = QueueFilter()) -> dict[s
 
 
 def filter_choices(client: Client) -> dict[str, list[str]]:
-    """Values the queue's filters can take: detectors, assignees, teams present in the store."""
-    detectors = [r[0] for r in client.query("SELECT DISTINCT detector FROM incidents ORDER BY 1").result_rows]
+    """Values the queue's filters can take: every known detector (and any other in the store),
+    the assignees and teams present in the store."""
+    from detector.families import known_detectors
+
+    stored = {r[0] for r in client.query("SELECT DISTINCT detector FROM incidents").result_rows}
+    detectors = sorted(stored | set(known_detectors()))
     assignees = [r[0] for r in client.query(
         "SELECT DISTINCT assignee FROM incidents FINAL WHERE assignee != '' ORDER BY 1").result_rows]
     teams = [r[0] for r in client.query(

@@ -23,7 +23,8 @@ import jinja2
 from clickhouse_connect.driver.client import Client
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from detector.incidents import DETECTOR_TECHNIQUES, get_incident, grant_of
+from detector.families import techniques
+from detector.incidents import get_incident, grant_of
 from detector.severity import SEVERITIES
 
 # Sandboxed: a playbook may come from anyone who can write to a playbook folder, and a
@@ -125,7 +126,7 @@ def derive(incident: dict[str, Any]) -> dict[str, Any]:
     types = incident["principal_types"]
     incident["agents"] = [p for p in principals if types.get(p) == "agent"]
     incident["principal_type"] = types.get(incident["principal"], "")
-    incident.setdefault("techniques", list(DETECTOR_TECHNIQUES.get(incident.get("detector", ""), [])))
+    incident.setdefault("techniques", techniques(incident.get("detector", "")))
     return incident
 
 

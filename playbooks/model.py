@@ -493,10 +493,15 @@ def run_inline_tests(playbook: Playbook) -> list[Problem]:
     return problems
 
 
-def check_invariants(playbook: Playbook) -> list[Problem]:
-    """The rules every playbook keeps: a positive and a negative test, a runbook, known detectors."""
-    from detector.incidents import DETECTOR_TECHNIQUES
+def check_invariants(playbook: Playbook, detectors: Iterable[str] | None = None) -> list[Problem]:
+    """The rules every playbook keeps: a positive and a negative test, a runbook, known detectors.
 
+    ``detectors``: the known ones (default: the families and the built-in rules; the
+    shell adds the rules of the settings' folders).
+    """
+    from detector.rules import known_detectors
+
+    known = sorted(detectors) if detectors is not None else known_detectors()
     problems = []
 
     def problem(message: str, *path: Any) -> None:
@@ -510,8 +515,8 @@ def check_invariants(playbook: Playbook) -> list[Problem]:
     if not [step for step in playbook.spec.runbook if step.strip()]:
         problem("needs a runbook: the numbered steps a human follows", "runbook")
     for index, detector in enumerate(playbook.spec.triggers.detectors):
-        if detector != "*" and detector not in DETECTOR_TECHNIQUES:
-            problem(f"unknown detector {detector!r}; known: {', '.join(sorted(DETECTOR_TECHNIQUES))}",
+        if detector != "*" and detector not in known:
+            problem(f"unknown detector {detector!r}; known: {', '.join(known)}",
                     "triggers", "detectors", index)
     return problems
 
@@ -529,9 +534,11 @@ class TestReport:
         return not self.problems
 
 
-def test_library(folders: Iterable[Path] = (LIBRARY,), only: str | None = None) -> TestReport:
+def test_library(folders: Iterable[Path] = (LIBRARY,), only: str | None = None,
+                 detectors: Iterable[str] | None = None) -> TestReport:
     """Load, validate, check invariants and run inline tests of every playbook (or one)."""
     library = load_library(folders)
+    detectors = list(detectors) if detectors is not None else None
     problems = [p for p in library.problems if only is None or p.file.stem == only]
     if only is not None and only not in library.playbooks and not problems:
         problems.append(Problem(Path(only), 0, "no such playbook"))
@@ -541,7 +548,7 @@ def test_library(folders: Iterable[Path] = (LIBRARY,), only: str | None = None) 
             continue
         checked.append(playbook.id)
         tests += len(playbook.spec.tests)
-        problems += check_invariants(playbook) + run_inline_tests(playbook)
+        problems += check_invariants(playbook, detectors) + run_inline_tests(playbook)
     return TestReport(checked, tests, problems)
 
 
@@ -601,13 +608,13 @@ def scaffold(playbook_id: str, target: Path) -> Path:
     ValueError
         The id is not lower_snake_case, or the file exists.
     """
-    from detector.incidents import DETECTOR_TECHNIQUES
+    from detector.rules import known_detectors
 
     if not _NAME.match(playbook_id):
         raise ValueError(f"{playbook_id!r} is not a valid playbook id (lower_snake_case: letters, digits, _)")
     if target.exists():
         raise ValueError(f"{target} already exists")
     target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(_SCAFFOLD.format(detectors=", ".join(sorted(DETECTOR_TECHNIQUES)),
+    target.write_text(_SCAFFOLD.format(detectors=", ".join(sorted(known_detectors())),
                                        actions=", ".join(sorted(REGISTRY))), encoding="utf-8")
     return target

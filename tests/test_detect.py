@@ -17,8 +17,8 @@ from detector.baselines import BaselinePolicy, FittedBaseline, ModelBook
 from detector.detect import (
     DetectConfig,
     _principal_alerts,
-    _score_entity,
     _signal_families,
+    score_entity,
     scoring_space,
     tail_score,
 )
@@ -104,7 +104,7 @@ def test_families_fire_far_beyond_the_baseline_and_a_restart_does_not_refit(clie
     groups = np.array(["human", "human", "human", "agent"], dtype=object)
     keys = ["normal", "exporter", "busy-person", "busy-agent"]
 
-    found = _score_entity(client, book, "principal", now, now + timedelta(hours=1), groups, scoring_space(X), X,
+    found = score_entity(client, book, "principal", now, now + timedelta(hours=1), groups, scoring_space(X), X,
                           keys, DetectConfig())
 
     by_key = {c.key: c for c in found}
@@ -116,7 +116,7 @@ def test_families_fire_far_beyond_the_baseline_and_a_restart_does_not_refit(clie
     assert by_key.get("busy-person") is None or by_key["busy-person"].family == "behaviour_outlier"
 
     restarted = ModelBook.load(client, BaselinePolicy(min_rows=200))
-    again = _score_entity(client, restarted, "principal", now + timedelta(hours=1), now + timedelta(hours=2), groups,
+    again = score_entity(client, restarted, "principal", now + timedelta(hours=1), now + timedelta(hours=2), groups,
                           scoring_space(X), X, keys, DetectConfig())
     assert restarted.fits == 0  # loaded, not refitted
     assert {(c.key, c.family, round(c.score, 9)) for c in again} == {(c.key, c.family, round(c.score, 9))

@@ -10,8 +10,8 @@ import pytest
 from builders import T0
 from clickhouse_connect.driver.client import Client
 
+from detector.families import FAMILIES
 from detector.incidents import (
-    DETECTOR_TECHNIQUES,
     Alert,
     IncidentError,
     get_incident,
@@ -44,7 +44,7 @@ def test_opening_returns_the_design_fields(client: Client) -> None:
     assert inc["status"] == "open" and inc["severity"] == "SEV3" and inc["principals"] == ["alice"]
     assert inc["first_seen"] == T0 and inc["detected_at"] == T0 + timedelta(minutes=15)
     assert inc["explanation"][0]["feature"] == "export_bytes"
-    assert inc["techniques"] == DETECTOR_TECHNIQUES["bulk_export"] and inc["playbook_runs"] == []
+    assert inc["techniques"] == list(FAMILIES["bulk_export"].techniques) and inc["playbook_runs"] == []
     assert inc["group_id"] == out.incident_id and inc["assignee"] is None
     assert get_incident(client, 12345) is None
 

@@ -34,6 +34,15 @@ FAMILIES = (
     "permission_fanout", "unusual_join", "embedding_export", "artifact_download", "unsanitised_training",
     "runaway_agent", "external_grant", "secrets_sweep", "low_and_slow",
 )
+
+
+def detectors_of_scenario(scenario: str) -> tuple[str, ...]:
+    """The detector families whose registry entry says they catch ``scenario``."""
+    from detector.families import FAMILIES
+
+    return tuple(f.id for f in FAMILIES.values() if scenario in f.scenarios)
+
+
 TELEMETRY_DATASETS = ("ds.people.keystroke_telemetry", "ds.people.chat_logs", "ds.people.productivity_metrics")
 
 
@@ -106,8 +115,10 @@ class _Planner:
     def ip(self, person: int, alternate: bool = False) -> int:
         return int((self.model.people.ip_alt if alternate else self.model.people.ip_main)[person])
 
-    def new_scenario(self, family: str, detectors: tuple[str, ...], severity: str) -> int:
-        self.scenarios.append(_Scenario(family, detectors, severity))
+    def new_scenario(self, family: str, severity: str) -> int:
+        """A scenario of ``family``; the detectors expected to catch it are those whose
+        registry entry names it (:data:`detector.families.FAMILIES`, one vocabulary)."""
+        self.scenarios.append(_Scenario(family, detectors_of_scenario(family), severity))
         return len(self.scenarios) - 1
 
 
@@ -124,7 +135,7 @@ def _permission_fanout(p: _Planner, day: int, repeat: int) -> None:
                  and model.principals[r.on_behalf_of].team == "people-analytics")
     owner = model.principals[agent].on_behalf_of
     member = int(np.flatnonzero(model.people.member == agent)[0])
-    s = p.new_scenario("permission_fanout", ("permission_fanout", "exposure_spike"), "SEV1")
+    s = p.new_scenario("permission_fanout", "SEV1")
     granted = p.work_time(owner, day, p.rng.uniform(0.15, 0.3))
     on_behalf = {ATTR["on_behalf_of"]: model.value_vocab.code(p.name(owner))}
     agent_ip = int(model.people.ip_main[member])
@@ -162,7 +173,7 @@ def _unusual_join(p: _Planner, day: int, repeat: int) -> None:
     actor = p.pick(p.seasoned(("analytics", "ml-research", "data-eng")))
     primary = p.res("ds.people.chat_logs")
     others = [p.res("ds.hr.performance_reviews"), p.res("ds.people.keystroke_telemetry")]
-    s = p.new_scenario("unusual_join", ("unusual_join", "bulk_export"), "SEV2")
+    s = p.new_scenario("unusual_join", "SEV2")
     t = p.work_time(actor, day, p.rng.uniform(0.3, 0.55))
     for k, r in enumerate([primary] + others):
         p.emit(s, t + k * int(p.rng.integers(60_000, 240_000)), actor, "query", r, via="notebook", ip=p.ip(actor),
@@ -193,7 +204,7 @@ def _embedding_export(p: _Planner, day: int, repeat: int) -> None:
     token = format(int(p.rng.integers(16**5, 16**6)), "x")
     destination_name = f"s3://xfer-{token}-share/{store_name.split('.')[-1]}/"
     destination = p.model.value_vocab.code(destination_name)
-    s = p.new_scenario("embedding_export", ("bulk_export",), "SEV2")
+    s = p.new_scenario("embedding_export", "SEV2")
     t = p.work_time(actor, day, p.rng.uniform(0.55, 0.9))
     p.emit(s, t, actor, "read", store, via="api", ip=p.ip(actor, True), **p.volume(store, "read"))
     total = 0
@@ -218,7 +229,7 @@ def _artifact_download(p: _Planner, day: int, repeat: int) -> None:
     t = p.on_day(model.local_time_ms(actor, day, p.rng.uniform(1.0, 3.0)), day)
     available = [i for i, r in enumerate(model.resources) if r.kind == "model" and r.updated_ms < t]
     chosen = p.rng.choice(available, size=min(len(available), int(p.rng.integers(15, 41))), replace=False)
-    s = p.new_scenario("artifact_download", ("artifact_download",), "SEV2")
+    s = p.new_scenario("artifact_download", "SEV2")
     p.emit(s, t - int(p.rng.integers(20_000, 120_000)), actor, "login", model.login_resource, via="console",
            ip=p.ip(actor, True))
     for ckpt in chosen:
@@ -244,7 +255,7 @@ def _unsanitised_training(p: _Planner, day: int, repeat: int) -> None:
     categories = tuple(sorted({c for code in consumed for c in model.resources[code].categories}))
     run = model.add_resource(ResourceRecord(run_name, "training_run", "internal", categories, "svc-trainer-llm", 0,
                                             t + 3 * MINUTE_MS, "runs", "ml-platform", 0, 0))
-    s = p.new_scenario("unsanitised_training", ("unsanitised_training",), "SEV2")
+    s = p.new_scenario("unsanitised_training", "SEV2")
     ip = model.ip_vocab[f"10.20.{trainer // 250}.{trainer % 250 + 1}"]
     rows, nbytes = training_io(model, consumed, p.rng)
     for k, code in enumerate(consumed):
@@ -272,7 +283,7 @@ def _runaway_agent(p: _Planner, day: int, repeat: int) -> None:
     sweepable = np.array([i for i, r in enumerate(model.resources) if r.updated_ms < t0
                           and r.kind in ("dataset", "feature_table", "embedding", "model")], np.int64)
     order = p.rng.permutation(sweepable)
-    s = p.new_scenario("runaway_agent", ("runaway_agent",), "SEV2")
+    s = p.new_scenario("runaway_agent", "SEV2")
     # Cycling read/query/read over everything it can list; models only show their card.
     resource = order[np.arange(n) % len(order)]
     is_model = model.res_kind[resource] == KIND["model"]
@@ -309,7 +320,7 @@ def _external_grant(p: _Planner, day: int, repeat: int) -> None:
     outsider_name = f"{first}.{last.rstrip('0123456789')}{int(p.rng.integers(70, 100))}@{domain}"
     outsider = model.add_external(outsider_name)
     outsider_ip = model.ip_vocab.code(f"203.0.113.{int(p.rng.integers(2, 250))}")
-    s = p.new_scenario("external_grant", ("permission_fanout",), "SEV1")
+    s = p.new_scenario("external_grant", "SEV1")
     t = p.work_time(actor, day, p.rng.uniform(0.6, 0.9))
     p.emit(s, t - int(p.rng.integers(60_000, 600_000)), actor, "read", dataset, via="console", ip=p.ip(actor),
            **p.volume(dataset, "read"))
@@ -331,7 +342,7 @@ def _secrets_sweep(p: _Planner, day: int, repeat: int) -> None:
     actor = p.pick(p.seasoned(("data-eng", "ml-platform", "analytics", "ml-research")))
     secrets = [i for i, r in enumerate(model.resources) if r.kind == "secret"]
     chosen = p.rng.choice(secrets, size=min(len(secrets), int(p.rng.integers(30, 81))), replace=False)
-    s = p.new_scenario("secrets_sweep", ("behaviour_outlier",), "SEV2")
+    s = p.new_scenario("secrets_sweep", "SEV2")
     t = p.work_time(actor, day, p.rng.uniform(0.2, 0.8))
     denied = 0
     for secret in chosen:
@@ -357,7 +368,7 @@ def _low_and_slow(p: _Planner, day: int, repeat: int, span: int = 5) -> None:
     candidates = [i for i in p.seasoned(("hr", "finance", "legal", "people-analytics")) if restricted_in_ws(i)]
     actor = p.pick(candidates or p.seasoned(("hr",)))
     targets = restricted_in_ws(actor) or [p.res("ds.hr.compensation")]
-    s = p.new_scenario("low_and_slow", ("bulk_export", "behaviour_outlier"), "SEV3")
+    s = p.new_scenario("low_and_slow", "SEV3")
     days = [d for d in range(day, model.spec.days) if not model.is_weekend(d)][:span] or [day]
     extra_reads = max(3, round(0.3 * float(model.people.base_rate[actor])))
     destination = int(model.people.dest[actor, 0])

@@ -1,0 +1,114 @@
+"""Bulk and embedding export: export volume and destinations far above the principal's and peers' baseline.
+
+Two ways in: a signal past its normal ceiling in one window (bytes, exports, embedding
+bytes, new destinations, bytes against the team), and the low-and-slow *export habit*
+(:func:`export_habit_alerts`), a stage of its own.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from detector.alerting import alert_id, explanation, query_frame
+from detector.explain import Driver
+from detector.families import Family, Step, format_bytes
+from detector.incidents import Alert
+from detector.severity import SeverityInputs, severity, severity_points
+from features.engine import CATALOGUE_CTE, SENSITIVE_CATEGORIES_SQL
+from features.registry import MIN_HOURS_HISTORY
+from features.times import bound_ms, from_epoch_ms
+
+
+def _title(key: str, group: str, v: dict[str, float], lead: Driver) -> str:
+    if v["embedding_export_bytes"] > 0:
+        return f"{key} exported {format_bytes(v['embedding_export_bytes'])} from embedding stores"
+    return f"{key} exported {format_bytes(v['bytes_exported'])} in {int(v['exports'])} exports"
+
+
+def _severity_extra(v: dict[str, float]) -> dict[str, Any]:
+    return {"leaves_organisation": v["new_export_destinations"] > 0}
+
+
+_EXPORT_HABIT = f"""WITH {CATALOGUE_CTE}
+SELECT a.principal AS key, toUnixTimestamp64Milli(min(a.event_time)) AS active_since_ms,
+    uniqExactIf(toDate(a.event_time), a.recent AND a.hit) AS recent_days,
+    uniqExactIf(toDate(a.event_time), NOT a.recent AND a.hit) AS earlier_days,
+    sumIf(a.rows, a.hit AND a.event_time >= fromUnixTimestamp64Milli({{lo:Int64}}, 'UTC')) AS rows,
+    toUnixTimestamp64Milli(minIf(a.event_time, a.recent AND a.hit)) AS first_ms,
+    toUnixTimestamp64Milli(maxIf(a.event_time, a.hit)) AS last_ms,
+    groupUniqArrayIf(8)(a.resource, a.recent AND a.hit) AS resources,
+    length(arrayDistinct(arrayFilter(x -> has({SENSITIVE_CATEGORIES_SQL}, x),
+        arrayFlatten(groupArrayIf(a.categories, a.recent AND a.hit))))) AS categories
+FROM (SELECT l.principal AS principal, l.event_time AS event_time, l.rows AS rows, l.resource AS resource,
+             c.categories AS categories, l.action = 'export' AND c.sensitivity = 'restricted' AS hit,
+             l.event_time >= fromUnixTimestamp64Milli({{recent:Int64}}, 'UTC') AS recent
+      FROM access_log AS l LEFT JOIN cat AS c ON l.resource = c.resource
+      WHERE l.event_time >= fromUnixTimestamp64Milli({{since:Int64}}, 'UTC')
+        AND l.event_time < fromUnixTimestamp64Milli({{hi:Int64}}, 'UTC') AND l.principal IN {{keys:Array(String)}}) AS a
+GROUP BY a.principal"""
+
+
+def export_habit_alerts(step: Step) -> list[Alert]:
+    """The low-and-slow insider: a new habit of exporting restricted data, repeated across days.
+
+    A principal who exported restricted data in this window, on at least
+    :attr:`DetectConfig.habit_days` distinct days of the last week, at
+    :attr:`DetectConfig.habit_increase` times the daily rate of the up to three weeks
+    before (which must span at least :attr:`DetectConfig.habit_min_history`), alerts as
+    ``bulk_export``. No single export needs to be large: the pattern is the evidence, so
+    its score is modest (:attr:`DetectConfig.habit_score`) and its severity comes from
+    the data and this window's rows.
+    """
+    client, features, params, config = step.client, step.features, step.params, step.config
+    principals = features.frame("principal")
+    if principals.empty:
+        return []
+    end = features.end
+    history = features.principal_context.set_index("principal")["history_events"].reindex(principals["principal"])
+    exporting = (principals["exports"].to_numpy() > 0) & (history.fillna(0).to_numpy() >= MIN_HOURS_HISTORY)
+    keys = principals.loc[exporting, "principal"].tolist()
+    if not keys:
+        return []
+    recent = end - timedelta(days=7)
+    frame = query_frame(client, _EXPORT_HABIT, {**params, "keys": sorted(keys), "recent": bound_ms(recent),
+                                                 "since": bound_ms(end - timedelta(days=28))})
+    alerts = []
+    for row in frame.to_dict("records"):
+        if row["last_ms"] < params["lo"]:
+            continue  # no restricted export in this window: nothing new to say
+        observed = recent - from_epoch_ms(row["active_since_ms"])
+        if row["recent_days"] < config.habit_days or observed < config.habit_min_history:
+            continue  # not repeated, or too little seen before the week to call it a change
+        earlier_rate = row["earlier_days"] / max(observed / timedelta(days=1), 1.0)
+        if row["recent_days"] / 7 < config.habit_increase * earlier_rate:
+            continue  # the usual pace for this principal
+        inputs = SeverityInputs(detector="bulk_export", score=config.habit_score, sensitivity_rank=3,
+                                sensitive_categories=int(row["categories"]), records_exposed=int(row["rows"]))
+        points = severity_points(inputs)
+        drivers = [Driver("restricted_export_days", "days with exports of restricted data in the last 7",
+                          float(row["recent_days"]), round(7 * earlier_rate, 2), 1.0, float(row["recent_days"]))]
+        alerts.append(Alert(
+            alert_id=alert_id("bulk_export.habit", "principal", row["key"], end), detector="bulk_export",
+            entity="principal", entity_key=row["key"],
+            title=f"{row['key']} exported restricted data on {int(row['recent_days'])} of the last 7 days "
+                  f"({int(row['earlier_days'])} in the {observed.days} days before)",
+            severity=severity(inputs), score=config.habit_score, principals=(row["key"],),
+            resources=tuple(sorted(row["resources"])), first_seen=from_epoch_ms(row["first_ms"]),
+            last_seen=from_epoch_ms(row["last_ms"]),
+            detected_at=end, explanation=explanation(drivers, points)))
+    return alerts
+
+
+FAMILY = Family(
+    id="bulk_export", entity="principal",
+    description="export volume and destinations far above the principal's and peer group's baseline",
+    signals=("bytes_exported", "exports", "embedding_export_bytes", "new_export_destinations",
+             "bytes_exported_vs_team"),
+    evidence_action="export",
+    # ATLAS AML.T0025 Exfiltration via Cyber Means; ATT&CK T1567 Exfiltration Over Web Service
+    techniques=("AML.T0025", "T1567"),
+    title=_title, severity_extra=_severity_extra, detect=export_habit_alerts,
+    scenarios=("embedding_export", "low_and_slow", "unusual_join"),
+    example={"embedding_export_bytes": 2.4e10, "bytes_exported": 2.4e10, "exports": 3, "new_export_destinations": 1},
+)
