@@ -6,6 +6,7 @@ Shared by the engine (:mod:`detector.detect`) and the families' own stages
 
 from __future__ import annotations
 
+import traceback
 from datetime import datetime
 from typing import Any
 
@@ -13,6 +14,7 @@ import pandas as pd
 from clickhouse_connect.driver.client import Client
 
 from detector.explain import Driver
+from detector.incidents import Alert
 from features.engine import CATALOGUE_CTE, RANK_SQL, READING_SQL, SENSITIVE_CATEGORIES_SQL, WINDOW_SQL
 from features.times import bound_ms
 
@@ -78,3 +80,14 @@ def alert_id(detector: str, entity: str, key: str, end: datetime) -> str:
 def explanation(drivers: list[Driver], points: dict[str, int]) -> list[dict[str, Any]]:
     """An incident's explanation: the drivers, then the severity points."""
     return [driver.as_dict() for driver in drivers] + [{"severity_points": points}]
+
+
+def error_alert(stage: str, error: BaseException, end: datetime) -> Alert:
+    """A visible ``pipeline_error`` alert for a stage (or rule) that raised: never a silent failure."""
+    text = f"{type(error).__name__}: {error}"
+    return Alert(
+        alert_id=alert_id("pipeline_error", "job", stage, end), detector="pipeline_error", entity="job",
+        entity_key=stage, title=f"detection stage '{stage}' failed: {text[:200]}", severity="SEV3", score=1.0,
+        principals=(), resources=(), first_seen=end, last_seen=end, detected_at=end,
+        explanation=[{"feature": "error", "value": text[:2000], "baseline": "",
+                      "weight": 1.0, "traceback": traceback.format_exception(error)[-3:]}])

@@ -33,7 +33,6 @@ itself propagate, so the caller keeps the watermark where it was.
 from __future__ import annotations
 
 import time
-import traceback
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -42,7 +41,7 @@ import numpy as np
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError
 
-from detector.alerting import PRINCIPAL_CONTEXT, alert_id, context, explanation
+from detector.alerting import PRINCIPAL_CONTEXT, alert_id, context, error_alert, explanation
 from detector.baselines import TAIL_QUANTILE, BaselinePolicy, ModelBook
 from detector.explain import Driver, explain_scaled
 from detector.families import FAMILIES, PRINCIPAL_GROUPS, Step, catch_all, family_of_feature
@@ -285,16 +284,6 @@ def _principal_alerts(client: Client, book: ModelBook, features: FeatureSet, par
     return alerts
 
 
-def _error_alert(stage: str, error: BaseException, end: datetime) -> Alert:
-    text = f"{type(error).__name__}: {error}"
-    return Alert(
-        alert_id=alert_id("pipeline_error", "job", stage, end), detector="pipeline_error", entity="job",
-        entity_key=stage, title=f"detection stage '{stage}' failed: {text[:200]}", severity="SEV3", score=1.0,
-        principals=(), resources=(), first_seen=end, last_seen=end, detected_at=end,
-        explanation=[{"feature": "error", "value": text[:2000], "baseline": "",
-                      "weight": 1.0, "traceback": traceback.format_exception(error)[-3:]}])
-
-
 def organisation_size(client: Client) -> int:
     """People in the principals catalogue (the share-of-organisation policy limit needs it)."""
     people = "SELECT uniqExactIf(principal, principal_type = 'human') FROM principals"
@@ -348,7 +337,7 @@ def detect_step(client: Client, start: datetime, end: datetime, book: ModelBook 
             raise
         except Exception as error:  # a bug in one stage must be seen, not stop the others
             result.errors.append(f"{stage}: {type(error).__name__}: {error}")
-            result.alerts.append(_error_alert(stage, error, features.end))
+            result.alerts.append(error_alert(stage, error, features.end))
     book.flush(client)
     for alert in sorted(result.alerts, key=lambda a: (a.first_seen, a.alert_id)):
         result.outcomes.append(record_alert(client, alert, config.dedup_window))

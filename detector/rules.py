@@ -65,6 +65,7 @@ from clickhouse_connect.driver.exceptions import ClickHouseError, OperationalErr
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from detector.alerting import error_alert
 from detector.families import known_detectors as family_detectors
 from detector.incidents import Alert
 from detector.severity import SEVERITIES, Severity, most_severe
@@ -554,8 +555,6 @@ def rule_alerts(client: Client, start: datetime, end: datetime, rules: Iterable[
     ``pipeline_error`` alert naming the rule, and the others still run. Only the store
     being unreachable propagates, so the step is retried rather than half-recorded.
     """
-    from detector.detect import _error_alert
-
     alerts: list[Alert] = []
     for rule in rules:
         try:
@@ -563,7 +562,7 @@ def rule_alerts(client: Client, start: datetime, end: datetime, rules: Iterable[
         except OperationalError:
             raise
         except Exception as error:  # noqa: BLE001 - a broken rule must be seen, not stop the step
-            alerts.append(_error_alert(f"rule {rule.id}", error, end))
+            alerts.append(error_alert(f"rule {rule.id}", error, end))
     return alerts
 
 
