@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from test_cli import run
 
 from blastwall.simulation import OrgSpec, build_organisation
-from blastwall.simulation.formats import discover, renamed_catalogue, write_log_files
+from blastwall.simulation.formats import discover, groups_of, renamed_catalogue, write_log_files
 from blastwall.simulation.stream import iter_access_log
 from features.ingest import ingest_file
 
@@ -41,6 +41,7 @@ def _round_trip_differences(client: Client, tmp_path: Path, fmt: str, spec: OrgS
     summary = ingest_file(client, tmp_path / f"access_log.{fmt}.jsonl", source=fmt)
     assert summary.rejected == 0, summary.reasons
     _, _, renaming = renamed_catalogue(org, log_format)
+    groups = groups_of(org)
     stored = _stored(client)
     differences: Counter = Counter()
     rows = 0
@@ -53,7 +54,9 @@ def _round_trip_differences(client: Client, tmp_path: Path, fmt: str, spec: OrgS
                 continue
             expected = {**row, "event_time": row["event_time"].replace(tzinfo=None),
                         "resource": renaming.get(row["resource"], row["resource"]),
-                        "related": [renaming.get(r, r) for r in row["related"]]}
+                        "related": [renaming.get(r, r) for r in row["related"]],
+                        "grantee": log_format.group_name(row["grantee"]) if row["grantee"] in groups
+                        else row["grantee"]}
             for column in log_format.carried(row):
                 if expected[column] != got[column]:
                     differences[(column, row["action"], repr(expected[column]), repr(got[column]))] += 1

@@ -274,9 +274,9 @@ def test_set_iam_policy_adds_and_removes_are_grants_and_revokes(client: Client, 
     grant, revoke, public = _rows(client)
     assert _core(grant) == {
         "principal": "ann@corp.example", "principal_type": "human", "action": "grant",
-        "resource": "acme.hr.salaries", "related": [], "grantee": "group:all-staff@corp.example", "bytes": 0,
+        "resource": "acme.hr.salaries", "related": [], "grantee": "all-staff@corp.example", "bytes": 0,
         "rows": 0, "via": "console", "status": "ok", "source_ip": "203.0.113.9"}
-    assert (revoke["action"], revoke["grantee"]) == ("revoke", "group:all-staff@corp.example")
+    assert (revoke["action"], revoke["grantee"]) == ("revoke", "all-staff@corp.example")
     # One row per entry: the first delta, the rest counted and listed.
     assert (public["action"], public["grantee"]) == ("grant", "allUsers")
     assert public["attributes"]["binding_deltas"] == "3"

@@ -47,10 +47,12 @@ JSON Lines (a Cloud Logging sink to Cloud Storage), JSON arrays (``gcloud loggin
   worker pools' ``args`` and ``env``, AI Platform ``trainingInput.args``, the Vertex
   managed dataset; ``bq://project.dataset.table`` named ``project.dataset.table``, as the
   table is everywhere else); a v1 read event's other tables.
-- **grantee** (``grant``/``revoke``): the first binding delta's member with its ``user:``
-  or ``serviceAccount:`` prefix dropped, a federated identity by its subject (a person,
+- **grantee** (``grant``/``revoke``): the first binding delta's member with its ``user:``,
+  ``serviceAccount:`` or ``group:`` prefix dropped (a group is named by its e-mail
+  address, as Cloud Identity names it: memberships must name it so too, or its audience is
+  unknown and the grant looks external), a federated identity by its subject (a person,
   a service account or a workload is a principal);
-  ``group:``, ``domain:``, ``deleted:``, ``principal://`` members and ``allUsers`` /
+  ``domain:``, ``deleted:``, ``principal://`` members and ``allUsers`` /
   ``allAuthenticatedUsers`` stay as written. Only one row per entry: the number of deltas
   is in ``binding_deltas`` and the others in ``other_bindings`` (``ACTION role member; …``).
 - **bytes**/**rows**: BigQuery job statistics (``totalProcessedBytes``, extract
@@ -315,7 +317,7 @@ _RELATED = (
 )
 _GRANTEE = (f"if({_ACTION} IN ('grant', 'revoke'),"
             f" replaceRegexpOne(replaceRegexpOne(JSONExtractString({_DELTA}, 'member'), {_FEDERATED}, ''),"
-            " '^(user|serviceAccount):', ''), '')")
+            " '^(user|serviceAccount|group):', ''), '')")
 
 _BYTES = (
     f"multiIf({_JOB_KIND} IN ('query', 'export'), greatest({whole('jobStatistics', 'totalProcessedBytes', rec=_JOB1)},"

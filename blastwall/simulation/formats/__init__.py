@@ -45,13 +45,18 @@ class LogFormat:
     resource_name : callable
         ``resource_name(resource, kind)`` → the name the source gives that resource.
     carried : callable
-        ``carried(row)`` → the contract columns of ``row`` that come back unchanged.
+        ``carried(row)`` → the contract columns of ``row`` that come back unchanged
+        (a resource under ``resource_name``, a group under ``group_name``).
+    group_name : callable
+        ``group_name(group)`` → the name the format gives a group (``memberships.group``,
+        a grantee that is a group); the memberships are written under it too.
     """
 
     name: str
     record: Callable[[dict[str, Any], dict[str, str]], dict[str, Any]]
     resource_name: Callable[[str, str], str]
     carried: Callable[[dict[str, Any]], tuple[str, ...]]
+    group_name: Callable[[str], str] = str
 
 
 def discover() -> dict[str, LogFormat]:
@@ -82,6 +87,21 @@ def renamed_catalogue(org: Organisation, log_format: LogFormat) -> tuple[pa.Tabl
     return renamed, kinds, renaming
 
 
+def groups_of(org: Organisation) -> set[str]:
+    """The names that are groups (a ``memberships.group``)."""
+    return set(org.memberships.column("group").to_pylist())
+
+
+def renamed_memberships(org: Organisation, log_format: LogFormat) -> pa.Table:
+    """The memberships with every group under the format's name for it (as group and as member)."""
+    groups = groups_of(org)
+    table = org.memberships
+    for column in ("group", "member"):
+        names = [log_format.group_name(n) if n in groups else n for n in table.column(column).to_pylist()]
+        table = table.set_column(table.schema.get_field_index(column), column, pa.array(names, pa.string()))
+    return table
+
+
 def records(org: Organisation, log_format: LogFormat, batch_rows: int = 100_000) -> Iterator[list[dict[str, Any]]]:
     """The organisation's access log as raw records of ``log_format``, a batch at a time."""
     kinds = dict(zip(org.resources.column("resource").to_pylist(), org.resources.column("kind").to_pylist()))
@@ -110,7 +130,8 @@ def write_log_files(spec_or_org: OrgSpec | Organisation, out_dir: str | Path, fm
     out.mkdir(parents=True, exist_ok=True)
     resources, _, renaming = renamed_catalogue(org, log_format)
     counts: dict[str, int] = {}
-    for name, table in {"resources": resources, "memberships": org.memberships, "principals": org.principals}.items():
+    tables = {"resources": resources, "memberships": renamed_memberships(org, log_format), "principals": org.principals}
+    for name, table in tables.items():
         writer = _TableWriter(out / f"{name}.jsonl", "jsonl", table.schema, False)
         writer.write(table)
         writer.close()

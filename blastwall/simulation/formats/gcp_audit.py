@@ -115,8 +115,13 @@ def _authentication(principal: str, principal_type: str) -> dict[str, Any]:
     return {"principalSubject": POOL + principal}
 
 
+def group_name(group: str) -> str:
+    """Google groups are named by their e-mail address (memberships name them so too)."""
+    return group if "@" in group else f"{group}@{DOMAIN}"
+
+
 def _member(grantee: str) -> str:
-    return f"user:{grantee}" if "@" in grantee else f"group:{grantee}@{DOMAIN}"
+    return f"user:{grantee}" if "@" in grantee else f"group:{group_name(grantee)}"
 
 
 def _job(row: dict[str, Any], config: dict[str, Any], stats: dict[str, Any]) -> dict[str, Any]:
@@ -301,10 +306,7 @@ def carried(row: dict[str, Any]) -> tuple[str, ...]:
         return tuple(columns)
     columns.append("status")
     family = _resource_family(row)
-    if action in ("grant", "revoke") and "@" not in row["grantee"]:
-        pass  # a group: group:NAME@corp.example
-    else:
-        columns.append("grantee")
+    columns.append("grantee")  # a group under its e-mail name (group_name)
     if family == "table":
         if action == "join" and row["related"] or action == "query" and not row["related"] or action in (
                 "read", "export", "write", "delete", "grant", "revoke"):
@@ -343,4 +345,5 @@ def _resource_family(row: dict[str, Any]) -> str:
         prefix, "object")
 
 
-FORMAT = LogFormat(name="gcp-audit", record=record, resource_name=resource_name, carried=carried)
+FORMAT = LogFormat(name="gcp-audit", record=record, resource_name=resource_name, carried=carried,
+                   group_name=group_name)
