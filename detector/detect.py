@@ -329,7 +329,8 @@ def detect_step(client: Client, start: datetime, end: datetime, book: ModelBook 
     stages: list[tuple[str, Any]] = [("principals", lambda: _principal_alerts(client, book, features, params, config))]
     stages += [(family.id, (lambda hook: lambda: hook(step))(family.detect))
                for family in FAMILIES.values() if family.detect is not None]
-    stages.append(("rules", lambda: rule_alerts(client, features.start, features.end, config.rules)))
+    stages.append(("rules", lambda: rule_alerts(client, features.start, features.end, config.rules,
+                                                features=features)))
     for stage, run in stages:
         try:
             result.alerts.extend(run())

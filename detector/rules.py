@@ -40,6 +40,23 @@ write keyword, table function, ``INTO OUTFILE``, ``FORMAT`` or ``SETTINGS``
 ``EXPLAIN AST`` and refuses anything but one ``SelectWithUnionQuery``; and every run
 carries the ``readonly=1`` setting.
 
+Instead of ``query:``, a rule may give ``condition:`` (exactly one of the two): a small
+boolean expression (:mod:`detector.condition`, an allow-list evaluator rather than a
+template sandbox) over one row of the window's feature frame of ``entity``, e.g.
+``bytes_exported > min_bytes and new_export_destinations > 0``. Every name must be a
+registry feature of that entity or a declared parameter. It runs on the detect step's
+:class:`~features.engine.FeatureSet` (never recomputed here: that would advance the
+history); its templates see the entity's key columns and every feature, and its
+explanation lists the features the condition names. Its inline tests run the real
+feature step over the test's events, from an empty history (only the test's events
+before the window make one).
+
+Beside ``ID.yaml``, an optional ``ID.py`` (as a playbook's module) may define
+``match(row) -> bool`` (rows it returns false for are dropped) and ``enrich(row) -> dict``
+(extra columns for the templates and the explanation). One that does not import, or
+defines neither, is a load problem with its file and line; an exception in either at run
+time fails the rule (a ``pipeline_error`` incident), never the step.
+
 :func:`load_rules` returns the valid rules and every problem of every file (file and
 line); :func:`test_rules` adds the invariants and runs each file's inline tests against
 a fresh embedded store; :func:`rule_alerts` runs the rules in the detect step, where a
@@ -48,15 +65,19 @@ rule that fails becomes a ``pipeline_error`` incident and never stops the step.
 
 from __future__ import annotations
 
+import ast
+import importlib.util
 import json
 import re
 import tempfile
+import traceback
 from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, Literal
 
 import jinja2
 import yaml
@@ -66,12 +87,18 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from detector.alerting import error_alert
+from detector.condition import ConditionError, evaluate
+from detector.condition import parse as parse_condition
 from detector.families import known_detectors as family_detectors
 from detector.incidents import Alert
 from detector.severity import SEVERITIES, Severity, most_severe
+from features.registry import BY_NAME, ENTITY_KEYS, features_of
 from features.settings_file import FileProblem as Problem
 from features.settings_file import SettingsFileError, YamlDocument, read_yaml, validation_problems
 from features.times import bound_ms, from_epoch_ms
+
+if TYPE_CHECKING:
+    from features.engine import FeatureSet
 
 #: The rules that ship with blastwall.
 LIBRARY = Path(__file__).resolve().parent / "rules"
@@ -192,7 +219,8 @@ class RuleSpec(_Strict):
     title: str
     techniques: list[str] = Field(default_factory=list)
     parameters: dict[str, Any] = Field(default_factory=dict)
-    query: str = Field(min_length=1)
+    query: str | None = Field(None, min_length=1)
+    condition: str | None = Field(None, min_length=1)
     tests: list[RuleTest] = Field(default_factory=list)
 
     @field_validator("key", "dedup", "group", "title")
@@ -217,10 +245,36 @@ class Rule:
     path: Path
     spec: RuleSpec
     document: YamlDocument | None = None
+    match_hook: Callable[[dict[str, Any]], Any] | None = None
+    enrich_hook: Callable[[dict[str, Any]], Any] | None = None
+    _condition: ast.Expression | None = field(default=None, repr=False)
 
     def line_of(self, *path: Any) -> int:
         """The line of a node of the file (the nearest enclosing node that has one)."""
         return self.document.line_of(path) if self.document is not None else 0
+
+    @property
+    def module_path(self) -> Path:
+        """The optional Python module beside the file (``ID.py``)."""
+        return self.path.with_suffix(".py")
+
+    @property
+    def condition_tree(self) -> ast.Expression:
+        """The parsed ``condition:`` (checked at load).
+
+        Raises
+        ------
+        RuleError
+            The rule has no condition, or it does not parse.
+        """
+        if self._condition is None:
+            if self.spec.condition is None:
+                raise RuleError(f"rule {self.id} has no condition")
+            try:
+                self._condition = parse_condition(self.spec.condition)[0]
+            except ConditionError as exc:
+                raise RuleError(str(exc)) from None
+        return self._condition
 
 
 # --- read-only check --------------------------------------------------------------------
@@ -328,7 +382,8 @@ def load_rule(path: Path) -> tuple[Rule | None, list[Problem]]:
         rule.spec = RuleSpec.model_validate(data)
     except ValidationError as exc:
         problems = validation_problems(document, exc) + problems
-    return (None if problems else rule), sorted(problems, key=lambda p: p.line)
+    problems += _load_hooks(rule)  # reported with the file's own problems: one pass shows them all
+    return (None if problems else rule), sorted(problems, key=lambda p: (str(p.file), p.line))
 
 
 def _semantic_problems(rule: Rule, data: dict[str, Any]) -> list[Problem]:
@@ -349,6 +404,14 @@ def _semantic_problems(rule: Rule, data: dict[str, Any]) -> list[Problem]:
         problem(f"severity {severity!r} is not one of {', '.join(SEVERITIES)}", "severity")
     query = data.get("query")
     declared = data.get("parameters") if isinstance(data.get("parameters"), dict) else {}
+    if "query" in data and "condition" in data:
+        problem("give either `query:` or `condition:`, not both (a rule is one SQL query or one condition "
+                "over a feature row)", "condition")
+    elif "query" not in data and "condition" not in data:
+        problem("a rule needs a `query:` (read-only SQL) or a `condition:` (over the entity's features)")
+    condition = data.get("condition")
+    if isinstance(condition, str) and "query" not in data:
+        problems.extend(_condition_problems(rule, condition, data.get("entity"), declared))
     if isinstance(query, str) and rule.document is not None:
         first = _query_line(rule.document)
         for offset, message in read_only_problems(query):
@@ -380,6 +443,73 @@ def _semantic_problems(rule: Rule, data: dict[str, Any]) -> list[Problem]:
                 if name not in declared:
                     problem(f"test {test.get('name')!r} sets parameter {name!r}, which the rule does not declare",
                             "tests", index, "parameters", name)
+    return problems
+
+
+def _condition_problems(rule: Rule, condition: str, entity: Any, declared: dict[str, Any]) -> list[Problem]:
+    """A condition's own problems: the language, and every name a feature of the entity or a parameter."""
+    line = rule.line_of("condition")
+    try:
+        _, names = parse_condition(condition)
+    except ConditionError as exc:
+        return [Problem(rule.path, line, str(exc))]
+    problems = []
+    features = [f.name for f in features_of(entity)] if isinstance(entity, str) and entity in ENTITY_KEYS else []
+    for name in names:
+        if name in declared or name in features:
+            continue
+        if name in BY_NAME:
+            where = f"a {BY_NAME[name].entity} feature, not a {entity} one"
+        else:
+            where = "neither a registry feature nor a declared parameter"
+        problems.append(Problem(rule.path, line, f"the condition names {name!r}: {where} ({entity} features: "
+                                                 f"{', '.join(features) or 'none'})"))
+    for name in declared:
+        if name in features:
+            problems.append(Problem(rule.path, rule.line_of("parameters", name),
+                                    f"parameter {name!r} is a feature of {entity}; name it otherwise"))
+        elif name in WINDOW_PARAMETERS:
+            problems.append(Problem(rule.path, rule.line_of("parameters", name),
+                                    f"parameter {name!r} is the window's; name yours otherwise"))
+        elif name not in names:
+            problems.append(Problem(rule.path, rule.line_of("parameters", name),
+                                    f"parameter {name!r} is not used by the condition"))
+    return problems
+
+
+def _hook_line(exc: BaseException, module_path: Path) -> int:
+    """The line of ``module_path`` an import failure points at (1 when none does)."""
+    if isinstance(exc, SyntaxError) and exc.lineno:
+        return exc.lineno
+    lines = [frame.lineno for frame in traceback.extract_tb(exc.__traceback__)
+             if Path(frame.filename) == module_path and frame.lineno]
+    return lines[-1] if lines else 1
+
+
+def _load_hooks(rule: Rule) -> list[Problem]:
+    """Import ``ID.py`` beside the rule, if there is one: ``match(row)`` and/or ``enrich(row)``.
+
+    As a playbook's module (:func:`playbooks.model._load_hooks`): it runs at load, with
+    the rights of blastwall, so a rule folder is code and must be writable only by those
+    trusted to write detections.
+    """
+    module_path = rule.module_path
+    if not module_path.is_file():
+        return []
+    try:
+        spec = importlib.util.spec_from_file_location(f"blastwall_rule_{rule.id}", module_path)
+        module: ModuleType = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+        spec.loader.exec_module(module)  # type: ignore[union-attr]
+    except Exception as exc:  # noqa: BLE001 - any import failure is the rule's problem
+        return [Problem(module_path, _hook_line(exc, module_path), f"cannot import: {type(exc).__name__}: {exc}")]
+    hooks = {name: getattr(module, name, None) for name in ("match", "enrich")}
+    if all(hook is None for hook in hooks.values()):
+        return [Problem(module_path, 1, "defines neither match(row) -> bool nor enrich(row) -> dict")]
+    problems = [Problem(module_path, getattr(getattr(hook, "__code__", None), "co_firstlineno", 1),
+                        f"{name} must be a function of the row") for name, hook in hooks.items()
+                if hook is not None and not callable(hook)]
+    if not problems:
+        rule.match_hook, rule.enrich_hook = hooks["match"], hooks["enrich"]
     return problems
 
 
@@ -490,26 +620,118 @@ def _severity(rule: Rule, names: dict[str, Any]) -> Severity:
 
 
 def _run_query(client: Client, rule: Rule, parameters: dict[str, Any]) -> list[dict[str, Any]]:
-    sql = rule.spec.query.rstrip().removesuffix(";")
+    sql = (rule.spec.query or "").rstrip().removesuffix(";")
     result = client.query(sql, parameters=parameters, settings=READ_ONLY)
     return [dict(zip(result.column_names, row)) for row in result.result_rows]
 
 
+def _native(value: Any) -> Any:
+    """A frame cell as a plain Python value (numpy scalars unboxed, timestamps as datetime)."""
+    if hasattr(value, "to_pydatetime"):
+        return value.to_pydatetime()
+    if hasattr(value, "item") and not isinstance(value, list | tuple | dict):
+        return value.item()
+    return value
+
+
+def _condition_rows(rule: Rule, features: FeatureSet | None, start: datetime, end: datetime,
+                    params: dict[str, Any]) -> list[dict[str, Any]]:
+    """The rows of the entity's feature frame for which the rule's condition holds."""
+    if features is None:
+        raise RuleError(f"rule {rule.id} is a condition over the {rule.spec.entity} features and needs the step's "
+                        f"feature set; it was run without one (pass features=…), so it was skipped")
+    if (bound_ms(features.start), bound_ms(features.end)) != (bound_ms(start), bound_ms(end)):
+        raise RuleError(f"the feature set is of [{features.start}, {features.end}), not of the window "
+                        f"[{start}, {end})")
+    tree = rule.condition_tree
+    keys = ENTITY_KEYS[rule.spec.entity]
+    rows = []
+    for record in features.frame(rule.spec.entity).to_dict("records"):
+        row = {str(k): _native(v) for k, v in record.items()}
+        try:
+            holds = evaluate(tree, {**params, **row})
+        except ConditionError as exc:
+            where = ", ".join(f"{k}={row.get(k)}" for k in keys)
+            raise RuleError(f"condition {rule.spec.condition!r} failed on {where}: {exc}") from None
+        if holds:
+            rows.append(row)
+    return rows
+
+
+def _hooked(rule: Rule, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows ``match(row)`` keeps, each with the columns ``enrich(row)`` adds (the rule's ``ID.py``)."""
+    if rule.match_hook is None and rule.enrich_hook is None:
+        return rows
+    kept = []
+    for row in rows:
+        for name, hook in (("match", rule.match_hook), ("enrich", rule.enrich_hook)):
+            if hook is None:
+                continue
+            try:
+                result = hook(dict(row))
+            except Exception as exc:  # noqa: BLE001 - the module's failure is the rule's
+                raise RuleError(f"{rule.module_path.name}: {name}() raised {type(exc).__name__}: {exc}") from exc
+            if name == "match" and not result:
+                break
+            if name == "enrich":
+                if not isinstance(result, dict):
+                    raise RuleError(f"{rule.module_path.name}: enrich() returned {type(result).__name__}, "
+                                    f"not a dict of extra columns")
+                row = {**row, **{str(k): v for k, v in result.items()}}
+        else:
+            kept.append(row)
+    return kept
+
+
+def _explanation(rule: Rule, row: dict[str, Any], extra: Iterable[str]) -> list[dict[str, Any]]:
+    """The findings' values: a query rule's scalar columns; a condition rule's named features (and extra columns)."""
+    skip = ("principals", "resources", "first_seen", "last_seen", "event_time", "score")
+    values = {k: _plain(v) for k, v in row.items() if not isinstance(v, dict)}
+    if rule.spec.condition is None:
+        return [{"feature": k, "value": v, "baseline": "", "weight": 0.0} for k, v in values.items() if k not in skip]
+    used = [n for n in parse_condition(rule.spec.condition)[1] if n in BY_NAME and n in values]
+    names = used + [k for k in extra if k in values and k not in used and k not in skip]
+    return [{"feature": k, "description": BY_NAME[k].description if k in BY_NAME else "", "value": values[k],
+             "baseline": "", "weight": 0.0} for k in names]
+
+
 def alerts_of_rule(client: Client, rule: Rule, start: datetime, end: datetime,
-                   overrides: dict[str, Any] | None = None) -> list[Alert]:
+                   overrides: dict[str, Any] | None = None, features: FeatureSet | None = None) -> list[Alert]:
     """One rule's alerts for ``[start, end)``; rows with the same dedup key make one alert.
+
+    Parameters
+    ----------
+    client : Client
+        The store (a query rule reads it, read-only).
+    rule : Rule
+        A loaded rule.
+    start, end : datetime
+        The window.
+    overrides : dict, optional
+        Parameter values in place of the rule's (an inline test's ``parameters``).
+    features : FeatureSet, optional
+        The window's feature set; a condition rule needs it (it is never computed here:
+        that would advance the history).
 
     Raises
     ------
     ClickHouseError
         The query failed.
     RuleError
-        A template or severity condition failed on a row.
+        A template, severity condition, rule condition or the rule's module failed on a
+        row, or a condition rule was given no feature set.
     """
     parameters = _parameters(rule, start, end, overrides)
     params = {k: v for k, v in parameters.items() if k not in WINDOW_PARAMETERS}
+    if rule.spec.condition is not None:
+        found = _condition_rows(rule, features, start, end, params)
+        default_first: datetime = start
+    else:
+        found = _run_query(client, rule, parameters)
+        default_first = end
     merged: dict[str, Alert] = {}
-    for row in _run_query(client, rule, parameters):
+    for row in _hooked(rule, found):
+        extra = [k for k in row if k not in ENTITY_KEYS[rule.spec.entity] and k not in BY_NAME]  # enrich()'s
         names = {**row, "params": params, "rule": rule.id}
         key = _render(rule, rule.spec.key, names)
         dedup = _render(rule, rule.spec.dedup, names) if rule.spec.dedup else key
@@ -518,14 +740,13 @@ def alerts_of_rule(client: Client, rule: Rule, start: datetime, end: datetime,
         resources = [str(r) for r in row.get("resources") or []] or (
             [str(row["resource"])] if row.get("resource") else [])
         at = row.get("event_time")
-        first = _moment(row.get("first_seen", at), end)
-        last = _moment(row.get("last_seen", at), first)
+        first = _moment(row.get("first_seen", at), default_first)
+        last = _moment(row.get("last_seen", at), end if at is None and rule.spec.condition else first)
         score = min(max(float(row.get("score", 1.0) or 0.0), 0.0), 1.0)
-        values = {k: _plain(v) for k, v in row.items() if not isinstance(v, dict)}
-        explanation: list[dict[str, Any]] = [
-            {"feature": k, "value": v, "baseline": "", "weight": 0.0} for k, v in values.items()
-            if k not in ("principals", "resources", "first_seen", "last_seen", "event_time", "score")]
+        explanation = _explanation(rule, row, extra)
         meta: dict[str, Any] = {"rule": rule.id, "techniques": list(rule.spec.techniques), "entity_key": key}
+        if rule.spec.condition is not None:
+            meta["condition"] = rule.spec.condition
         if rule.spec.entity == "grant" and row.get("resource") and row.get("grantee"):
             meta["grant"] = {"resource": str(row["resource"]), "grantee": str(row["grantee"])}
         explanation.append(meta)
@@ -548,17 +769,32 @@ def alerts_of_rule(client: Client, rule: Rule, start: datetime, end: datetime,
     return list(merged.values())
 
 
-def rule_alerts(client: Client, start: datetime, end: datetime, rules: Iterable[Rule]) -> list[Alert]:
+def rule_alerts(client: Client, start: datetime, end: datetime, rules: Iterable[Rule],
+                features: FeatureSet | None = None) -> list[Alert]:
     """Every rule's alerts for ``[start, end)`` (the detect step's ``rules`` stage).
 
-    A rule that fails (its query errors, a template does not evaluate) becomes a
-    ``pipeline_error`` alert naming the rule, and the others still run. Only the store
-    being unreachable propagates, so the step is retried rather than half-recorded.
+    A rule that fails (its query errors, a template does not evaluate, its ``ID.py``
+    raises) becomes a ``pipeline_error`` alert naming the rule, and the others still run.
+    Only the store being unreachable propagates, so the step is retried rather than
+    half-recorded.
+
+    Parameters
+    ----------
+    client : Client
+        The store.
+    start, end : datetime
+        The window.
+    rules : iterable of Rule
+        The rules to run.
+    features : FeatureSet, optional
+        The window's features (the detect step passes its own). Condition rules need
+        them: without, each is skipped with a ``pipeline_error`` alert saying so — never
+        computed here, which would advance the history.
     """
     alerts: list[Alert] = []
     for rule in rules:
         try:
-            alerts.extend(alerts_of_rule(client, rule, start, end))
+            alerts.extend(alerts_of_rule(client, rule, start, end, features=features))
         except OperationalError:
             raise
         except Exception as error:  # noqa: BLE001 - a broken rule must be seen, not stop the step
@@ -570,7 +806,12 @@ def rule_alerts(client: Client, start: datetime, end: datetime, rules: Iterable[
 
 
 def ast_problems(client: Client, rule: Rule) -> list[Problem]:
-    """ClickHouse's own parse of the query: one SELECT, no table function (after :func:`read_only_problems`)."""
+    """ClickHouse's own parse of the query: one SELECT, no table function (after :func:`read_only_problems`).
+
+    A condition rule has no query: nothing to parse.
+    """
+    if rule.spec.query is None:
+        return []
     line = rule.line_of("query")
     start = datetime(2026, 1, 1, tzinfo=UTC)
     try:
@@ -623,6 +864,17 @@ def _load_test_rows(client: Client, folder: Path, test: RuleTest) -> list[str]:
     return reasons
 
 
+def _test_features(client: Client, rule: Rule, test: RuleTest) -> FeatureSet | None:
+    """A condition rule's test: the real feature step over the test's window (history from its earlier events)."""
+    if rule.spec.condition is None:
+        return None
+    from features.engine import extract
+    from features.history import reset_history
+
+    reset_history(client)  # each test starts from no history; its events before the window become it
+    return extract(client, test.window.start, test.window.end)
+
+
 def run_inline_tests(client: Client, rule: Rule, folder: Path) -> list[Problem]:
     """Every inline test of the rule on ``client`` (a scratch store); a failing test is a problem at its line."""
     problems = []
@@ -637,7 +889,8 @@ def run_inline_tests(client: Client, rule: Rule, folder: Path) -> list[Problem]:
             fail("rows rejected by the contract: " + "; ".join(rejected[:5]))
             continue
         try:
-            alerts = alerts_of_rule(client, rule, test.window.start, test.window.end, test.parameters)
+            features = _test_features(client, rule, test)
+            alerts = alerts_of_rule(client, rule, test.window.start, test.window.end, test.parameters, features)
         except ClickHouseError as exc:
             fail(f"the query failed: {str(exc).strip().splitlines()[0][:300]}")
             continue

@@ -246,3 +246,177 @@ def test_a_missing_built_in_folder_is_an_error(tmp_path: Path, monkeypatch) -> N
 
     monkeypatch.setattr(rules, "LIBRARY", tmp_path / "gone")
     assert "built-in rule library is missing" in str(rules.load_rules([tmp_path / "gone"]).problems[0])
+
+
+# --- condition rules and the rule's Python module -----------------------------------------
+
+CONDITION_RULE = """\
+description: A principal exports a lot to a destination it never used.
+entity: principal
+key: "{{ principal }}"
+severity: SEV2
+title: "{{ principal }} exported {{ bytes_exported }} bytes to {{ new_export_destinations }} new destinations"
+techniques: [T1567]
+parameters: {min_bytes: 1000000}
+condition: "bytes_exported > min_bytes and new_export_destinations > 0"
+tests:
+  - name: a big export to a new place alerts
+    window: {start: 2026-10-05T09:00:00Z, end: 2026-10-05T10:00:00Z}
+    events:
+      - {event_time: 2026-10-05T09:10:00Z, principal: ann, action: export, resource: ds.a, bytes: 5000000,
+         attributes: {destination: "s3://elsewhere"}}
+    expect: [{entity_key: ann, severity: SEV2, principals: [ann]}]
+  - name: the same destination as the day before is not new
+    window: {start: 2026-10-05T09:00:00Z, end: 2026-10-05T10:00:00Z}
+    events:
+      - {event_time: 2026-10-04T09:10:00Z, principal: ann, action: export, resource: ds.a, bytes: 10,
+         attributes: {destination: "s3://elsewhere"}}
+      - {event_time: 2026-10-05T09:10:00Z, principal: ann, action: export, resource: ds.a, bytes: 5000000,
+         attributes: {destination: "s3://elsewhere"}}
+    expect: []
+"""
+
+
+def _big_export(at: datetime, who: str = "ann", destination: str = "s3://elsewhere") -> dict:
+    return {**event_row(at, who, "export", "ds.a", bytes=5_000_000, attributes={"destination": destination}),
+            "event_time": iso(at)}
+
+
+def _rule_folder(tmp_path: Path, files: dict[str, str]) -> Path:
+    folder = tmp_path / "our-rules"
+    folder.mkdir(exist_ok=True)
+    for name, text in files.items():
+        (folder / name).write_text(text)
+    return folder
+
+
+def test_a_condition_rule_loads_passes_its_tests_and_fires_on_the_real_feature_step(client, tmp_path: Path) -> None:
+    folder = _rule_folder(tmp_path, {"new_place_export.yaml": CONDITION_RULE})
+    library = load_rules([folder])
+    assert library.problems == [] and library.rules["new_place_export"].spec.query is None
+    ingest_rows(client, tmp_path, "access_log", [_big_export(START + timedelta(minutes=10)),
+                                                 _big_export(START + timedelta(minutes=20), who="bo") | {
+                                                     "bytes": 10}])
+    result = detect_step(client, START, START + HOUR, config=DetectConfig(rules=tuple(library.rules.values())))
+    assert [a.entity_key for a in result.alerts if a.detector == "new_place_export"] == ["ann"]
+    incident = next(i for i in list_incidents(client) if i["detector"] == "new_place_export")
+    assert incident["title"] == "ann exported 5000000 bytes to 1 new destinations"
+    assert incident["severity"] == "SEV2" and incident["principals"] == ["ann"]
+    values = {item["feature"]: item["value"] for item in incident["explanation"] if "feature" in item}
+    assert values == {"bytes_exported": 5_000_000, "new_export_destinations": 1}
+    meta = next(item for item in incident["explanation"] if "rule" in item)
+    assert meta["condition"] == "bytes_exported > min_bytes and new_export_destinations > 0"
+
+
+def test_condition_rule_inline_tests_run_the_feature_step(tmp_path: Path) -> None:
+    folder = _rule_folder(tmp_path, {"new_place_export.yaml": CONDITION_RULE})
+    assert test_rules([folder], scratch_store).problems == []
+    # The negative test relies on the history built from its earlier event: drop it and the test fails.
+    (folder / "new_place_export.yaml").write_text(CONDITION_RULE.replace(
+        "      - {event_time: 2026-10-04T09:10:00Z, principal: ann, action: export, resource: ds.a, bytes: 10,\n"
+        "         attributes: {destination: \"s3://elsewhere\"}}\n", ""))
+    report = test_rules([folder], scratch_store)
+    assert [p.message for p in report.problems] == [
+        "test 'the same destination as the day before is not new': expected alerts on nothing, got ['ann']"]
+
+
+def test_condition_rule_problems_are_reported_with_file_and_line(tmp_path: Path) -> None:
+    folder = _rule_folder(tmp_path, {
+        "unknown_feature.yaml": CONDITION_RULE.replace("new_export_destinations > 0", "new_places > 0"),
+        "wrong_entity.yaml": CONDITION_RULE.replace("new_export_destinations > 0", "audience_gain > 0"),
+        "calls.yaml": CONDITION_RULE.replace("bytes_exported > min_bytes", "bytes_exported.__class__ > min_bytes"),
+        "both.yaml": GOOD_RULE.replace("query: |", 'condition: "events > 1"\nquery: |'),
+        "neither.yaml": CONDITION_RULE.replace(
+            'condition: "bytes_exported > min_bytes and new_export_destinations > 0"\n', ""),
+    })
+    library = load_rules([folder])
+    text = [str(p) for p in library.problems]
+
+    def has(file: str, line: int, words: str) -> None:
+        assert any(t.startswith(f"{folder / file}:{line}: ") and words in t for t in text), (file, line, words, text)
+
+    has("unknown_feature.yaml", 8, "the condition names 'new_places': neither a registry feature nor a declared "
+                                   "parameter")
+    has("wrong_entity.yaml", 8, "'audience_gain': a grant feature, not a principal one")
+    has("calls.yaml", 8, "attribute is not allowed in a condition")
+    has("both.yaml", 8, "give either `query:` or `condition:`, not both")
+    has("neither.yaml", 1, "a rule needs a `query:` (read-only SQL) or a `condition:`")
+    assert library.rules == {}
+
+
+def test_a_condition_rule_without_features_is_skipped_with_an_error_alert(client, tmp_path: Path) -> None:
+    rule = load_rules([_rule_folder(tmp_path, {"new_place_export.yaml": CONDITION_RULE})]).rules.values()
+    ingest_rows(client, tmp_path, "access_log", [_big_export(START + timedelta(minutes=10))])
+    alerts = rule_alerts(client, START, START + HOUR, rule)
+    assert [(a.detector, a.entity_key) for a in alerts] == [("pipeline_error", "rule new_place_export")]
+    assert "needs the step's feature set" in alerts[0].title
+
+
+MATCH_PY = """\
+def match(row):
+    return row["principal"] != "bo"
+
+
+def enrich(row):
+    return {"team": "finance" if row["principal"] == "ann" else "other"}
+"""
+
+
+def test_a_rule_module_filters_and_enriches_rows(client, tmp_path: Path) -> None:
+    folder = _rule_folder(tmp_path, {
+        "big_export.yaml": GOOD_RULE.replace('"{{ principal }} exported {{ resource }}"',
+                                             '"{{ principal }} ({{ team }}) exported {{ resource }}"'),
+        "big_export.py": MATCH_PY,
+        "new_place_export.yaml": CONDITION_RULE,
+        "new_place_export.py": MATCH_PY})
+    library = load_rules([folder])
+    assert library.problems == []
+    ingest_rows(client, tmp_path, "access_log", [_export(START + timedelta(minutes=10)),
+                                                 _export(START + timedelta(minutes=11), who="bo"),
+                                                 _big_export(START + timedelta(minutes=12)),
+                                                 _big_export(START + timedelta(minutes=13), who="bo")])
+    result = detect_step(client, START, START + HOUR, config=DetectConfig(rules=tuple(library.rules.values())))
+    found = sorted((a.detector, a.entity_key, a.title) for a in result.alerts
+                   if a.detector in ("big_export", "new_place_export"))
+    assert found == [("big_export", "ann", "ann (finance) exported ds.a"),
+                     ("new_place_export", "ann", "ann exported 5000000 bytes to 1 new destinations")]
+    explained = next(a for a in result.alerts if a.detector == "new_place_export").explanation
+    assert {"feature": "team", "description": "", "value": "finance", "baseline": "", "weight": 0.0} in explained
+
+
+def test_a_rule_module_that_raises_opens_a_pipeline_error_and_the_step_completes(client, tmp_path: Path) -> None:
+    folder = _rule_folder(tmp_path, {
+        "big_export.yaml": GOOD_RULE,
+        "new_place_export.yaml": CONDITION_RULE,
+        "new_place_export.py": "def match(row):\n    raise KeyError('no_such_column')\n"})
+    library = load_rules([folder])
+    assert library.problems == []
+    ingest_rows(client, tmp_path, "access_log", [_export(START + timedelta(minutes=10)),
+                                                 _big_export(START + timedelta(minutes=12))])
+    result = detect_step(client, START, START + HOUR, config=DetectConfig(rules=tuple(library.rules.values())))
+    assert sorted(a.detector for a in result.alerts if a.detector in ("big_export", "new_place_export",
+                                                                      "pipeline_error")) == [
+        "big_export", "pipeline_error"]
+    error = next(i for i in list_incidents(client) if i["detector"] == "pipeline_error")
+    assert error["entity_key"] == "rule new_place_export"
+    assert "new_place_export.py: match() raised KeyError" in error["title"]
+
+
+def test_a_rule_module_that_does_not_import_is_a_load_problem_with_its_file_and_line(tmp_path: Path) -> None:
+    folder = _rule_folder(tmp_path, {
+        "syntax.yaml": GOOD_RULE, "syntax.py": "def match(row):\n    return (\n",
+        "raises.yaml": GOOD_RULE, "raises.py": "import os\n\nVALUE = 1 / 0\n\ndef match(row):\n    return True\n",
+        "empty.yaml": GOOD_RULE, "empty.py": "LIMIT = 3\n",
+        "fine.yaml": GOOD_RULE, "fine.py": "def enrich(row):\n    return {}\n"})
+    library = load_rules([folder])
+    text = [str(p) for p in library.problems]
+    assert any(t.startswith(f"{folder / 'syntax.py'}:") and "cannot import: SyntaxError" in t for t in text), text
+    assert f"{folder / 'raises.py'}:3: cannot import: ZeroDivisionError: division by zero" in text
+    assert f"{folder / 'empty.py'}:1: defines neither match(row) -> bool nor enrich(row) -> dict" in text
+    assert sorted(library.rules) == ["fine"]
+
+
+def test_the_built_in_condition_rule_is_a_condition() -> None:
+    rule = load_rules().rules["denied_sensitive_probing"]
+    assert rule.spec.condition and rule.spec.query is None
+    assert any(not t.expect for t in rule.spec.tests) and any(t.expect for t in rule.spec.tests)
