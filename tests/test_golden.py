@@ -1,8 +1,8 @@
 """The detection refactors change no behaviour: a replay gives the incidents recorded before them.
 
-``tests/golden/incidents-seed4.json`` was recorded by the code before the detector
-families moved into ``detector/families`` (and before rule files existed): a 60-principal,
-6-day organisation (seed 4) replayed in 1-hour steps. The same replay must give the same
+``tests/golden/incidents-seed9.json`` was recorded by the code before the detector
+families moved into ``detector/families`` (and before rule files existed): a 50-principal,
+5-day organisation (seed 9) replayed in 2-hour steps (10 incidents of 5 families). The same replay must give the same
 incidents — ids, detectors, severities, titles, scores, times, principals, resources.
 Re-record it only for a change that is meant to alter detection, and say so in the commit.
 """
@@ -20,7 +20,7 @@ from blastwall.simulation import OrgSpec, build_organisation, write_to_store
 from detector.incidents import list_incidents
 from detector.replay import run_steps
 
-GOLDEN = Path(__file__).parent / "golden" / "incidents-seed4.json"
+GOLDEN = Path(__file__).parent / "golden" / "incidents-seed9.json"
 
 
 def _incidents(client: Client) -> list[dict]:
@@ -33,7 +33,7 @@ def _incidents(client: Client) -> list[dict]:
 
 @pytest.mark.slow  # a whole replay
 def test_a_replay_gives_the_recorded_incidents(client: Client) -> None:
-    spec = OrgSpec(principals=60, days=6, seed=4)
+    spec = OrgSpec(principals=50, days=5, seed=9)
     write_to_store(client, build_organisation(spec))
-    run_steps(client, spec.start + timedelta(days=spec.days), timedelta(hours=1), since=spec.start)
+    run_steps(client, spec.start + timedelta(days=spec.days), timedelta(hours=2), since=spec.start)
     assert _incidents(client) == json.loads(GOLDEN.read_text())
