@@ -62,7 +62,7 @@ def _client(ctx: click.Context, *, initialise: bool = True) -> Iterator[Client]:
 @click.option("--dsn", metavar="DSN", help="chdb:///path (embedded) or clickhouse://user:pass@host:8123/db. "
               "Default: $BLASTWALL_DSN, else an embedded store in the user data directory.")
 @click.option("--config", "config_path", metavar="FILE", type=click.Path(dir_okay=False, path_type=Path),
-              help="Response settings (paging routes, webhooks, playbook folders; YAML). "
+              help="Settings (paging routes, webhooks, playbook and rule folders, pulled sources; YAML). "
               "Default: $BLASTWALL_CONFIG, else none (pages are recorded, not delivered).")
 @click.pass_context
 def cli(ctx: click.Context, dsn: str | None, config_path: Path | None) -> None:
