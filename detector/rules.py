@@ -94,7 +94,15 @@ from detector.incidents import Alert
 from detector.severity import SEVERITIES, Severity, most_severe
 from features.registry import BY_NAME, ENTITY_KEYS, features_of
 from features.settings_file import FileProblem as Problem
-from features.settings_file import SettingsFileError, YamlDocument, read_yaml, validation_problems
+from features.settings_file import (
+    SettingsFileError,
+    YamlDocument,
+    in_checkout,
+    read_yaml,
+    validation_problems,
+    yaml_files,
+)
+from features.settings_file import missing_folders as missing_folder_problems
 from features.times import bound_ms, from_epoch_ms
 
 if TYPE_CHECKING:
@@ -514,29 +522,18 @@ def _load_hooks(rule: Rule) -> list[Problem]:
 
 
 def discover(folders: Iterable[Path]) -> list[Path]:
-    """Every rule file of the folders (``*.yaml``/``*.yml``), sorted by id; missing folders skipped."""
-    files = [p for folder in folders if Path(folder).is_dir() for p in Path(folder).iterdir()
-             if p.suffix in (".yaml", ".yml") and p.is_file()]
-    return sorted(files, key=lambda p: (p.stem, str(p)))
+    """Every rule file of the folders, sorted by id; missing folders skipped."""
+    return yaml_files(folders)
 
 
 def missing_folders(folders: Iterable[Path]) -> list[Problem]:
-    """A problem for each folder that is not there: never let a missing library pass as empty."""
-    problems = []
-    for folder in folders:
-        if Path(folder).is_dir():
-            continue
-        if Path(folder).resolve() == LIBRARY:
-            problems.append(Problem(folder, 0, "the built-in rule library is missing: this installation of "
-                                               "blastwall is incomplete (reinstall it)"))
-        else:
-            problems.append(Problem(folder, 0, "no such rule folder"))
-    return problems
+    """A problem for each folder that is not there (the built-in one missing: a broken install)."""
+    return missing_folder_problems(folders, LIBRARY, "rule")
 
 
 def in_source_tree() -> bool:
-    """Whether the built-in rules are a developer's checkout (beside pyproject.toml), not an install."""
-    return (LIBRARY.parent.parent / "pyproject.toml").is_file()
+    """Whether the built-in rules are a developer's checkout, not an install."""
+    return in_checkout(LIBRARY)
 
 
 @dataclass

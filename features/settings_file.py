@@ -185,3 +185,39 @@ def load_model(path: Path, model: type[M], *, expected: str) -> M:
         return model.model_validate(data)
     except ValidationError as exc:
         raise SettingsFileError(validation_problems(document, exc)) from None
+
+
+# --- folders of files as code (playbooks, rules) -----------------------------------------
+
+
+def yaml_files(folders: Iterable[Path]) -> list[Path]:
+    """Every ``*.yaml``/``*.yml`` file of the folders, sorted by stem (the id); missing folders skipped.
+
+    The loaders report a missing folder as a problem (:func:`missing_folders`); this only lists files.
+    """
+    files = [p for folder in folders if Path(folder).is_dir() for p in Path(folder).iterdir()
+             if p.suffix in (".yaml", ".yml") and p.is_file()]
+    return sorted(files, key=lambda p: (p.stem, str(p)))
+
+
+def missing_folders(folders: Iterable[Path], built_in: Path, kind: str) -> list[FileProblem]:
+    """A problem for each folder that is not there: a missing library never passes as empty.
+
+    ``built_in`` is the library shipped with blastwall (its absence means a broken install);
+    ``kind`` names what the folders hold (``playbook``, ``rule``).
+    """
+    problems = []
+    for folder in folders:
+        if Path(folder).is_dir():
+            continue
+        if Path(folder).resolve() == built_in:
+            problems.append(FileProblem(Path(folder), 0, f"the built-in {kind} library is missing: this installation "
+                                                         "of blastwall is incomplete (reinstall it)"))
+        else:
+            problems.append(FileProblem(Path(folder), 0, f"no such {kind} folder"))
+    return problems
+
+
+def in_checkout(built_in: Path) -> bool:
+    """Whether a built-in library is a developer's checkout (beside pyproject.toml), not an install."""
+    return (built_in.parent.parent / "pyproject.toml").is_file()

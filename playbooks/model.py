@@ -50,7 +50,15 @@ from pydantic import (
 from detector.severity import severity_rank
 from features.durations import parse_duration
 from features.settings_file import FileProblem as Problem
-from features.settings_file import SettingsFileError, YamlDocument, read_yaml, validation_problems
+from features.settings_file import (
+    SettingsFileError,
+    YamlDocument,
+    in_checkout,
+    read_yaml,
+    validation_problems,
+    yaml_files,
+)
+from features.settings_file import missing_folders as missing_folder_problems
 from playbooks.actions import REGISTRY
 from playbooks.context import (
     TemplateError,
@@ -341,32 +349,18 @@ def _compile_all(value: Any) -> None:
 
 
 def discover(folders: Iterable[Path]) -> list[Path]:
-    """Every playbook file of the folders (``*.yaml``/``*.yml``), sorted by id; missing folders skipped.
-
-    :func:`load_library` reports a missing folder as a problem; this only lists files.
-    """
-    files = [p for folder in folders if folder.is_dir() for p in folder.iterdir()
-             if p.suffix in (".yaml", ".yml") and p.is_file()]
-    return sorted(files, key=lambda p: (p.stem, str(p)))
+    """Every playbook file of the folders, sorted by id; missing folders skipped."""
+    return yaml_files(folders)
 
 
 def missing_folders(folders: Iterable[Path]) -> list[Problem]:
-    """A problem for each folder that is not there: never let a missing library pass as empty."""
-    problems = []
-    for folder in folders:
-        if folder.is_dir():
-            continue
-        if Path(folder).resolve() == LIBRARY:
-            problems.append(Problem(folder, 0, "the built-in playbook library is missing: this installation "
-                                               "of blastwall is incomplete (reinstall it)"))
-        else:
-            problems.append(Problem(folder, 0, "no such playbook folder"))
-    return problems
+    """A problem for each folder that is not there (the built-in one missing: a broken install)."""
+    return missing_folder_problems(folders, LIBRARY, "playbook")
 
 
 def in_source_tree() -> bool:
-    """Whether the built-in library is a developer's checkout (beside pyproject.toml), not an install."""
-    return (LIBRARY.parent.parent / "pyproject.toml").is_file()
+    """Whether the built-in playbooks are a developer's checkout, not an install."""
+    return in_checkout(LIBRARY)
 
 
 @dataclass
