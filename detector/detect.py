@@ -333,7 +333,10 @@ def detect_step(client: Client, start: datetime, end: datetime, book: ModelBook 
                                                 features=features)))
     for stage, run in stages:
         try:
-            result.alerts.extend(run())
+            found = run()
+            # A stage that reports its own failures as alerts (a rule that raised) is counted too.
+            result.errors += [f"{a.entity_key}: {a.title}" for a in found if a.detector == "pipeline_error"]
+            result.alerts.extend(found)
         except ClickHouseError:
             raise
         except Exception as error:  # a bug in one stage must be seen, not stop the others

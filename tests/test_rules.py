@@ -173,6 +173,7 @@ def test_a_rule_that_fails_at_run_time_opens_a_pipeline_error_and_the_step_compl
     result = detect_step(client, START, START + HOUR, config=DetectConfig(rules=(broken, good)))
     detectors = sorted(a.detector for a in result.alerts)
     assert detectors == ["big_export", "pipeline_error"]
+    assert len(result.errors) == 1 and result.errors[0].startswith("rule no_such_column: ")  # `detect` shows it
     incidents = {i["detector"]: i for i in list_incidents(client)}
     error = incidents["pipeline_error"]
     assert error["entity_key"] == "rule no_such_column" and "no_such_column" in error["title"]
