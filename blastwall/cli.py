@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC
 from pathlib import Path
+from typing import Any
 
 import click
 from clickhouse_connect.driver.client import Client
@@ -774,22 +775,30 @@ def _echo_run(report) -> None:
 @click.pass_context
 def playbook_new(ctx: click.Context, playbook_id: str, folder: Path | None) -> None:
     """Write a new playbook with a runbook and a positive and a negative test, ready to edit."""
-    from playbooks.model import LIBRARY, in_source_tree, scaffold
+    from playbooks import model
 
-    configured = _settings(ctx).playbooks
+    _write_scaffold("playbook", playbook_id, folder, _settings(ctx).playbooks, model, "the live loop runs it")
+
+
+def _write_scaffold(kind: str, item_id: str, folder: Path | None, configured: list[Path], module: Any,
+                    who_runs_it: str) -> None:
+    """``playbook new`` / ``rule new``: the scaffold into ``--dir``, else the first settings folder.
+
+    ``module`` offers ``LIBRARY``, ``in_source_tree()`` and ``scaffold(id, target)``; only a
+    source checkout writes into the built-in library, never an installed package.
+    """
     if folder is None and configured:
         folder = configured[0]
-    if folder is None and not in_source_tree():
-        # An installed package is not the place for the user's own playbooks.
-        raise BlastwallCliError("say where to write it: --dir DIR (then add DIR to `playbooks:` in the "
-                                "settings, so the live loop runs it)")
-    target = (folder or LIBRARY) / f"{playbook_id}.yaml"
+    if folder is None and not module.in_source_tree():
+        raise BlastwallCliError(f"say where to write it: --dir DIR (then add DIR to `{kind}s:` in the "
+                                f"settings, so {who_runs_it})")
+    target = (folder or module.LIBRARY) / f"{item_id}.yaml"
     try:
-        scaffold(playbook_id, target)
+        module.scaffold(item_id, target)
     except (ValueError, OSError) as exc:
         raise BlastwallCliError(str(exc)) from None
     hint = f" --dir {folder}" if folder and folder not in configured else ""
-    click.echo(f"wrote {target}; edit it, then: blastwall playbook test {playbook_id}{hint}")
+    click.echo(f"wrote {target}; edit it, then: blastwall {kind} test {item_id}{hint}")
 
 
 _RULE_DIR_OPTION = click.option("--dir", "dirs", multiple=True, type=click.Path(file_okay=False, path_type=Path),
@@ -851,22 +860,9 @@ def rule_test(ctx: click.Context, rule_id: str | None, dirs: tuple[Path, ...]) -
 @click.pass_context
 def rule_new(ctx: click.Context, rule_id: str, folder: Path | None) -> None:
     """Write a new rule with a positive and a negative test, ready to edit."""
-    from detector.rules import LIBRARY, in_source_tree, scaffold
+    from detector import rules
 
-    configured = _settings(ctx).rules
-    if folder is None and configured:
-        folder = configured[0]
-    if folder is None and not in_source_tree():
-        # An installed package is not the place for the user's own rules.
-        raise BlastwallCliError("say where to write it: --dir DIR (then add DIR to `rules:` in the "
-                                "settings, so detection runs it)")
-    target = (folder or LIBRARY) / f"{rule_id}.yaml"
-    try:
-        scaffold(rule_id, target)
-    except (ValueError, OSError) as exc:
-        raise BlastwallCliError(str(exc)) from None
-    hint = f" --dir {folder}" if folder and folder not in configured else ""
-    click.echo(f"wrote {target}; edit it, then: blastwall rule test {rule_id}{hint}")
+    _write_scaffold("rule", rule_id, folder, _settings(ctx).rules, rules, "detection runs it")
 
 
 @cli.command()

@@ -246,6 +246,19 @@ def _blocks(handle: IO[bytes], size: int) -> Iterator[bytes]:
             return
 
 
+def split_lines(body: memoryview | bytes, first_line: int) -> tuple[np.ndarray, pa.LargeStringArray, pa.Array]:
+    """The whole lines of ``body`` as a zero-copy Arrow view (each keeps its ``\\n``, trimmed in SQL).
+
+    Returns the line offsets (one more than the lines), the lines, and their numbers from ``first_line``.
+    """
+    newlines = np.flatnonzero(np.frombuffer(body, dtype=np.uint8) == 10)
+    offsets = np.empty(len(newlines) + 1, dtype=np.int64)
+    offsets[0] = 0
+    offsets[1:] = newlines + 1
+    raw = pa.LargeStringArray.from_buffers(len(newlines), pa.py_buffer(offsets), pa.py_buffer(body))
+    return offsets, raw, pa.array(np.arange(first_line, first_line + len(newlines), dtype=np.uint64))
+
+
 def _jsonl_batches(path: Path, batch_bytes: int) -> Iterator[_Batch]:
     """Cut a JSON Lines file into batches of whole lines without copying them line by line.
 
@@ -267,26 +280,20 @@ def _jsonl_batches(path: Path, batch_bytes: int) -> Iterator[_Batch]:
 
     def whole_lines(body: memoryview | bytes) -> Iterator[_Batch]:
         nonlocal line_no, consumed
-        newlines = np.flatnonzero(np.frombuffer(body, dtype=np.uint8) == 10)
-        offsets = np.empty(len(newlines) + 1, dtype=np.int64)
-        offsets[0] = 0
-        offsets[1:] = newlines + 1
-        # Zero-copy view of the lines; each keeps its '\n' (trimmed in SQL).
-        raw = pa.LargeStringArray.from_buffers(len(newlines), pa.py_buffer(offsets), pa.py_buffer(body))
-        lines = pa.array(np.arange(line_no, line_no + len(newlines), dtype=np.uint64))
+        offsets, raw, lines = split_lines(body, line_no)
         # Lines over the limit that still fit a block (rare): cut around them, vectorised.
         long = np.flatnonzero(np.diff(offsets) > limit + 1)
         start = 0
-        for index in [*long.tolist(), len(newlines)]:
+        for index in [*long.tolist(), len(raw)]:
             if index > start:
                 yield _Batch(lines.slice(start, index - start), raw.slice(start, index - start),
                              consumed + int(offsets[index]))
-            if index < len(newlines):
+            if index < len(raw):
                 prefix = bytes(body[offsets[index]: offsets[index] + RAW_PREFIX_BYTES])
                 yield _Batch(lines.slice(index, 1), _raw_array([prefix]), consumed + int(offsets[index + 1]),
                              pa.array([too_long]))
             start = index + 1
-        line_no += len(newlines)
+        line_no += len(raw)
         consumed += len(body)
 
     with _open_binary(path) as handle:

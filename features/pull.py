@@ -26,13 +26,11 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-import numpy as np
 import orjson
-import pyarrow as pa
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError
 
-from features.ingest import IngestSummary, _Batch, _load_batch, _Staging
+from features.ingest import IngestSummary, _Batch, _load_batch, _Staging, split_lines
 from features.sources import clickhouse_query_log as query_log
 
 #: Where the watermark is before anything was pulled: this long before now.
@@ -189,12 +187,7 @@ FROM system.role_grants WHERE ifNull(user_name, role_name) IS NOT NULL ORDER BY 
 
 def _lines(body: bytes, first_line: int) -> _Batch:
     """JSONEachRow bytes as a batch of whole lines (zero-copy; each keeps its newline)."""
-    newlines = np.flatnonzero(np.frombuffer(body, dtype=np.uint8) == 10)
-    offsets = np.empty(len(newlines) + 1, dtype=np.int64)
-    offsets[0] = 0
-    offsets[1:] = newlines + 1
-    raw = pa.LargeStringArray.from_buffers(len(newlines), pa.py_buffer(offsets), pa.py_buffer(body))
-    lines = pa.array(np.arange(first_line, first_line + len(newlines), dtype=np.uint64))
+    _, raw, lines = split_lines(body, first_line)
     return _Batch(lines, raw, len(body))
 
 
