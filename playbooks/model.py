@@ -531,8 +531,11 @@ class TestReport:
 def test_library(folders: Iterable[Path] = (LIBRARY,), only: str | None = None,
                  detectors: Iterable[str] | None = None) -> TestReport:
     """Load, validate, check invariants and run inline tests of every playbook (or one)."""
+    from detector.rules import known_detectors
+
     library = load_library(folders)
-    detectors = list(detectors) if detectors is not None else None
+    # Once for the whole library: the default reads the built-in rule files.
+    detectors = list(detectors) if detectors is not None else known_detectors()
     problems = [p for p in library.problems if only is None or p.file.stem == only]
     if only is not None and only not in library.playbooks and not problems:
         problems.append(Problem(Path(only), 0, "no such playbook"))
