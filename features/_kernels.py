@@ -184,3 +184,58 @@ def grant_audiences(indptr: np.ndarray, indices: np.ndarray, is_group: np.ndarra
         before[k] = reached
         after[k] = reached + _mark_reachable(indptr, indices, is_group, grantees[k], stamp, mark)
     return before, after
+
+
+@njit("Tuple((float64[:], int64[:]))(int64[:], uint8[:], int64[:], int64[:, :], int64, float64)", cache=True,
+      nogil=True)
+def running_off_hours_share(offsets: np.ndarray, hours: np.ndarray, keys: np.ndarray, history: np.ndarray,
+                            min_history: int, usual_share: float) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`off_hours_share` for consecutive windows of many entities, the history kept running.
+
+    Row i is entity ``keys[i]``'s window; rows of one entity come in time order. Each row is
+    judged against that entity's history as it stands before the row (``history[keys[i]]``),
+    and its hours are then added to it, so a later window of the entity sees the earlier ones
+    as history — what the step loop gets by advancing the history between steps.
+
+    Parameters
+    ----------
+    offsets : int64 array, shape (n + 1,)
+    hours : uint8 array
+        Row i's events' hours of week (0 .. 167) are ``hours[offsets[i]:offsets[i + 1]]``.
+    keys : int64 array, shape (n,)
+        Each row's entity, an index into ``history``.
+    history : int64 array, shape (entities, 168)
+        Per entity, its events per hour of week before the first row; updated in place.
+    min_history, usual_share
+        As for :func:`off_hours_share`.
+
+    Returns
+    -------
+    share : float64 array, shape (n,)
+    history_events : int64 array, shape (n,)
+        Each row's entity's past events before the row.
+    """
+    n = offsets.shape[0] - 1
+    bins = history.shape[1]
+    share = np.zeros(n, dtype=np.float64)
+    past = np.zeros(n, dtype=np.int64)
+    window = np.zeros(bins, dtype=np.int64)
+    for i in range(n):
+        key = keys[i]
+        window[:] = 0
+        for k in range(offsets[i], offsets[i + 1]):
+            window[hours[k]] += 1
+        total = 0
+        for h in range(bins):
+            total += history[key, h]
+        events = offsets[i + 1] - offsets[i]
+        past[i] = total
+        if total > 0 and total >= min_history and events > 0:
+            unusual = 0
+            for h in range(bins):
+                if history[key, h] / total < usual_share:
+                    unusual += window[h]
+            share[i] = unusual / events
+        for h in range(bins):
+            history[key, h] += window[h]
+    return share, past
