@@ -262,11 +262,45 @@ def demo(ctx: click.Context, principals: int, days: int, seed: int, reseed: bool
             click.echo(f"seeding {principals:,} principals x {days} days (seed {seed}) into {dsn} ...")
             counts = write_to_store(client, spec)
             click.echo(_describe_seed(counts))
+        _replay_demo_history(ctx, client)
     accounts = _demo_accounts(dsn)
     click.echo(f"sign in as 'demo' with password 'demo' (accounts: {accounts})")
     if not no_console:
         click.echo("the console detects, pages and contains live, and the organisation keeps working meanwhile")
         _launch_console(ctx, dsn, port, demo=True, accounts=accounts, address=address)
+
+
+def _replay_demo_history(ctx: click.Context, client) -> None:  # client: clickhouse_connect Client
+    """Detect over the seeded days (the batch path), so the console opens on their incidents.
+
+    Up to the live loop's current step, in its step length, so live detection continues
+    from there; a store replayed before resumes from its watermark (nothing is redone).
+    """
+    from datetime import UTC, datetime
+
+    from blastwall.jobs import LiveSettings
+    from detector import runs
+    from detector.replay import StepFailed, align, run_batches
+    from features.times import from_epoch_ms
+
+    live = LiveSettings()
+    until = align(datetime.now(UTC) - live.lateness, live.step)
+    mark = runs.watermark(client)
+    first, events = client.query("SELECT min(toUnixTimestamp64Milli(event_time)), count() FROM access_log"
+                                 ).result_rows[0]
+    if not events:
+        return
+    since = None if mark is not None else align(from_epoch_ms(int(first)), live.step)
+    if (mark or since) + live.step > until:
+        return
+    click.echo("detecting over the seeded history, so the console opens on its incidents ...")
+    with _ReplayProgress() as progress:
+        try:
+            summary = run_batches(client, until, live.step, since=since, config=_detect_config(ctx),
+                                  on_step=progress.step, on_plan=progress.plan)
+        except StepFailed as exc:
+            raise BlastwallCliError(f"{exc}; run blastwall demo again to resume") from None
+    click.echo(_replayed(summary))
 
 
 def _demo_accounts(dsn: str) -> Path:
@@ -520,18 +554,20 @@ class _Duration(click.ParamType):
 @click.option("--step", type=_Duration(), default="5m", show_default=True, help="Window per step.")
 @click.option("--reset", is_flag=True, help="Forget history, baselines and progress first (incidents are kept).")
 @click.option("--respond", "respond_too", is_flag=True,
-              help="After each step, page and run playbooks as the live loop would at that step's end.")
+              help="After each step, page and run playbooks as the live loop would at that step's end "
+                   "(runs the step loop).")
+@click.option("--step-loop", is_flag=True,
+              help="Run one step at a time, as live detection does, instead of a batch of steps at a time "
+                   "(the same incidents, slower).")
 @click.pass_context
-def detect(ctx: click.Context, since, until, step, reset: bool, respond_too: bool) -> None:
-    """Replay or backfill detection step by step over [--since, --until).
+def detect(ctx: click.Context, since, until, step, reset: bool, respond_too: bool, step_loop: bool) -> None:
+    """Replay or backfill detection over [--since, --until), a batch of steps at a time.
 
     Each step sees only events before its end; steps already done are skipped, so
-    running the same range again opens no duplicate incident. A failed step leaves the
+    running the same range again opens no duplicate incident. A failed batch leaves the
     progress at its start: run the command again to resume.
     """
-    from tqdm import tqdm
-
-    from detector.replay import StepFailed, reset_detection, run_steps
+    from detector.replay import StepFailed, reset_detection, run_batches, run_steps
     from features.history import HistoryAheadError
 
     if since is not None and since >= until:
@@ -539,19 +575,23 @@ def detect(ctx: click.Context, since, until, step, reset: bool, respond_too: boo
     with _client(ctx) as client:
         if reset:
             reset_detection(client)
-        total = int((until - since) / step) if since is not None else None
-        with tqdm(total=total, unit="step", disable=not sys.stderr.isatty(), leave=False) as bar:
-            responder = _responder(ctx, client) if respond_too else None
-            runs: list[str] = []
-
+        responder = _responder(ctx, client) if respond_too else None
+        runs: list[str] = []
+        config = _detect_config(ctx)
+        with _ReplayProgress() as progress:
             def after_step(result) -> None:  # result: detector.detect.StepResult
-                bar.update()
+                progress.step(result)
                 if responder is not None:
                     runs.extend(r.run_id for r in responder.respond(result.end).runs)
 
-            config = _detect_config(ctx)
             try:
-                summary = run_steps(client, until, step, since=since, config=config, on_step=after_step)
+                if step_loop or respond_too:
+                    total = int((until - since) / step) if since is not None else None
+                    progress.plan(total, None)
+                    summary = run_steps(client, until, step, since=since, config=config, on_step=after_step)
+                else:
+                    summary = run_batches(client, until, step, since=since, config=config, on_step=after_step,
+                                          on_plan=progress.plan)
             except ValueError as exc:
                 raise BlastwallCliError(str(exc)) from None
             except HistoryAheadError as exc:
@@ -563,14 +603,45 @@ def detect(ctx: click.Context, since, until, step, reset: bool, respond_too: boo
         click.echo(f"nothing to do: {summary.skipped} steps of this range were already processed"
                    if summary.skipped else "nothing to do: no whole step fits before --until")
         return
-    click.echo(f"processed {summary.steps:,} steps [{summary.first.isoformat()}, {summary.last.isoformat()}): "
-               f"{summary.events:,} events, {summary.alerts:,} alerts, {summary.opened:,} incidents opened "
-               f"in {summary.seconds:.1f}s ({summary.events_per_second:,.0f} events/s, "
-               f"{summary.ms_per_step:.0f} ms/step)")
+    click.echo(_replayed(summary))
     if respond_too:
         click.echo(f"responded: {len(set(runs)):,} playbook runs (see: blastwall incidents --json)")
     for error in summary.errors[:10]:
         click.echo(f"  stage error (an incident was opened): {error}", err=True)
+
+
+def _replayed(summary) -> str:  # summary: detector.replay.ReplaySummary
+    return (f"processed {summary.steps:,} steps [{summary.first.isoformat()}, {summary.last.isoformat()}): "
+            f"{summary.events:,} events, {summary.alerts:,} alerts, {summary.opened:,} incidents opened "
+            f"in {summary.seconds:.1f}s ({summary.events_per_second:,.0f} events/s, "
+            f"{summary.ms_per_step:.0f} ms/step)")
+
+
+class _ReplayProgress:
+    """A progress bar for a replay on a terminal: steps done, events/s and the time left (tqdm's ETA)."""
+
+    def __init__(self) -> None:
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=None, unit="step", disable=not sys.stderr.isatty(), leave=False, desc="detect")
+        self.events = 0
+
+    def __enter__(self) -> _ReplayProgress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.bar.close()
+
+    def plan(self, steps: int | None, events: int | None) -> None:
+        self.bar.reset(total=steps)
+        if events is not None:
+            self.bar.set_description(f"detect {events:,} events")
+
+    def step(self, result) -> None:  # result: detector.detect.StepResult
+        self.events += result.events
+        elapsed = self.bar.format_dict["elapsed"]
+        self.bar.set_postfix_str(f"{self.events / elapsed:,.0f} events/s" if elapsed else "", refresh=False)
+        self.bar.update()
 
 
 @cli.command()

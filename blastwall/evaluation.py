@@ -2,7 +2,7 @@
 
 For each seed: generate the labelled organisation (:mod:`blastwall.simulation`) into a
 fresh embedded store of its own, replay it step by step from its first day
-(:func:`detector.replay.run_steps`), then match the incidents with the injected attacks.
+(:func:`detector.replay.run_batches`, the batch path), then match the incidents with the injected attacks.
 
 Matching
     An incident *matches* an attack when its evidence overlaps the attack in event time
@@ -45,7 +45,7 @@ from blastwall.simulation.formats import write_log_files
 from blastwall.store import close_store, open_store
 from detector.detect import DetectConfig
 from detector.incidents import list_incidents
-from detector.replay import run_steps
+from detector.replay import run_batches
 from detector.rules import load_rules
 from detector.severity import SEVERITIES, severity_rank
 from features.ingest import ingest_file
@@ -163,8 +163,8 @@ def evaluate_seed(seed: int, settings: EvalSettings) -> dict[str, Any]:
             started = time.perf_counter()
             # The built-in families and the built-in rules, as `blastwall detect` runs them.
             config = replace(DetectConfig(), rules=tuple(load_rules().rules.values()))
-            summary = run_steps(client, spec.start + timedelta(days=spec.days), settings.step, since=spec.start,
-                                config=config)
+            summary = run_batches(client, spec.start + timedelta(days=spec.days), settings.step, since=spec.start,
+                                  config=config)
             replay_seconds = time.perf_counter() - started
             incidents = list_incidents(client, limit=1_000_000)
         finally:

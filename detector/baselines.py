@@ -130,8 +130,9 @@ class ModelBook:
     """The scorers in use, by (entity, peer group), and the trailing row counts that drive refits.
 
     Load once per process with :meth:`load`; :meth:`refresh` before scoring a step and
-    :meth:`add_rows` after it (stored in one insert by :meth:`flush`) keep it current
-    without a count query per step.
+    :meth:`add_rows` after it keep it current without a count query per step. Rows are
+    stored by :meth:`flush`: once per step in the step loop, once per batch in the batch
+    path, and always before a fit (which reads them).
     """
 
     policy: BaselinePolicy = field(default_factory=BaselinePolicy)
@@ -200,13 +201,13 @@ class ModelBook:
         list of str
             The groups refitted.
         """
-        self.flush(client)  # a fit must see every row counted
         refitted = []
         for group in self.groups(entity):
             fitted = self.fitted.get((entity, group))
             if fitted is not None and fitted.features != features:
                 fitted = None  # the registry changed: an old scorer has other columns
             if self.policy.due(fitted, self.trailing_rows(entity, group, step_start), step_start, step_ms):
+                self.flush(client)  # a fit must see every row counted
                 if self._fit(client, entity, group, step_start, step_ms, features):
                     refitted.append(group)
         return refitted
@@ -271,3 +272,26 @@ def reset_baselines(client: Client) -> None:
     """Forget every stored row and scorer (a replay from the beginning rebuilds them)."""
     for table in ("feature_rows", "detector_models"):
         client.command(f"TRUNCATE TABLE IF EXISTS {table}")
+
+
+def forget_after(client: Client, moment: datetime) -> bool:
+    """Remove the rows and scorers a crashed batch stored past ``moment`` (the watermark).
+
+    A batch fits scorers at its later steps' starts too, so unlike a step it can leave
+    scorers trained after the watermark; a redo must not load them (they saw its rows).
+
+    Returns
+    -------
+    bool
+        Whether anything was there to remove.
+    """
+    params = {"t": bound_ms(moment)}
+    after = ms_param("t")
+    rows, models = client.query(
+        f"SELECT (SELECT count() FROM feature_rows WHERE step_end > {after}),"
+        f" (SELECT count() FROM detector_models WHERE trained_until > {after})", parameters=params).result_rows[0]
+    if rows:
+        client.command(f"DELETE FROM feature_rows WHERE step_end > {after}", parameters=params)
+    if models:
+        client.command(f"DELETE FROM detector_models WHERE trained_until > {after}", parameters=params)
+    return bool(rows or models)

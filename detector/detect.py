@@ -44,7 +44,7 @@ from clickhouse_connect.driver.exceptions import ClickHouseError
 from detector.alerting import PRINCIPAL_CONTEXT, alert_id, context, error_alert, explanation
 from detector.baselines import TAIL_QUANTILE, BaselinePolicy, ModelBook
 from detector.explain import Driver, explain_scaled
-from detector.families import FAMILIES, PRINCIPAL_GROUPS, Step, catch_all, family_of_feature
+from detector.families import FAMILIES, PRINCIPAL_GROUPS, Batch, Step, catch_all, family_of_feature
 from detector.incidents import Alert, RecordOutcome, record_alert
 from detector.policy import PolicyThresholds
 from detector.rules import rule_alerts
@@ -292,7 +292,7 @@ def organisation_size(client: Client) -> int:
 
 def detect_step(client: Client, start: datetime, end: datetime, book: ModelBook | None = None,
                 config: DetectConfig | None = None, people: int | None = None) -> StepResult:
-    """Run detection over ``[start, end)`` and record what it finds.
+    """Run detection over ``[start, end)`` and record what it finds (the step loop's step).
 
     Parameters
     ----------
@@ -319,11 +319,42 @@ def detect_step(client: Client, start: datetime, end: datetime, book: ModelBook 
     book = book if book is not None else ModelBook.load(client, config.baseline)
     started = time.perf_counter()
     features = extract(client, start, end)
-    result = StepResult(features.start, features.end, feature_seconds=time.perf_counter() - started)
+    result = detect_features(client, features, book, config, people, feature_seconds=time.perf_counter() - started)
+    book.flush(client)
+    return result
+
+
+def detect_features(client: Client, features: FeatureSet, book: ModelBook, config: DetectConfig,
+                    people: int | None = None, feature_seconds: float = 0.0, batch: Batch | None = None
+                    ) -> StepResult:
+    """Detection over one window's features, its alerts recorded: the part of a step after the features.
+
+    The step loop (:func:`detect_step`) and the batch path (:func:`detector.replay.run_batches`,
+    which computes a batch's features at once) both call it, step by step and in order,
+    so both score, alert and record alike. The rows scored are queued in ``book`` (a
+    refit stores them first; the caller flushes the rest).
+
+    Parameters
+    ----------
+    client : Client
+    features : FeatureSet
+        The window's features, computed with the history at the window's start.
+    book : ModelBook
+    config : DetectConfig
+    people : int, optional
+        Organisation size (queried when omitted).
+    feature_seconds : float
+        Time already spent on the features, counted in the result.
+    batch : Batch, optional
+        The batch the window belongs to (default: the window alone).
+    """
+    started = time.perf_counter() - feature_seconds
+    result = StepResult(features.start, features.end, feature_seconds=feature_seconds)
     result.events = int(features.frame("principal")["events"].sum()) if len(features.frame("principal")) else 0
     params = {"lo": bound_ms(features.start), "hi": bound_ms(features.end)}
     size = people if people is not None else organisation_size(client)
-    step = Step(client, book, features, params, config, size)
+    batch = batch or Batch(params["lo"], params["hi"], params["hi"] - params["lo"])
+    step = Step(client, book, features, params, config, size, batch)
     # The engine's stage (every family's signal past its ceiling, and the catch-all), then
     # each family's own stage.
     stages: list[tuple[str, Any]] = [("principals", lambda: _principal_alerts(client, book, features, params, config))]
@@ -342,7 +373,6 @@ def detect_step(client: Client, start: datetime, end: datetime, book: ModelBook 
         except Exception as error:  # a bug in one stage must be seen, not stop the others
             result.errors.append(f"{stage}: {type(error).__name__}: {error}")
             result.alerts.append(error_alert(stage, error, features.end))
-    book.flush(client)
     for alert in sorted(result.alerts, key=lambda a: (a.first_seen, a.alert_id)):
         result.outcomes.append(record_alert(client, alert, config.dedup_window))
     result.seconds = time.perf_counter() - started

@@ -240,25 +240,30 @@ def extract_batch(client: Client, start: datetime, steps: int, step: timedelta) 
         "training_run": _typed_by_step(runs, "training_run", sort=False),
     }
     context = principals[["s", "principal", "principal_type", "history_events"]] if not principals.empty else None
-    bounds = {entity: np.searchsorted(frame["s"].to_numpy(), np.arange(steps + 1)) if not frame.empty else None
-              for entity, frame in frames.items()}
-    context_bounds = np.searchsorted(context["s"].to_numpy(), np.arange(steps + 1)) if context is not None else None
+    split = {entity: _by_step(frame, steps) for entity, frame in frames.items()}
+    facts = _by_step(context, steps) if context is not None else [None] * steps
+    empty = {entity: _empty(entity) for entity in frames}
     out = []
     for i in range(steps):
-        window = {entity: _slice(frame, bounds[entity], i, entity) for entity, frame in frames.items()}
+        window = {entity: parts[i] if parts[i] is not None else empty[entity].copy()
+                  for entity, parts in split.items()}
         lo, hi = start + i * step, start + (i + 1) * step
-        if context_bounds is None or context_bounds[i] == context_bounds[i + 1]:
-            out.append(FeatureSet(lo, hi, window))
-        else:
-            facts = context.iloc[context_bounds[i]:context_bounds[i + 1]].drop(columns="s").reset_index(drop=True)
-            out.append(FeatureSet(lo, hi, window, facts))
+        out.append(FeatureSet(lo, hi, window) if facts[i] is None else FeatureSet(lo, hi, window, facts[i]))
     return out
 
 
-def _slice(frame: pd.DataFrame, bounds: np.ndarray | None, i: int, entity: Entity) -> pd.DataFrame:
-    if bounds is None or bounds[i] == bounds[i + 1]:
-        return _empty(entity)
-    return frame.iloc[bounds[i]:bounds[i + 1]].drop(columns="s").reset_index(drop=True)
+def _by_step(frame: pd.DataFrame, steps: int) -> list[pd.DataFrame | None]:
+    """A frame sorted by step cut into one frame per step (``None`` for a step without rows)."""
+    if frame.empty:
+        return [None] * steps
+    bounds = np.searchsorted(frame["s"].to_numpy(), np.arange(steps + 1))
+    rest = frame.drop(columns="s")
+    parts: list[pd.DataFrame | None] = [None] * steps
+    for i in np.flatnonzero(np.diff(bounds)):
+        part = rest.iloc[bounds[i]:bounds[i + 1]]
+        part.index = pd.RangeIndex(len(part))
+        parts[i] = part
+    return parts
 
 
 def _query_frame(client: Client, sql: str, params: dict[str, int]) -> pd.DataFrame:

@@ -109,6 +109,9 @@ class Step:
     config : DetectConfig
     people : int
         Organisation size (people in the principals catalogue).
+    batch : Batch
+        The batch of steps this one belongs to (in the step loop, the step alone): a hook
+        can compute a fact once for all of a batch's steps (:meth:`Batch.once`).
     """
 
     client: Any
@@ -117,6 +120,35 @@ class Step:
     params: dict[str, int]
     config: Any
     people: int
+    batch: Batch
+
+
+@dataclass
+class Batch:
+    """Consecutive steps processed together, and what hooks computed once for all of them.
+
+    Attributes
+    ----------
+    lo, hi : int
+        The batch's bounds, epoch milliseconds.
+    step_ms : int
+        Its steps' length, milliseconds.
+    """
+
+    lo: int
+    hi: int
+    step_ms: int
+    _facts: dict[str, Any] = field(default_factory=dict)
+
+    def index(self, step_lo: int) -> int:
+        """The position in the batch of the step starting at ``step_lo`` (epoch ms)."""
+        return (step_lo - self.lo) // self.step_ms
+
+    def once(self, name: str, compute: Callable[[], Any]) -> Any:
+        """``compute()``, run once per batch and kept under ``name`` for its other steps."""
+        if name not in self._facts:
+            self._facts[name] = compute()
+        return self._facts[name]
 
 
 def format_bytes(n: float) -> str:

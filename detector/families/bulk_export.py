@@ -49,6 +49,30 @@ FROM (SELECT l.principal AS principal, l.event_time AS event_time, l.rows AS row
 GROUP BY a.principal"""
 
 
+# Who exported restricted data in which step of the batch: the habit query only runs for them.
+_RESTRICTED_EXPORTERS = f"""WITH {CATALOGUE_CTE}
+SELECT DISTINCT intDiv(toUnixTimestamp64Milli(l.event_time) - {{lo:Int64}}, {{step_ms:Int64}}) AS s, l.principal
+FROM access_log AS l LEFT JOIN cat AS c ON l.resource = c.resource
+WHERE l.event_time >= fromUnixTimestamp64Milli({{lo:Int64}}, 'UTC')
+  AND l.event_time < fromUnixTimestamp64Milli({{hi:Int64}}, 'UTC')
+  AND l.action = 'export' AND c.sensitivity = 'restricted'"""
+
+
+def _restricted_exporters(step: Step) -> set[str]:
+    """The principals with an export of restricted data in this step (one query per batch)."""
+    batch = step.batch
+
+    def by_step() -> dict[int, set[str]]:
+        found: dict[int, set[str]] = {}
+        rows = step.client.query(_RESTRICTED_EXPORTERS, parameters={"lo": batch.lo, "hi": batch.hi,
+                                                                    "step_ms": batch.step_ms}).result_rows
+        for index, principal in rows:
+            found.setdefault(int(index), set()).add(principal)
+        return found
+
+    return batch.once("bulk_export.restricted_exporters", by_step).get(batch.index(step.params["lo"]), set())
+
+
 def export_habit_alerts(step: Step) -> list[Alert]:
     """The low-and-slow insider: a new habit of exporting restricted data, repeated across days.
 
@@ -67,7 +91,10 @@ def export_habit_alerts(step: Step) -> list[Alert]:
     end = features.end
     history = features.principal_context.set_index("principal")["history_events"].reindex(principals["principal"])
     exporting = (principals["exports"].to_numpy() > 0) & (history.fillna(0).to_numpy() >= MIN_HOURS_HISTORY)
-    keys = principals.loc[exporting, "principal"].tolist()
+    # Without a restricted export in this window a principal has nothing new to say (the
+    # query's own test below): asking only for those is the same answer, at a query per batch.
+    exporters = _restricted_exporters(step)
+    keys = [key for key in principals.loc[exporting, "principal"] if key in exporters]
     if not keys:
         return []
     recent = end - timedelta(days=7)
