@@ -361,7 +361,7 @@ def detect_features(client: Client, features: FeatureSet, book: ModelBook, confi
     stages += [(family.id, (lambda hook: lambda: hook(step))(family.detect))
                for family in FAMILIES.values() if family.detect is not None]
     stages.append(("rules", lambda: rule_alerts(client, features.start, features.end, config.rules,
-                                                features=features)))
+                                                features=features, batch=batch)))
     for stage, run in stages:
         try:
             found = run()
