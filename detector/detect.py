@@ -42,7 +42,7 @@ from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError
 
 from detector.alerting import PRINCIPAL_CONTEXT, alert_id, context, error_alert, explanation
-from detector.baselines import TAIL_QUANTILE, BaselinePolicy, ModelBook
+from detector.baselines import TAIL_QUANTILE, BaselinePolicy, FittedBaseline, ModelBook
 from detector.explain import Driver, explain_scaled
 from detector.families import FAMILIES, PRINCIPAL_GROUPS, Batch, Step, catch_all, family_of_feature
 from detector.incidents import Alert, RecordOutcome, record_alert
@@ -50,7 +50,7 @@ from detector.policy import PolicyThresholds
 from detector.rules import rule_alerts
 from detector.severity import SeverityInputs, severity, severity_points
 from features.engine import FeatureSet, extract
-from features.registry import BY_NAME, MIN_HOURS_HISTORY, features_of
+from features.registry import BY_NAME, ENTITY_KEYS, MIN_HOURS_HISTORY, features_of
 from features.times import bound_ms, from_epoch_ms
 
 #: Features that only say "new to this identity": zeroed for identities without history.
@@ -181,7 +181,7 @@ def _signal_families(entity: str, group: str, names: tuple[str, ...]) -> dict[st
 
 def score_entity(client: Client, book: ModelBook, entity: str, start: datetime, end: datetime,
                   groups: np.ndarray, Z: np.ndarray, X: np.ndarray, keys: list[str],
-                  config: DetectConfig) -> list[_Candidate]:
+                  config: DetectConfig, batch: Batch | None = None) -> list[_Candidate]:
     """Score one entity kind's rows by peer group, store them for later baselines, return the candidates.
 
     A row is a candidate of a **family** when one of its family's signal features stands
@@ -191,6 +191,9 @@ def score_entity(client: Client, book: ModelBook, entity: str, start: datetime, 
     above :attr:`DetectConfig.outlier_score` of the baseline and its combined score is
     :attr:`DetectConfig.outlier_factor` times the baseline's largest. Rows within
     :attr:`DetectConfig.score_margin` of their normal ceiling in every feature are not scored.
+
+    Given the ``batch`` the window belongs to (its :attr:`Batch.windows`), a scorer scores
+    the rows of all the batch's steps it will judge in one call (:func:`_batch_scores`).
     """
     names = tuple(feature.name for feature in features_of(entity))  # type: ignore[arg-type]
     step_ms = bound_ms(end) - bound_ms(start)
@@ -211,8 +214,7 @@ def score_entity(client: Client, book: ModelBook, entity: str, start: datetime, 
         if rows.size == 0:
             continue
         scorer = fitted.scorer
-        combined = scorer.decision_function(Z[rows])
-        percentiles = scorer.percentile(combined)
+        combined, percentiles = _ensemble_scores(fitted, Z[rows], entity, group, start, batch, config)
         families = _signal_families(entity, group, names)
         outlier_bar = config.outlier_factor * float(scorer.train_scores_.max())
         for i, ceiling, raw, percentile in zip(rows, ceilings, combined, percentiles):
@@ -239,15 +241,69 @@ def score_entity(client: Client, book: ModelBook, entity: str, start: datetime, 
     return candidates
 
 
+def _beyond_margin(fitted: FittedBaseline, keys: list[str], Z: np.ndarray, margin: float) -> np.ndarray:
+    """Which rows stand at least ``margin`` above their normal ceiling in some feature."""
+    ceilings = np.array([fitted.normal_ceiling(key) for key in keys]).reshape(len(keys), -1)
+    return (Z - ceilings).max(axis=1, initial=-np.inf) >= margin
+
+
+def _ensemble_scores(fitted: FittedBaseline, Z: np.ndarray, entity: str, group: str, start: datetime,
+                     batch: Batch | None, config: DetectConfig) -> tuple[np.ndarray, np.ndarray]:
+    """The ensemble's combined scores and percentiles of rows ``Z``: from the batch's one call when there is one."""
+    scorer = fitted.scorer
+    if batch is None or len(batch.windows) < 2:
+        combined = scorer.decision_function(Z)
+        return combined, scorer.percentile(combined)
+    # Named by what the fit was (not id(): a refitted scorer's memory can be reused).
+    fit = f"{fitted.trained_until.isoformat()} {fitted.rows} {fitted.step_ms}"
+    scored = batch.once(f"scores {entity} {group} {fit}",
+                        lambda: _batch_scores(fitted, entity, group, batch, batch.index(bound_ms(start)), config))
+    found = [scored.get(row.tobytes()) for row in Z]
+    if any(score is None for score in found):  # not among the rows scored ahead: score them now
+        combined = scorer.decision_function(Z)
+        return combined, scorer.percentile(combined)
+    return np.array([f[0] for f in found]), np.array([f[1] for f in found])
+
+
+def _batch_scores(fitted: FittedBaseline, entity: str, group: str, batch: Batch, first: int,
+                  config: DetectConfig) -> dict[bytes, tuple[float, float]]:
+    """Score ahead, in one call, every row of ``group`` the scorer will judge from step ``first`` of the batch on.
+
+    A row's score depends on the row and the scorer alone, so one call over all of them
+    gives each what its own step's call would. A refit later in the batch is a new scorer,
+    which scores its own steps ahead the same way.
+    """
+    rows = []
+    for features in batch.windows[first:]:
+        keys, groups, X = entity_rows(features, entity)
+        members = np.flatnonzero(groups == group)
+        if members.size == 0:
+            continue
+        Z = scoring_space(X[members])
+        rows.append(Z[_beyond_margin(fitted, [keys[i] for i in members], Z, config.score_margin)])
+    if not rows or not sum(len(r) for r in rows):
+        return {}
+    Z = np.unique(np.concatenate(rows), axis=0)
+    combined = fitted.scorer.decision_function(Z)
+    percentiles = fitted.scorer.percentile(combined)
+    return {row.tobytes(): (raw, percentile) for row, raw, percentile in zip(Z, combined, percentiles)}
+
+
 # ---------------------------------------------------------------------------- alerts
 
 
-def _principal_alerts(client: Client, book: ModelBook, features: FeatureSet, params: dict[str, int],
-                      config: DetectConfig) -> list[Alert]:
-    keys_frame, X, names = features.matrix("principal")
+def entity_rows(features: FeatureSet, entity: str) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """An entity's rows as the scorers take them: keys, peer groups, features (not yet in scoring space).
+
+    Principals are grouped by type (``human``, ``service``, ``agent``), with the novelty
+    features of an identity without history zeroed; every other entity is one group, ``all``.
+    """
+    keys_frame, X, names = features.matrix(entity)  # type: ignore[arg-type]
+    keys = keys_frame[ENTITY_KEYS[entity][0]].tolist()  # type: ignore[index]
+    if entity != "principal":
+        return keys, np.full(len(keys), "all", dtype=object), X
     if X.shape[0] == 0:
-        return []
-    keys = keys_frame["principal"].tolist()
+        return keys, np.array([], dtype=object), X
     facts = features.principal_context.set_index("principal").reindex(keys)
     groups = facts["principal_type"].fillna("human").where(lambda s: s.isin(PRINCIPAL_GROUPS), "human").to_numpy()
     history = facts["history_events"].fillna(0).to_numpy()
@@ -255,8 +311,16 @@ def _principal_alerts(client: Client, book: ModelBook, features: FeatureSet, par
     cold = history < MIN_HOURS_HISTORY
     for name in NOVELTY_FEATURES:
         X[cold, names.index(name)] = 0.0
+    return keys, groups, X
+
+
+def _principal_alerts(client: Client, book: ModelBook, features: FeatureSet, params: dict[str, int],
+                      config: DetectConfig, batch: Batch | None = None) -> list[Alert]:
+    keys, groups, X = entity_rows(features, "principal")
+    if X.shape[0] == 0:
+        return []
     candidates = score_entity(client, book, "principal", features.start, features.end, groups,
-                               scoring_space(X), X, keys, config)
+                               scoring_space(X), X, keys, config, batch)
     found = context(client, PRINCIPAL_CONTEXT, [c.key for c in candidates], params)
     alerts = []
     for candidate in candidates:
@@ -357,7 +421,8 @@ def detect_features(client: Client, features: FeatureSet, book: ModelBook, confi
     step = Step(client, book, features, params, config, size, batch)
     # The engine's stage (every family's signal past its ceiling, and the catch-all), then
     # each family's own stage.
-    stages: list[tuple[str, Any]] = [("principals", lambda: _principal_alerts(client, book, features, params, config))]
+    stages: list[tuple[str, Any]] = [("principals", lambda: _principal_alerts(client, book, features, params, config,
+                                                                              batch))]
     stages += [(family.id, (lambda hook: lambda: hook(step))(family.detect))
                for family in FAMILIES.values() if family.detect is not None]
     stages.append(("rules", lambda: rule_alerts(client, features.start, features.end, config.rules,

@@ -265,7 +265,7 @@ def run_batches(client: Client, until: datetime, step: timedelta, since: datetim
             windows = extract_batch(client, batch_start, steps, step)
             per_step = (time.perf_counter() - began_features) / steps
             lo, hi = bound_ms(batch_start), bound_ms(batch_end)
-            batch = Batch(lo, hi, (hi - lo) // steps)
+            batch = Batch(lo, hi, (hi - lo) // steps, windows)
             for features in windows:
                 results.append(detect_features(client, features, book, config, people, feature_seconds=per_step,
                                                batch=batch))

@@ -133,11 +133,14 @@ class Batch:
         The batch's bounds, epoch milliseconds.
     step_ms : int
         Its steps' length, milliseconds.
+    windows : list of FeatureSet
+        Each step's features, in order (empty when the batch is one step of the step loop).
     """
 
     lo: int
     hi: int
     step_ms: int
+    windows: list[Any] = field(default_factory=list)
     _facts: dict[str, Any] = field(default_factory=dict)
 
     def index(self, step_lo: int) -> int:

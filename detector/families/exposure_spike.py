@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
-
 from detector.alerting import RESOURCE_CONTEXT, alert_id, context, explanation
 from detector.families import Family, Step
 from detector.incidents import Alert
@@ -15,16 +13,14 @@ def exposure_alerts(step: Step) -> list[Alert]:
     """Resources read in the window, scored by the ensemble (peer group ``all``): a sensitive
     resource with many first-time readers and a high score is an exposure spike, grouped
     with the grant that caused it (group key: the resource)."""
-    from detector.detect import score_entity, scoring_space  # the engine imports the families
+    from detector.detect import entity_rows, score_entity, scoring_space  # the engine imports the families
 
     client, book, features, params, config = step.client, step.book, step.features, step.params, step.config
-    keys_frame, X, names = features.matrix("resource")
+    keys, groups, X = entity_rows(features, "resource")
     if X.shape[0] == 0:
         return []
-    keys = keys_frame["resource"].tolist()
-    groups = np.full(len(keys), "all", dtype=object)
     candidates = score_entity(client, book, "resource", features.start, features.end, groups,
-                               scoring_space(X), X, keys, config)
+                               scoring_space(X), X, keys, config, step.batch)
     exposed = [c for c in candidates if c.values["resource_sensitivity_rank"] >= 2
                and c.values["first_time_readers"] >= config.exposure_min_readers]
     found = context(client, RESOURCE_CONTEXT, [c.key for c in exposed], params)
