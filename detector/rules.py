@@ -422,6 +422,12 @@ def _semantic_problems(rule: Rule, data: dict[str, Any]) -> list[Problem]:
                 "over a feature row)", "condition")
     elif "query" not in data and "condition" not in data:
         problem("a rule needs a `query:` (read-only SQL) or a `condition:` (over the entity's features)")
+    only_when = data.get("only_when")
+    if only_when is not None and "query" not in data:
+        problem("`only_when:` is a query rule's precondition; a condition rule has no query to skip", "only_when")
+    elif isinstance(only_when, str):
+        for _, message in read_only_problems(f"SELECT 1 FROM access_log WHERE ({only_when})"):
+            problem(f"only_when: {message}", "only_when")
     condition = data.get("condition")
     if isinstance(condition, str) and "query" not in data:
         problems.extend(_condition_problems(rule, condition, data.get("entity"), declared))

@@ -421,3 +421,32 @@ def test_the_built_in_condition_rule_is_a_condition() -> None:
     rule = load_rules().rules["denied_sensitive_probing"]
     assert rule.spec.condition and rule.spec.query is None
     assert any(not t.expect for t in rule.spec.tests) and any(t.expect for t in rule.spec.tests)
+
+
+def test_only_when_skips_windows_without_a_qualifying_event(client, tmp_path: Path) -> None:
+    loose = GOOD_RULE.replace("query: |", "only_when: \"action = 'export'\"\nquery: |")
+    strict = GOOD_RULE.replace("query: |", "only_when: \"action = 'grant'\"\nquery: |")
+    ingest_rows(client, tmp_path, "access_log", [_export(START + timedelta(minutes=10))])
+    for text, expected in ((loose, ["ann"]), (strict, [])):
+        rule = load_rules([_rule_folder(tmp_path, {"big_export.yaml": text})]).rules["big_export"]
+        assert [a.entity_key for a in rule_alerts(client, START, START + HOUR, [rule])] == expected
+
+
+def test_an_only_when_stricter_than_its_query_fails_the_inline_tests(tmp_path: Path) -> None:
+    loose = GOOD_RULE.replace("query: |", "only_when: \"action = 'export'\"\nquery: |")
+    folder = _rule_folder(tmp_path, {"big_export.yaml": loose})
+    assert test_rules([folder], scratch_store).problems == []
+    # A precondition stricter than the query skips the very window its positive test needs: the test says so.
+    (folder / "big_export.yaml").write_text(GOOD_RULE.replace("query: |", "only_when: \"action = 'grant'\"\nquery: |"))
+    report = test_rules([folder], scratch_store)
+    assert [p.message for p in report.problems] == [
+        "test 'a large export alerts': expected alerts on ['ann'], got none"]
+
+
+def test_only_when_needs_a_query_and_reads_only(tmp_path: Path) -> None:
+    on_condition = CONDITION_RULE.replace("condition:", "only_when: \"action = 'export'\"\ncondition:")
+    writing = GOOD_RULE.replace("query: |", "only_when: \"1 IN (SELECT 1) ; DROP TABLE access_log\"\nquery: |")
+    folder = _rule_folder(tmp_path, {"new_place_export.yaml": on_condition, "big_export.yaml": writing})
+    messages = [p.message for p in load_rules([folder]).problems]
+    assert any("only_when" in m and "condition rule" in m for m in messages), messages
+    assert any(m.startswith("only_when:") for m in messages), messages
