@@ -38,6 +38,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError
 
@@ -265,6 +266,42 @@ def _ensemble_scores(fitted: FittedBaseline, Z: np.ndarray, entity: str, group: 
     return np.array([f[0] for f in found]), np.array([f[1] for f in found])
 
 
+def _batch_rows(batch: Batch, entity: str) -> list[tuple[list[str], np.ndarray, np.ndarray]]:
+    """:func:`entity_rows` of every step of the batch, computed once for all of them."""
+    return batch.once(f"rows {entity}", lambda: _all_entity_rows(batch.windows, entity))
+
+
+def _all_entity_rows(windows: list[FeatureSet], entity: str) -> list[tuple[list[str], np.ndarray, np.ndarray]]:
+    """:func:`entity_rows` of many windows at once: the same rows, from one pass over their frames."""
+    sizes = [len(features.frame(entity)) for features in windows]  # type: ignore[arg-type]
+    if not sum(sizes):
+        return [entity_rows(features, entity) for features in windows]
+    merged = FeatureSet(windows[0].start, windows[-1].end,
+                        {entity: pd.concat([w.frame(entity) for w in windows], ignore_index=True)})  # type: ignore
+    keys_frame, X, names = merged.matrix(entity)  # type: ignore[arg-type]
+    keys = keys_frame[ENTITY_KEYS[entity][0]].tolist()  # type: ignore[index]
+    step = np.repeat(np.arange(len(windows)), sizes)
+    if entity == "principal":
+        facts = pd.concat([w.principal_context.assign(_step=i) for i, w in enumerate(windows)], ignore_index=True)
+        facts = facts.set_index(["_step", "principal"]).reindex(pd.MultiIndex.from_arrays([step, keys]))
+        groups = facts["principal_type"].fillna("human").where(lambda s: s.isin(PRINCIPAL_GROUPS), "human").to_numpy()
+        cold = facts["history_events"].fillna(0).to_numpy() < MIN_HOURS_HISTORY
+        X = X.copy()
+        for name in NOVELTY_FEATURES:
+            X[cold, names.index(name)] = 0.0
+    else:
+        groups = np.full(len(keys), "all", dtype=object)
+    bounds = np.concatenate([[0], np.cumsum(sizes)])
+    return [(keys[a:b], groups[a:b], X[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+def step_rows(features: FeatureSet, entity: str, batch: Batch | None) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """:func:`entity_rows` of one step, from its batch's when the batch computed them."""
+    if batch is None or len(batch.windows) < 2:
+        return entity_rows(features, entity)
+    return _batch_rows(batch, entity)[batch.index(bound_ms(features.start))]
+
+
 def _batch_scores(fitted: FittedBaseline, entity: str, group: str, batch: Batch, first: int,
                   config: DetectConfig) -> dict[bytes, tuple[float, float]]:
     """Score ahead, in one call, every row of ``group`` the scorer will judge from step ``first`` of the batch on.
@@ -274,8 +311,7 @@ def _batch_scores(fitted: FittedBaseline, entity: str, group: str, batch: Batch,
     which scores its own steps ahead the same way.
     """
     rows = []
-    for features in batch.windows[first:]:
-        keys, groups, X = entity_rows(features, entity)
+    for keys, groups, X in _batch_rows(batch, entity)[first:]:
         members = np.flatnonzero(groups == group)
         if members.size == 0:
             continue
@@ -316,7 +352,7 @@ def entity_rows(features: FeatureSet, entity: str) -> tuple[list[str], np.ndarra
 
 def _principal_alerts(client: Client, book: ModelBook, features: FeatureSet, params: dict[str, int],
                       config: DetectConfig, batch: Batch | None = None) -> list[Alert]:
-    keys, groups, X = entity_rows(features, "principal")
+    keys, groups, X = step_rows(features, "principal", batch)
     if X.shape[0] == 0:
         return []
     candidates = score_entity(client, book, "principal", features.start, features.end, groups,

@@ -653,18 +653,21 @@ def _condition_rows(rule: Rule, features: FeatureSet | None, start: datetime, en
                         f"[{start}, {end})")
     tree = rule.condition_tree
     keys = ENTITY_KEYS[rule.spec.entity]
-    rows = []
     frame = features.frame(rule.spec.entity)
-    columns = [str(c) for c in frame.columns]
-    for values in zip(*(frame[c].tolist() for c in frame.columns)):  # column lists: far cheaper than to_dict
-        row = {k: _native(v) for k, v in zip(columns, values)}
+    # The condition reads only the names it uses (checked at load): evaluate on those, and
+    # build the whole row only for the rows that hold.
+    used = [name for name in parse_condition(rule.spec.condition or "")[1] if name in frame.columns]
+    lists = {name: frame[name].tolist() for name in used}
+    rows = []
+    for i in range(len(frame)):
+        row = {name: _native(values[i]) for name, values in lists.items()}
         try:
             holds = evaluate(tree, {**params, **row})
         except ConditionError as exc:
-            where = ", ".join(f"{k}={row.get(k)}" for k in keys)
+            where = ", ".join(f"{k}={_native(frame[k].iat[i])}" for k in keys)
             raise RuleError(f"condition {rule.spec.condition!r} failed on {where}: {exc}") from None
         if holds:
-            rows.append(row)
+            rows.append({str(k): _native(v) for k, v in frame.iloc[i].items()})
     return rows
 
 

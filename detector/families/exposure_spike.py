@@ -13,10 +13,10 @@ def exposure_alerts(step: Step) -> list[Alert]:
     """Resources read in the window, scored by the ensemble (peer group ``all``): a sensitive
     resource with many first-time readers and a high score is an exposure spike, grouped
     with the grant that caused it (group key: the resource)."""
-    from detector.detect import entity_rows, score_entity, scoring_space  # the engine imports the families
+    from detector.detect import score_entity, scoring_space, step_rows  # the engine imports the families
 
     client, book, features, params, config = step.client, step.book, step.features, step.params, step.config
-    keys, groups, X = entity_rows(features, "resource")
+    keys, groups, X = step_rows(features, "resource", step.batch)
     if X.shape[0] == 0:
         return []
     candidates = score_entity(client, book, "resource", features.start, features.end, groups,
