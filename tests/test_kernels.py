@@ -89,6 +89,88 @@ def test_off_hours_share_matches_oracle(rows, min_history: int, usual_share: flo
     np.testing.assert_allclose(got, expected, rtol=1e-12)
 
 
+
+def oracle_running_share(rows: list[tuple[int, list[int]]], initial: list[list[int]], min_history: int,
+                         usual_share: float) -> tuple[list[float], list[int], list[list[int]]]:
+    """Per row the off-hours share (as in the oracle above) against its key's history so far, and that
+    history's size; the row's hours are then added to it. Also returns the final histories."""
+    history = [list(past) for past in initial]
+    shares, pasts = [], []
+    for key, events in rows:
+        past = history[key]
+        total = sum(past)
+        pasts.append(total)
+        if total == 0 or total < min_history or not events:
+            shares.append(0.0)
+        else:
+            shares.append(sum(1 for h in events if past[h] / total < usual_share) / len(events))
+        for h in events:
+            past[h] += 1
+    return shares, pasts, history
+
+
+# Few entities and few hours, so that rows of one key follow each other, keys interleave and a
+# key's history crosses ``min_history`` and changes which hours are usual as rows are added.
+running_rows = st.integers(1, 4).flatmap(lambda entities: st.tuples(
+    st.lists(st.dictionaries(st.integers(0, 167), st.integers(1, 60), max_size=6).map(
+        lambda counts: [counts.get(h, 0) for h in range(168)]), min_size=entities, max_size=entities),
+    st.lists(st.tuples(st.integers(0, entities - 1),
+                       st.lists(st.one_of(st.integers(0, 167), st.sampled_from((0, 1, 2, 167))), max_size=25)),
+             max_size=12),
+))
+
+
+@settings(max_examples=200, deadline=None)
+@given(running_rows, st.integers(0, 120), st.sampled_from([0.0, 0.01, 0.05, 0.2]))
+def test_running_off_hours_share_matches_oracle(case, min_history: int, usual_share: float) -> None:
+    initial, rows = case
+    offsets, hours = to_arrays([events for _, events in rows])
+    keys = np.array([key for key, _ in rows], dtype=np.int64)
+    history = np.array(initial, dtype=np.int64).reshape(len(initial), 168)
+    start = history.copy()
+
+    share, past = _kernels.running_off_hours_share(offsets, hours.astype(np.uint8), keys, history, min_history,
+                                                   usual_share)
+
+    expected_share, expected_past, expected_history = oracle_running_share(rows, initial, min_history, usual_share)
+    np.testing.assert_allclose(share, expected_share, rtol=1e-12)
+    assert past.tolist() == expected_past
+    np.testing.assert_array_equal(history, np.array(expected_history, dtype=np.int64).reshape(history.shape))
+    added = np.zeros_like(start)  # the history after the call: initial + every row's hours
+    for key, events in rows:
+        np.add.at(added[key], np.array(events, dtype=np.int64), 1)
+    np.testing.assert_array_equal(history, start + added)
+
+
+def test_running_off_hours_share_equals_off_hours_share_row_by_row() -> None:
+    # ann (0): 60 events at hour 9 before; her first window (hours 9, 3) is judged on that alone,
+    # her second (hour 3 twice) after the first was added: 1 of 62 at hour 3 is still < 5 %.
+    # bob (1): 49 events before, his first window is a cold start, his second (after 2 more) is not.
+    initial = np.zeros((2, 168), dtype=np.int64)
+    initial[0, 9] = 60
+    initial[1, 10] = 49
+    rows = [(0, [9, 3]), (1, [10, 11]), (1, []), (0, [3, 3]), (1, [11, 10, 10])]
+    offsets, hours = to_arrays([events for _, events in rows])
+    keys = np.array([key for key, _ in rows], dtype=np.int64)
+    history = initial.copy()
+
+    share, past = _kernels.running_off_hours_share(offsets, hours.astype(np.uint8), keys, history, 50, 0.05)
+
+    running = initial.copy()
+    for i, (key, events) in enumerate(rows):  # the step loop: one window at a time, the history advanced after
+        window = np.bincount(np.array(events, dtype=np.int64), minlength=168).reshape(1, 168)
+        assert share[i] == _kernels.off_hours_share(window, running[key:key + 1].copy(), 50, 0.05)[0]
+        assert past[i] == running[key].sum()
+        running[key] += window[0]
+    assert share.tolist() == [0.5, 0.0, 0.0, 1.0, 1 / 3]
+    assert past.tolist() == [60, 49, 51, 62, 51]
+    np.testing.assert_array_equal(history, running)
+    empty, none = _kernels.running_off_hours_share(np.zeros(1, dtype=np.int64), np.zeros(0, dtype=np.uint8),
+                                                   np.zeros(0, dtype=np.int64), history, 50, 0.05)
+    assert empty.shape == none.shape == (0,)
+    np.testing.assert_array_equal(history, running)
+
+
 # ---------------------------------------------------------------- effective audiences
 
 def oracle_reach(edges: dict[int, list[int]], groups: set[int], sources: list[int]) -> set[int]:
