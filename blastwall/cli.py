@@ -568,6 +568,7 @@ def detect(ctx: click.Context, since, until, step, reset: bool, respond_too: boo
     progress at its start: run the command again to resume.
     """
     from detector.replay import StepFailed, reset_detection, run_batches, run_steps
+    from detector.runs import watermark
     from features.history import HistoryAheadError
 
     if since is not None and since >= until:
@@ -586,8 +587,9 @@ def detect(ctx: click.Context, since, until, step, reset: bool, respond_too: boo
 
             try:
                 if step_loop or respond_too:
-                    total = int((until - since) / step) if since is not None else None
-                    progress.plan(total, None)
+                    mark = watermark(client)
+                    begin = max(moment for moment in (mark, since) if moment is not None) if mark or since else None
+                    progress.plan(max(0, (until - begin) // step) if begin is not None else None, None)
                     summary = run_steps(client, until, step, since=since, config=config, on_step=after_step)
                 else:
                     summary = run_batches(client, until, step, since=since, config=config, on_step=after_step,

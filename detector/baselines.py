@@ -258,11 +258,6 @@ class ModelBook:
             per_step[step_end] = per_step.get(step_end, 0) + groups.count(group)
 
 
-def forget_step(client: Client, step_end: datetime) -> None:
-    """Remove the rows a crashed step stored, before it is run again."""
-    client.command("DELETE FROM feature_rows WHERE step_end = " + ms_param("t"), parameters={"t": bound_ms(step_end)})
-
-
 def drop_rows_before(client: Client, cutoff: datetime) -> None:
     """Retention: drop stored rows of steps that ended before ``cutoff`` (no fit can use them)."""
     client.command("DELETE FROM feature_rows WHERE step_end < " + ms_param("t"), parameters={"t": bound_ms(cutoff)})

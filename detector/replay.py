@@ -29,7 +29,7 @@ from datetime import UTC, datetime, timedelta
 from clickhouse_connect.driver.client import Client
 
 from detector import runs
-from detector.baselines import ModelBook, forget_after, forget_step, reset_baselines
+from detector.baselines import ModelBook, forget_after, reset_baselines
 from detector.detect import DetectConfig, StepResult, detect_features, detect_step, organisation_size
 from detector.families import Batch
 from features.batch import extract_batch, step_events
@@ -162,11 +162,12 @@ def run_steps(client: Client, until: datetime, step: timedelta, since: datetime 
     """
     config = config or DetectConfig()
     start, summary = _starting_point(client, until, step, since)
+    # A crashed step (or batch) may have stored baseline rows, and a batch scorers, past the
+    # watermark: remove them before anything is loaded, so the redo starts clean.
+    forget_after(client, start)
     book = book if book is not None else ModelBook.load(client, config.baseline)
     people = organisation_size(client)
     began = time.perf_counter()
-    if runs.unfinished(client, start + step):  # only the first step can have crashed before
-        forget_step(client, start + step)  # a crashed attempt stored some rows: start the step clean
     while start + step <= until and (max_steps is None or summary.steps < max_steps):
         end = start + step
         runs.record(client, runs.StepRecord(start, end, "started"))

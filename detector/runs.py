@@ -63,14 +63,6 @@ def watermark(client: Client) -> datetime | None:
     return _EPOCH + timedelta(milliseconds=int(row[0])) if row[1] else None
 
 
-def unfinished(client: Client, step_end: datetime) -> bool:
-    """Whether a step ending at ``step_end`` was started before and never finished (a crash)."""
-    row = client.query(
-        "SELECT countIf(state = 'started'), countIf(state = 'done') FROM detect_runs WHERE step_end = " + ms_param("t"),
-        parameters={"t": bound_ms(step_end)}).result_rows[0]
-    return row[0] > 0 and row[1] == 0
-
-
 def health(client: Client, now: datetime | None = None) -> dict[str, object]:
     """Job health for the console and ``blastwall run``: last step, lag, rates, failures.
 

@@ -106,14 +106,70 @@ def test_an_unreachable_server_is_one_line(capsys, monkeypatch) -> None:
 
 
 def test_demo_seeds_once_and_reseeds_on_request(capsys, monkeypatch, store_dsn: str) -> None:
+    from dataclasses import dataclass
+    from datetime import timedelta
+
+    from blastwall.jobs import LiveSettings
+
+    @dataclass
+    class CoarseLive(LiveSettings):
+        step: timedelta = timedelta(days=1)
+
+    # The demo replays its seeded days before the console opens, in the live loop's steps: in
+    # 5-minute steps that takes minutes per seeding (test_demo_opens_on_the_incidents_of_its_history
+    # does it once); seeding is what this test is about.
+    monkeypatch.setattr("blastwall.jobs.LiveSettings", CoarseLive)
     args = ["--dsn", store_dsn, "demo", "--principals", "60", "--days", "6", "--no-console"]
     code, out, err = run(capsys, monkeypatch, *args)
     assert (code, err) == (0, "")
-    assert "seeded " in out and "9 labelled attacks" in out
+    assert "seeded " in out and "9 labelled attacks" in out and "processed " in out
     code, out, _ = run(capsys, monkeypatch, *args)
     assert code == 0 and "already holds" in out
     code, out, _ = run(capsys, monkeypatch, *args, "--reseed")
-    assert code == 0 and "seeded " in out
+    assert code == 0 and "seeded " in out and "processed " in out
+
+
+@pytest.mark.slow  # the seeded days replayed in the live loop's 5-minute steps: about 1,500 steps
+def test_demo_opens_on_the_incidents_of_its_history(capsys, monkeypatch, store_dsn: str) -> None:
+    from datetime import UTC, datetime
+
+    from blastwall.jobs import LiveSettings
+    from blastwall.simulation.live import demo_start
+    from blastwall.store import close_store, open_store
+    from detector import runs
+    from detector.incidents import list_incidents
+    from detector.replay import align
+
+    def state() -> tuple:
+        client = open_store(store_dsn)
+        try:
+            return runs.watermark(client), list_incidents(client), runs.health(client)
+        finally:
+            close_store(client)
+
+    live = LiveSettings()
+    args = ["--dsn", store_dsn, "demo", "--principals", "40", "--days", "5", "--no-console"]
+    before = datetime.now(UTC)
+    code, out, err = run(capsys, monkeypatch, *args)
+    after = datetime.now(UTC)
+
+    assert (code, err) == (0, "")
+    assert "seeded " in out and "detecting over the seeded history" in out and "processed " in out
+    mark, incidents, health = state()
+    # Detected up to the live loop's current step, in its steps: the console's jobs go on from there.
+    assert align(before - live.lateness, live.step) <= mark <= align(after - live.lateness, live.step)
+    assert datetime.now(UTC) - mark < live.step + live.lateness + (after - before)
+    assert health["failed"] == 0 and health["last_error"] == ""
+    # The console opens on the seeded history's incidents (the labelled attacks).
+    history = (demo_start(before, 5), demo_start(before, 0))
+    seeded = [i for i in incidents if history[0] < i["detected_at"] <= history[1]]
+    assert len(seeded) >= 3 and any(i["severity"] == "SEV1" for i in seeded), incidents
+
+    code, out, err = run(capsys, monkeypatch, *args)  # again: it resumes, it redoes nothing
+
+    assert (code, err) == (0, "") and "already holds" in out
+    again, later, _ = state()
+    assert again >= mark and sorted(i["id"] for i in later) == sorted(i["id"] for i in incidents)
 
 
 def test_demo_rejects_a_too_small_organisation(capsys, monkeypatch, store_dsn: str) -> None:
