@@ -58,8 +58,8 @@ WHERE l.event_time >= fromUnixTimestamp64Milli({{lo:Int64}}, 'UTC')
   AND l.action = 'export' AND c.sensitivity = 'restricted'"""
 
 
-def _restricted_exporters(step: Step) -> set[str]:
-    """The principals with an export of restricted data in this step (one query per batch)."""
+def _exporters_by_step(step: Step) -> dict[int, set[str]]:
+    """Per step of the batch, the principals with an export of restricted data in it (one query per batch)."""
     batch = step.batch
 
     def by_step() -> dict[int, set[str]]:
@@ -70,7 +70,102 @@ def _restricted_exporters(step: Step) -> set[str]:
             found.setdefault(int(index), set()).add(principal)
         return found
 
-    return batch.once("bulk_export.restricted_exporters", by_step).get(batch.index(step.params["lo"]), set())
+    return batch.once("bulk_export.restricted_exporters", by_step)
+
+
+def _restricted_exporters(step: Step) -> set[str]:
+    """The principals with an export of restricted data in this step."""
+    return _exporters_by_step(step).get(step.batch.index(step.params["lo"]), set())
+
+
+# The habit's facts for a whole batch: every restricted export of its exporters over the
+# four weeks before each of its steps, and when each was first active in those weeks.
+_BATCH_HITS = f"""WITH {CATALOGUE_CTE}
+SELECT l.principal AS key, toUnixTimestamp64Milli(l.event_time) AS t, toDate(l.event_time) AS day, l.rows AS rows,
+       l.resource AS resource, arrayFilter(x -> has({SENSITIVE_CATEGORIES_SQL}, x), c.categories) AS categories
+FROM access_log AS l LEFT JOIN cat AS c ON l.resource = c.resource
+WHERE l.event_time >= fromUnixTimestamp64Milli({{since:Int64}}, 'UTC')
+  AND l.event_time < fromUnixTimestamp64Milli({{hi:Int64}}, 'UTC') AND l.principal IN {{keys:Array(String)}}
+  AND l.action = 'export' AND c.sensitivity = 'restricted'
+ORDER BY key, t"""
+
+# Per exporter and step-sized bucket of the day four weeks before the batch, its first event;
+# and its first event after that day (a principal active in a step was active in its weeks).
+_BATCH_FIRST_EVENTS = """SELECT principal,
+       intDiv(toUnixTimestamp64Milli(event_time) - {since:Int64}, {step_ms:Int64}) AS b,
+       min(toUnixTimestamp64Milli(event_time))
+FROM access_log
+WHERE event_time >= fromUnixTimestamp64Milli({since:Int64}, 'UTC')
+  AND event_time < fromUnixTimestamp64Milli({since_hi:Int64}, 'UTC') AND principal IN {keys:Array(String)}
+GROUP BY principal, b
+UNION ALL
+SELECT principal, -1, min(toUnixTimestamp64Milli(event_time)) FROM access_log
+WHERE event_time >= fromUnixTimestamp64Milli({since_hi:Int64}, 'UTC')
+  AND event_time < fromUnixTimestamp64Milli({hi:Int64}, 'UTC') AND principal IN {keys:Array(String)}
+GROUP BY principal"""
+
+_HABIT_SPAN, _RECENT = timedelta(days=28), timedelta(days=7)
+
+
+def _habit_rows(step: Step, keys: list[str]) -> list[dict[str, Any]]:
+    """What :data:`_EXPORT_HABIT` returns for ``keys`` in this step, sorted by key.
+
+    In a batch whose step divides four weeks, from two queries for the whole batch (the
+    first event in a step's four weeks is the first of the step-sized buckets from its
+    start); otherwise, or when a principal's recent exports name more resources than the
+    query keeps (8, an arbitrary choice of ClickHouse's), from the query itself.
+    """
+    batch, params = step.batch, step.params
+    span_ms = int(_HABIT_SPAN / timedelta(milliseconds=1))
+    if len(batch.windows) < 2 or span_ms % batch.step_ms:
+        return _habit_query(step, keys)
+    facts = batch.once("bulk_export.habit", lambda: _batch_habit_facts(step, span_ms))
+    end = params["hi"]
+    recent_ms = end - int(_RECENT / timedelta(milliseconds=1))
+    first_bucket = batch.index(params["lo"]) + 1  # the bucket starting at end - 4 weeks
+    rows = []
+    for key in sorted(keys):
+        hits = [h for h in facts["hits"].get(key, []) if end - span_ms <= h[0] < end]
+        recent = [h for h in hits if h[0] >= recent_ms]
+        resources = sorted({h[3] for h in recent})
+        if len(resources) > 8:
+            return _habit_query(step, keys)
+        buckets, firsts = facts["firsts"].get(key, ((), ()))
+        at = next((first for bucket, first in zip(buckets, firsts) if bucket >= first_bucket), None)
+        rows.append({
+            "key": key, "active_since_ms": at if at is not None else facts["after"][key],
+            "recent_days": len({h[1] for h in recent}), "earlier_days": len({h[1] for h in hits if h[0] < recent_ms}),
+            "rows": sum(h[2] for h in hits if h[0] >= params["lo"]),
+            "first_ms": min((h[0] for h in recent), default=0), "last_ms": max((h[0] for h in hits), default=0),
+            "resources": resources, "categories": len({c for h in recent for c in h[4]})})
+    return rows
+
+
+def _batch_habit_facts(step: Step, span_ms: int) -> dict[str, Any]:
+    batch = step.batch
+    keys = sorted(set().union(*_exporters_by_step(step).values()))
+    params = {"since": batch.lo - span_ms, "since_hi": batch.hi - span_ms, "hi": batch.hi, "keys": keys,
+              "step_ms": batch.step_ms}
+    hits: dict[str, list[tuple]] = {}
+    for key, t, day, rows, resource, categories in step.client.query(_BATCH_HITS, parameters=params).result_rows:
+        hits.setdefault(key, []).append((int(t), day, int(rows), resource, tuple(categories)))
+    buckets: dict[str, list[tuple[int, int]]] = {}
+    after: dict[str, int] = {}
+    for key, bucket, first in step.client.query(_BATCH_FIRST_EVENTS, parameters=params).result_rows:
+        if bucket < 0:
+            after[key] = int(first)
+        else:
+            buckets.setdefault(key, []).append((int(bucket), int(first)))
+    firsts = {key: tuple(zip(*sorted(pairs))) for key, pairs in buckets.items()}
+    return {"hits": hits, "firsts": firsts, "after": after}
+
+
+def _habit_query(step: Step, keys: list[str]) -> list[dict[str, Any]]:
+    end = step.features.end
+    frame = query_frame(step.client, _EXPORT_HABIT, {**step.params, "keys": sorted(keys),
+                                                     "recent": bound_ms(end - _RECENT),
+                                                     "since": bound_ms(end - _HABIT_SPAN)})
+    return sorted(frame.to_dict("records"), key=lambda row: row["key"])
 
 
 def export_habit_alerts(step: Step) -> list[Alert]:
@@ -84,7 +179,7 @@ def export_habit_alerts(step: Step) -> list[Alert]:
     its score is modest (:attr:`DetectConfig.habit_score`) and its severity comes from
     the data and this window's rows.
     """
-    client, features, params, config = step.client, step.features, step.params, step.config
+    features, params, config = step.features, step.params, step.config
     principals = features.frame("principal")
     if principals.empty:
         return []
@@ -97,11 +192,9 @@ def export_habit_alerts(step: Step) -> list[Alert]:
     keys = [key for key in principals.loc[exporting, "principal"] if key in exporters]
     if not keys:
         return []
-    recent = end - timedelta(days=7)
-    frame = query_frame(client, _EXPORT_HABIT, {**params, "keys": sorted(keys), "recent": bound_ms(recent),
-                                                 "since": bound_ms(end - timedelta(days=28))})
+    recent = end - _RECENT
     alerts = []
-    for row in frame.to_dict("records"):
+    for row in _habit_rows(step, keys):
         if row["last_ms"] < params["lo"]:
             continue  # no restricted export in this window: nothing new to say
         observed = recent - from_epoch_ms(row["active_since_ms"])
