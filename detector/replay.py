@@ -116,6 +116,16 @@ def _starting_point(client: Client, until: datetime, step: timedelta,
     return start, summary
 
 
+def _failed(client: Client, book: ModelBook, start: datetime, end: datetime, error: Exception) -> StepFailed:
+    """Record a step or batch that raised (when the store still takes it) and say so; nothing queued is kept."""
+    book.discard_pending()
+    try:
+        runs.record(client, runs.StepRecord(start, end, "failed", error=f"{type(error).__name__}: {error}"))
+    except Exception:  # the store itself is down: the 'started' row already tells the story
+        pass
+    return StepFailed(start, end, error)
+
+
 def _count(summary: ReplaySummary, result: StepResult) -> None:
     summary.steps += 1
     summary.events += result.events
@@ -178,12 +188,7 @@ def run_steps(client: Client, until: datetime, step: timedelta, since: datetime 
         try:
             result = detect_step(client, start, end, book, config, people)
         except Exception as error:
-            book.discard_pending()
-            try:
-                runs.record(client, runs.StepRecord(start, end, "failed", error=f"{type(error).__name__}: {error}"))
-            except Exception:  # the store itself is down: the 'started' row already tells the story
-                pass
-            raise StepFailed(start, end, error) from error
+            raise _failed(client, book, start, end, error) from error
         runs.record(client, runs.StepRecord(start, end, "done", result.events, len(result.alerts), result.opened,
                                             result.seconds, "; ".join(result.errors)))
         if align(end, COMPACT_EVERY) > align(start, COMPACT_EVERY):  # a day boundary: keep history small
@@ -276,13 +281,7 @@ def run_batches(client: Client, until: datetime, step: timedelta, since: datetim
                                                batch=batch))
             book.flush(client)
         except Exception as error:
-            book.discard_pending()
-            try:
-                runs.record(client, runs.StepRecord(batch_start, batch_end, "failed",
-                                                    error=f"{type(error).__name__}: {error}"))
-            except Exception:  # the store itself is down: the 'started' row already tells the story
-                pass
-            raise StepFailed(batch_start, batch_end, error) from error
+            raise _failed(client, book, batch_start, batch_end, error) from error
         runs.record(client, runs.StepRecord(
             batch_start, batch_end, "done", sum(r.events for r in results), sum(len(r.alerts) for r in results),
             sum(r.opened for r in results), sum(r.seconds for r in results),

@@ -36,12 +36,13 @@ from clickhouse_connect.driver.client import Client
 
 from features import _kernels
 from features.engine import (
-    _MEMBERSHIPS,
-    _SENSITIVE,
     CATALOGUE_CTE,
+    GRANT_COLUMNS_SQL,
+    PRINCIPAL_AGGREGATES_SQL,
     RANK_SQL,
     READING_SQL,
     SENSITIVE_CATEGORIES_SQL,
+    TRAINING_RUN_AGGREGATES_SQL,
     WINDOW_SQL,
     FeatureSet,
     _empty,
@@ -64,29 +65,10 @@ from features.times import bound_ms
 #: The step index of an event (``a.event_time``) within the batch starting at ``lo``.
 STEP_SQL = "toUInt32(intDiv(toUnixTimestamp64Milli(a.event_time) - {lo:Int64}, {step_ms:Int64}))"
 _BATCH_WINDOW = WINDOW_SQL.replace("event_time", "a.event_time")
-_HOUR_OF_WEEK = "toUInt8((toDayOfWeek(a.event_time) - 1) * 24 + toHour(a.event_time))"
 
 _PRINCIPAL_PASS = f"""WITH {CATALOGUE_CTE}
 SELECT {STEP_SQL} AS s, a.principal AS principal,
-    any(a.principal_type) AS principal_type,
-    count() AS events,
-    uniqExact(a.resource) AS distinct_resources,
-    countIf(a.action IN {READING_SQL} AND c.sensitivity IN {_SENSITIVE}) AS sensitive_reads,
-    toInt64(least(sumIf(toUInt128(a.bytes), a.action IN ('read', 'query', 'join')), 9223372036854775807)) AS bytes_read,
-    toInt64(least(sumIf(toUInt128(a.bytes), a.action = 'export'), 9223372036854775807)) AS bytes_exported,
-    toInt64(least(sumIf(toUInt128(a.bytes), a.action = 'download'), 9223372036854775807)) AS bytes_downloaded,
-    countIf(a.action = 'export') AS exports,
-    toInt64(least(sumIf(toUInt128(a.bytes), a.action = 'export' AND c.kind = 'embedding'), 9223372036854775807))
-        AS embedding_export_bytes,
-    countIf(a.action = 'join') AS joins,
-    countIf(a.action = 'grant') AS grants,
-    countIf(a.action = 'download' AND c.kind = 'model') AS artifact_downloads,
-    uniqExactIf(a.resource, c.kind = 'secret' AND a.action IN {READING_SQL}) AS distinct_secrets,
-    countIf(a.status IN ('denied', 'error')) AS failed_actions,
-    uniqExactIf(a.source_ip, a.source_ip != '') AS source_ips,
-    countIf(a.via = 'ai_assistant') AS ai_assistant_actions,
-    arraySort(groupArray(toUnixTimestamp64Milli(a.event_time))) AS times,
-    groupArray({_HOUR_OF_WEEK}) AS hours
+{PRINCIPAL_AGGREGATES_SQL}
 FROM access_log AS a LEFT JOIN cat AS c ON a.resource = c.resource
 WHERE {_BATCH_WINDOW}
 GROUP BY s, principal ORDER BY s, principal"""
@@ -147,13 +129,7 @@ GROUP BY s, principal"""
 
 _GRANTS = f"""WITH {CATALOGUE_CTE}
 SELECT {STEP_SQL} AS s, a.event_id AS event_id, a.principal AS principal, a.resource AS resource,
-       a.grantee AS grantee, a.event_time AS event_time, {RANK_SQL} AS sensitivity_rank,
-       length(arrayDistinct(arrayFilter(x -> has({SENSITIVE_CATEGORIES_SQL}, x), c.categories)))
-           AS sensitive_categories,
-       toInt64(a.grantee NOT IN (SELECT principal FROM principals)
-               AND a.grantee NOT IN (SELECT `group` FROM ({_MEMBERSHIPS}))) AS grantee_external,
-       toInt64(a.principal_type = 'agent') AS initiator_is_agent,
-       toInt64(a.via = 'ai_assistant') AS via_ai_assistant
+       a.grantee AS grantee, a.event_time AS event_time, {GRANT_COLUMNS_SQL}
 FROM access_log AS a LEFT JOIN cat AS c ON a.resource = c.resource
 WHERE {_BATCH_WINDOW} AND a.action = 'grant'
 ORDER BY s, event_id"""
@@ -170,11 +146,7 @@ WHERE {WINDOW_SQL} AND action IN ('grant', 'revoke') AND status = 'ok'
 
 _TRAINING_RUNS = f"""WITH {CATALOGUE_CTE}
 SELECT t.s AS s, t.resource AS resource,
-       uniqExactIf(t.input, t.input != '') AS inputs,
-       uniqExactIf(t.input, t.input != '' AND c.known = 1 AND c.sanitized = 0) AS unsanitised_inputs,
-       uniqExactIf(t.input, t.input != '' AND (c.sensitivity IN {_SENSITIVE}
-                   OR hasAny(c.categories, {SENSITIVE_CATEGORIES_SQL}))) AS sensitive_inputs,
-       uniqExactIf(t.input, t.input != '' AND c.known = 0) AS uncatalogued_inputs
+{TRAINING_RUN_AGGREGATES_SQL}
 FROM (SELECT {STEP_SQL} AS s, a.resource AS resource, input FROM access_log AS a LEFT ARRAY JOIN a.related AS input
       WHERE {_BATCH_WINDOW} AND a.action = 'train') AS t
 LEFT JOIN cat AS c ON t.input = c.resource

@@ -65,9 +65,9 @@ CATALOGUE_CTE = """cat AS (
            argMax(categories, updated_at) AS categories, argMax(sanitized, updated_at) AS sanitized, 1 AS known
     FROM resources GROUP BY resource)"""
 
-_PRINCIPAL_PASS = f"""WITH {CATALOGUE_CTE}
-SELECT a.principal AS principal,
-    any(a.principal_type) AS principal_type,
+#: The principal pass's aggregates over access-log rows ``a`` joined with the catalogue ``c``
+#: (shared with the batch pass, which groups by step as well).
+PRINCIPAL_AGGREGATES_SQL = f"""    any(a.principal_type) AS principal_type,
     count() AS events,
     uniqExact(a.resource) AS distinct_resources,
     countIf(a.action IN {READING_SQL} AND c.sensitivity IN {_SENSITIVE}) AS sensitive_reads,
@@ -85,7 +85,11 @@ SELECT a.principal AS principal,
     uniqExactIf(a.source_ip, a.source_ip != '') AS source_ips,
     countIf(a.via = 'ai_assistant') AS ai_assistant_actions,
     arraySort(groupArray(toUnixTimestamp64Milli(a.event_time))) AS times,
-    groupArray({_HOUR_OF_WEEK.replace('event_time', 'a.event_time')}) AS hours
+    groupArray({_HOUR_OF_WEEK.replace('event_time', 'a.event_time')}) AS hours"""
+
+_PRINCIPAL_PASS = f"""WITH {CATALOGUE_CTE}
+SELECT a.principal AS principal,
+{PRINCIPAL_AGGREGATES_SQL}
 FROM access_log AS a LEFT JOIN cat AS c ON a.resource = c.resource
 WHERE {WINDOW_SQL.replace('event_time', 'a.event_time')}
 GROUP BY principal ORDER BY principal"""
@@ -144,15 +148,18 @@ _MEMBERSHIPS = """SELECT `group`, member FROM (
     SELECT `group`, member, argMax(removed, updated_at) AS removed FROM memberships GROUP BY `group`, member)
 WHERE removed = 0"""
 
-_GRANTS = f"""WITH {CATALOGUE_CTE}
-SELECT a.event_id AS event_id, a.principal AS principal, a.resource AS resource, a.grantee AS grantee,
-       a.event_time AS event_time, {RANK_SQL} AS sensitivity_rank,
+#: A grant's columns beside its key, over the access-log row ``a`` and catalogue row ``c`` (shared with the batch pass).
+GRANT_COLUMNS_SQL = f"""{RANK_SQL} AS sensitivity_rank,
        length(arrayDistinct(arrayFilter(x -> has({SENSITIVE_CATEGORIES_SQL}, x), c.categories)))
            AS sensitive_categories,
        toInt64(a.grantee NOT IN (SELECT principal FROM principals)
                AND a.grantee NOT IN (SELECT `group` FROM ({_MEMBERSHIPS}))) AS grantee_external,
        toInt64(a.principal_type = 'agent') AS initiator_is_agent,
-       toInt64(a.via = 'ai_assistant') AS via_ai_assistant
+       toInt64(a.via = 'ai_assistant') AS via_ai_assistant"""
+
+_GRANTS = f"""WITH {CATALOGUE_CTE}
+SELECT a.event_id AS event_id, a.principal AS principal, a.resource AS resource, a.grantee AS grantee,
+       a.event_time AS event_time, {GRANT_COLUMNS_SQL}
 FROM access_log AS a LEFT JOIN cat AS c ON a.resource = c.resource
 WHERE {WINDOW_SQL.replace('event_time', 'a.event_time')} AND a.action = 'grant'
 ORDER BY event_id"""
@@ -163,13 +170,16 @@ _ACTIVE_GRANTEES = f"""SELECT resource, grantee FROM (
     GROUP BY resource, grantee)
 WHERE last = 'grant'"""
 
-_TRAINING_RUNS = f"""WITH {CATALOGUE_CTE}
-SELECT t.resource AS resource,
-       uniqExactIf(t.input, t.input != '') AS inputs,
+#: A training run's aggregates over its inputs ``t`` and their catalogue rows ``c`` (shared with the batch pass).
+TRAINING_RUN_AGGREGATES_SQL = f"""       uniqExactIf(t.input, t.input != '') AS inputs,
        uniqExactIf(t.input, t.input != '' AND c.known = 1 AND c.sanitized = 0) AS unsanitised_inputs,
        uniqExactIf(t.input, t.input != '' AND (c.sensitivity IN {_SENSITIVE}
                    OR hasAny(c.categories, {SENSITIVE_CATEGORIES_SQL}))) AS sensitive_inputs,
-       uniqExactIf(t.input, t.input != '' AND c.known = 0) AS uncatalogued_inputs
+       uniqExactIf(t.input, t.input != '' AND c.known = 0) AS uncatalogued_inputs"""
+
+_TRAINING_RUNS = f"""WITH {CATALOGUE_CTE}
+SELECT t.resource AS resource,
+{TRAINING_RUN_AGGREGATES_SQL}
 FROM (SELECT resource, input FROM access_log LEFT ARRAY JOIN related AS input
       WHERE {WINDOW_SQL} AND action = 'train') AS t
 LEFT JOIN cat AS c ON t.input = c.resource
