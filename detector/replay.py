@@ -116,6 +116,19 @@ def _starting_point(client: Client, until: datetime, step: timedelta,
     return start, summary
 
 
+def _resume(client: Client, until: datetime, step: timedelta, since: datetime | None, config: DetectConfig,
+            book: ModelBook | None) -> tuple[datetime, ReplaySummary, ModelBook, int]:
+    """Where to start, the scorers and the organisation's size, after removing what a crash left.
+
+    A crashed step or batch may have stored baseline rows (and a batch, scorers) past the
+    watermark: they are removed before anything is loaded, so the redo starts clean.
+    """
+    start, summary = _starting_point(client, until, step, since)
+    forget_after(client, start)
+    book = book if book is not None else ModelBook.load(client, config.baseline)
+    return start, summary, book, organisation_size(client)
+
+
 def _failed(client: Client, book: ModelBook, start: datetime, end: datetime, error: Exception) -> StepFailed:
     """Record a step or batch that raised (when the store still takes it) and say so; nothing queued is kept."""
     book.discard_pending()
@@ -175,12 +188,7 @@ def run_steps(client: Client, until: datetime, step: timedelta, since: datetime 
         The feature history is past the start without a matching ledger (reset to replay).
     """
     config = config or DetectConfig()
-    start, summary = _starting_point(client, until, step, since)
-    # A crashed step (or batch) may have stored baseline rows, and a batch scorers, past the
-    # watermark: remove them before anything is loaded, so the redo starts clean.
-    forget_after(client, start)
-    book = book if book is not None else ModelBook.load(client, config.baseline)
-    people = organisation_size(client)
+    start, summary, book, people = _resume(client, until, step, since, config, book)
     began = time.perf_counter()
     while start + step <= until and (max_steps is None or summary.steps < max_steps):
         end = start + step
@@ -255,12 +263,7 @@ def run_batches(client: Client, until: datetime, step: timedelta, since: datetim
         its start and the next run redoes it whole.
     """
     config = config or DetectConfig()
-    start, summary = _starting_point(client, until, step, since)
-    # A batch that crashed may have stored baseline rows and scorers past the watermark:
-    # remove them before anything is loaded, so the redo starts from what the watermark says.
-    forget_after(client, start)
-    book = book if book is not None else ModelBook.load(client, config.baseline)
-    people = organisation_size(client)
+    start, summary, book, people = _resume(client, until, step, since, config, book)
     began = time.perf_counter()
     events = step_events(client, start, until, step) if start + step <= until else []
     plan = batch_plan(start, until, step, events, max_events)

@@ -49,13 +49,12 @@ from features.engine import (
     _Graph,
     _peer_ratio,
     _typed,
+    principal_stream_part,
 )
 from features.history import advance_history
 from features.registry import (
-    BURST_WINDOW_MS,
     ENTITY_KEYS,
     MIN_HOURS_HISTORY,
-    MIN_REGULARITY_EVENTS,
     USUAL_HOUR_SHARE,
     Entity,
     features_of,
@@ -272,18 +271,10 @@ def _principal_pass(client: Client, params: dict[str, int]) -> pd.DataFrame:
     hour_parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     with client.query_arrow_stream(_PRINCIPAL_PASS, parameters=params) as stream:
         for batch in stream:
-            names = batch.column("principal").to_pylist()
-            part = pd.DataFrame({"s": batch.column("s").to_numpy().astype(np.int64), "principal": names,
-                                 "principal_type": batch.column("principal_type").to_pylist()})
-            for column in sql_columns:
-                part[column] = batch.column(column).to_numpy().astype(np.int64)
-            times: pa.ListArray = batch.column("times")
-            offsets = times.offsets.to_numpy().astype(np.int64)
-            values = times.values.to_numpy().astype(np.int64)
-            part["max_events_per_minute"] = _kernels.max_events_in_span(offsets, values, BURST_WINDOW_MS)
-            part["timing_regularity"] = _kernels.timing_regularity(offsets, values, MIN_REGULARITY_EVENTS)
+            part = principal_stream_part(batch, sql_columns)
+            part.insert(0, "s", batch.column("s").to_numpy().astype(np.int64))
             hours: pa.ListArray = batch.column("hours")
-            keys = np.array([ids.setdefault(name, len(ids)) for name in names], dtype=np.int64)
+            keys = np.array([ids.setdefault(name, len(ids)) for name in part["principal"]], dtype=np.int64)
             hour_parts.append((hours.offsets.to_numpy().astype(np.int64), hours.values.to_numpy().astype(np.uint8),
                                keys))
             parts.append(part)

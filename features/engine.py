@@ -255,6 +255,20 @@ def _lookup(rows: list[tuple], keys: pd.Series, default: float = 0) -> np.ndarra
     return np.array([values.get(key, default) for key in keys])
 
 
+def principal_stream_part(batch: pa.RecordBatch, sql_columns: list[str]) -> pd.DataFrame:
+    """One streamed batch of a principal pass as a frame: names, SQL aggregates and the sequence kernels' features."""
+    part = pd.DataFrame({"principal": batch.column("principal").to_pylist(),
+                         "principal_type": batch.column("principal_type").to_pylist()})
+    for column in sql_columns:
+        part[column] = batch.column(column).to_numpy().astype(np.int64)
+    times: pa.ListArray = batch.column("times")
+    offsets = times.offsets.to_numpy().astype(np.int64)
+    values = times.values.to_numpy().astype(np.int64)
+    part["max_events_per_minute"] = _kernels.max_events_in_span(offsets, values, BURST_WINDOW_MS)
+    part["timing_regularity"] = _kernels.timing_regularity(offsets, values, MIN_REGULARITY_EVENTS)
+    return part
+
+
 def _principal_pass(client: Client, params: dict[str, int]) -> pd.DataFrame:
     """SQL aggregates plus the sequence kernels, streamed in Arrow batches.
 
@@ -268,15 +282,7 @@ def _principal_pass(client: Client, params: dict[str, int]) -> pd.DataFrame:
     hour_counts: list[np.ndarray] = []
     with client.query_arrow_stream(_PRINCIPAL_PASS, parameters=params) as stream:
         for batch in stream:
-            part = pd.DataFrame({"principal": batch.column("principal").to_pylist(),
-                                 "principal_type": batch.column("principal_type").to_pylist()})
-            for column in sql_columns:
-                part[column] = batch.column(column).to_numpy().astype(np.int64)
-            times: pa.ListArray = batch.column("times")
-            offsets = times.offsets.to_numpy().astype(np.int64)
-            values = times.values.to_numpy().astype(np.int64)
-            part["max_events_per_minute"] = _kernels.max_events_in_span(offsets, values, BURST_WINDOW_MS)
-            part["timing_regularity"] = _kernels.timing_regularity(offsets, values, MIN_REGULARITY_EVENTS)
+            part = principal_stream_part(batch, sql_columns)
             hours: pa.ListArray = batch.column("hours")
             hour_counts.append(_kernels.segment_histograms(
                 hours.offsets.to_numpy().astype(np.int64), hours.values.to_numpy().astype(np.uint8), 168))
