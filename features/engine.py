@@ -57,7 +57,11 @@ RANK_SQL = "multiIf(c.sensitivity = 'public', 0, c.sensitivity = 'internal', 1, 
 _HOUR_OF_WEEK = "toUInt8((toDayOfWeek(event_time) - 1) * 24 + toHour(event_time))"
 
 #: ``[lo, hi)`` on ``event_time``; times travel as epoch milliseconds (no time-zone interpretation).
-WINDOW_SQL = f"event_time >= {ms_param('lo')} AND event_time < {ms_param('hi')}"
+#: The hour bounds repeat the window on the access log's sorting key (``toStartOfHour(event_time)``),
+#: so ClickHouse reads the window's hours only: it does not derive them from ``event_time`` bounds.
+WINDOW_SQL = (f"event_time >= {ms_param('lo')} AND event_time < {ms_param('hi')}"
+              f" AND toStartOfHour(event_time) >= toStartOfHour({ms_param('lo')})"
+              f" AND toStartOfHour(event_time) <= toStartOfHour({ms_param('hi')})")
 
 #: ``cat``: the newest catalogue row per resource, as a WITH clause.
 CATALOGUE_CTE = """cat AS (
