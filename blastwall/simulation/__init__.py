@@ -20,8 +20,9 @@ from .loading import write_to_store
 from .organisation import Organisation, build_organisation
 from .spec import OrgSpec
 from .stream import iter_access_log
+from .style import OrgStyle, draw_style
 
 __all__ = [
-    "AttackLabel", "OrgSpec", "Organisation", "build_organisation", "iter_access_log", "write_files",
-    "write_to_store",
+    "AttackLabel", "OrgSpec", "OrgStyle", "Organisation", "build_organisation", "draw_style", "iter_access_log",
+    "write_files", "write_to_store",
 ]

@@ -13,6 +13,7 @@ import numpy as np
 
 from .events import EventChunk, Vocabularies
 from .spec import OrgSpec
+from .style import CLASSIC, OrgStyle
 
 DAY_MS = 86_400_000
 HOUR_MS = 3_600_000
@@ -184,6 +185,7 @@ class OrgModel:
     oncall: np.ndarray                      # principal codes, rotation order
     close_days: frozenset[int]
     login_resource: int
+    style: OrgStyle = CLASSIC                # the company's shape (teams, hours, hard-case noise)
     planned_benign: dict[int, list[EventChunk]] = field(default_factory=dict)
     planned_attack: dict[int, EventChunk] = field(default_factory=dict)
     _vocabularies: Vocabularies | None = None

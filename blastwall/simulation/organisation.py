@@ -55,6 +55,7 @@ from .model import (
     Vocab,
 )
 from .spec import OrgSpec
+from .style import OrgStyle, style_of
 
 #: Width of a person's working set.
 WORKING_SET = 24
@@ -221,15 +222,16 @@ def _ms_of(day: date) -> int:
     return int((day - date(1970, 1, 1)).days) * DAY_MS
 
 
-def _draw_people(spec: OrgSpec, rng: np.random.Generator, names: _NameMaker) -> tuple[list[PrincipalRecord], dict]:
+def _draw_people(spec: OrgSpec, rng: np.random.Generator, names: _NameMaker,
+                 style: OrgStyle) -> tuple[list[PrincipalRecord], dict]:
     """People by team, with managers, sites and start dates; returns records and per-person traits."""
-    n_services = max(6, round(0.12 * spec.principals))
-    n_agents = max(4, round(0.08 * spec.principals))
+    n_services = max(6, round(style.service_share * spec.principals))
+    n_agents = max(4, round(style.agent_share * spec.principals))
     n_humans = spec.principals - n_services - n_agents
-    per_team = _allocate(n_humans, np.array([t.weight for t in TEAMS]), 2)
+    per_team = _allocate(n_humans, np.array([t.weight for t in style.teams]), 2)
     start_ms = spec.start_ms
     records: list[PrincipalRecord] = []
-    for team, count in zip(TEAMS, per_team):
+    for team, count in zip(style.teams, per_team):
         sites = list(team.sites)
         site_p = np.array([team.sites[s] for s in sites])
         for i in range(count):
@@ -260,7 +262,7 @@ def _draw_people(spec: OrgSpec, rng: np.random.Generator, names: _NameMaker) -> 
     # New joiners start mid-period on a working day, at about 09:00 local time.
     managers = set(first_of_team.values())
     eligible = [i for i in range(len(records)) if i not in managers]
-    n_new = min(len(eligible), max(2, round(0.03 * n_humans)))
+    n_new = min(len(eligible), max(2, round(style.new_joiner_share * n_humans)))
     workdays = [d for d in range(1, spec.days) if (spec.start + timedelta(days=d)).weekday() < 5] or [spec.days - 1]
     for idx in sorted(rng.choice(eligible, size=n_new, replace=False)):
         day = workdays[rng.integers(len(workdays))]
@@ -302,8 +304,13 @@ def _sizes(kind: str, rng: np.random.Generator) -> tuple[int, int]:
 
 
 def _draw_catalogue(spec: OrgSpec, rng: np.random.Generator, people: list[PrincipalRecord],
-                    team_first: dict[str, int]) -> list[ResourceRecord]:
-    """Named resources, checkpoints, past runs, secrets and size-scaled extras."""
+                    team_first: dict[str, int], style: OrgStyle,
+                    style_rng: np.random.Generator | None) -> list[ResourceRecord]:
+    """Named resources, checkpoints, past runs, secrets and size-scaled extras.
+
+    ``style_rng`` (``None`` for the classic organisation) draws what only a style
+    changes, so the classic draws stay exactly as they were.
+    """
     start_ms = spec.start_ms
     owner_of = {team: people[idx].name for team, idx in team_first.items()}
 
@@ -345,15 +352,17 @@ def _draw_catalogue(spec: OrgSpec, rng: np.random.Generator, people: list[Princi
     # Extra datasets so the catalogue scales with the organisation (≈1.3 per principal).
     n_extra = max(0, round(1.3 * spec.principals) - len(resources))
     domains = list(EXTRA_TOPICS)
-    demand = np.array([sum(t.interests.get(d, 0) for t in TEAMS) + 0.5 for d in domains])
+    demand = np.array([sum(t.interests.get(d, 0) for t in style.teams) + 0.5 for d in domains])
     counters: dict[str, int] = {}
     for _ in range(n_extra):
         domain = domains[rng.choice(len(domains), p=demand / demand.sum())]
         topic = EXTRA_TOPICS[domain][rng.integers(len(EXTRA_TOPICS[domain]))]
         counters[f"{domain}.{topic}"] = n = counters.get(f"{domain}.{topic}", 0) + 1
         sensitivity, categories, owner = DOMAIN_DEFAULTS[domain]
-        if rng.random() < 0.2 and sensitivity not in ("public", "restricted"):
+        if rng.random() < style.sensitivity_down and sensitivity not in ("public", "restricted"):
             sensitivity = contract.SENSITIVITIES[contract.SENSITIVITIES.index(sensitivity) - 1]
+        elif style_rng is not None:
+            sensitivity, categories = _restyle_sensitivity(sensitivity, categories, style, style_rng)
         kinds = (("ds", "dataset"),) * 4 + (("ft", "feature_table"), ("emb", "embedding"))
         prefix, kind = kinds[rng.integers(len(kinds))]
         resources.append(record(ResourceTemplate(f"{prefix}.{domain}.{topic}_{n:02d}", kind, sensitivity, categories,
@@ -361,11 +370,27 @@ def _draw_catalogue(spec: OrgSpec, rng: np.random.Generator, people: list[Princi
     return resources
 
 
+#: Categories a style may add to an extra dataset (how widely sensitive data is spread).
+_SENSITIVE_CATEGORIES = ("pii", "customer", "financial", "health", "chat", "employee_telemetry")
+
+
+def _restyle_sensitivity(sensitivity: str, categories: tuple[str, ...], style: OrgStyle,
+                         rng: np.random.Generator) -> tuple[str, tuple[str, ...]]:
+    """An extra dataset of a styled company: maybe one level more sensitive, maybe a sensitive category more."""
+    if rng.random() < style.sensitivity_up and sensitivity != "restricted":
+        sensitivity = contract.SENSITIVITIES[contract.SENSITIVITIES.index(sensitivity) + 1]
+    if rng.random() < style.sensitive_category_share:
+        extra = _SENSITIVE_CATEGORIES[int(rng.integers(len(_SENSITIVE_CATEGORIES)))]
+        categories = tuple(sorted(set(categories) | {extra}))
+    return sensitivity, categories
+
+
 # --------------------------------------------------------------------------- groups
 
 
 def _draw_groups(people: list[PrincipalRecord], team_first: dict[str, int], services: list[str], agents: list[str],
-                 new_joiners: set[int], rng: np.random.Generator) -> tuple[dict[str, list[str]], list[int]]:
+                 new_joiners: set[int], rng: np.random.Generator,
+                 oncall_extra: int = 2) -> tuple[dict[str, list[str]], list[int]]:
     """Team, division and department groups under ``all-staff``, plus cross-cutting groups.
 
     Returns the groups and the on-call rotation (person indices).
@@ -393,7 +418,7 @@ def _draw_groups(people: list[PrincipalRecord], team_first: dict[str, int], serv
     oncall = list(seasoned["sre"])
     for team in ("ml-platform", "data-eng"):
         pool = seasoned[team][1:]
-        oncall += [int(i) for i in rng.choice(pool, size=min(2, len(pool)), replace=False)]
+        oncall += [int(i) for i in rng.choice(pool, size=min(oncall_extra, len(pool)), replace=False)]
     oncall = [int(i) for i in rng.permutation(oncall)]
     for idx in oncall:
         add("oncall", people[idx].name)
@@ -458,13 +483,17 @@ def _allowed(team: Team, res: ResourceRecord) -> bool:
 
 def _build_model(spec: OrgSpec) -> OrgModel:
     rng = np.random.default_rng([spec.seed, 0x0C6])
+    style = style_of(spec.style)
+    teams = style.teams
+    # Draws only a style makes come from their own stream: the classic ones stay put.
+    style_rng = None if style.classic else np.random.default_rng([spec.seed, spec.style, 0x0C6])
     names = _NameMaker(rng)
-    people, traits = _draw_people(spec, rng, names)
+    people, traits = _draw_people(spec, rng, names, style)
     team_first: dict[str, int] = traits["team_first"]
     new_joiners = set(int(i) for i in traits["new_joiners"])
     n_people = len(people)
 
-    resources = _draw_catalogue(spec, rng, people, team_first)
+    resources = _draw_catalogue(spec, rng, people, team_first, style, style_rng)
     resource_vocab = Vocab(tuple(r.name for r in resources))
     login_resource = resource_vocab["app.sso"]
 
@@ -507,7 +536,7 @@ def _build_model(spec: OrgSpec) -> OrgModel:
     principal_vocab = Vocab(tuple(p.name for p in principals))
 
     groups, oncall = _draw_groups(people, team_first, [principals[i].name for i in services],
-                                  [principals[i].name for i in agents], new_joiners, rng)
+                                  [principals[i].name for i in agents], new_joiners, rng, style.oncall_extra)
     grantee_vocab = Vocab(("",) + tuple(groups) + tuple(principal_vocab.names))
     ip_vocab = Vocab(("",))
     value_vocab = Vocab(("",))
@@ -542,7 +571,7 @@ def _build_model(spec: OrgSpec) -> OrgModel:
 
     # ---- exploration pools per team (resources that exist before the period)
     pool_lists = []
-    for team in TEAMS:
+    for team in teams:
         pool_lists.append(np.array([i for i, r in enumerate(resources) if existing[i] and _allowed(team, r)], np.int32))
     pool_flat = np.concatenate(pool_lists)
     pool_len = np.array([len(p) for p in pool_lists], np.int64)
@@ -551,17 +580,18 @@ def _build_model(spec: OrgSpec) -> OrgModel:
     # ---- people: traits, working sets, habits
     team_idx = np.array([TEAM_INDEX[p.team] for p in people], np.int64)
     tz = np.array([SITES[p.site].utc_offset_min for p in people], np.int64)
-    start_h = np.clip(rng.normal(9.0, 0.8, n_people), 7.0, 11.0)
-    len_h = np.clip(rng.normal(8.5, 0.6, n_people), 7.0, 10.0)
-    evening = np.where(rng.random(n_people) < 0.1, 0.15, 0.03)
-    weekend_worker = rng.random(n_people) < 0.12
-    base_rate = np.array([TEAMS[t].events_per_day for t in team_idx]) * np.exp(rng.normal(0.0, 0.45, n_people))
+    start, length = style.workday_start_h, style.workday_len_h
+    start_h = np.clip(rng.normal(start, 0.8, n_people), start - 2.0, start + 2.0)
+    len_h = np.clip(rng.normal(length, 0.6, n_people), length - 1.5, length + 1.5)
+    evening = np.where(rng.random(n_people) < style.evening_share, style.evening_level, 0.03)
+    weekend_worker = rng.random(n_people) < style.weekend_share
+    base_rate = np.array([teams[t].events_per_day for t in team_idx]) * np.exp(rng.normal(0.0, 0.45, n_people))
     created = np.array([p.created_ms for p in people], np.int64)
     ws_res = np.full((n_people, WORKING_SET), -1, np.int32)
     ws_cum = np.ones((n_people, WORKING_SET))
     # Teams favour their own data, then their interests.
     pool_weights = []
-    for team, pool in zip(TEAMS, pool_lists):
+    for team, pool in zip(teams, pool_lists):
         w = np.array([team.interests.get(resources[r].domain, 0.3) * (2.0 if resources[r].team == team.name else 1.0)
                       for r in pool])
         pool_weights.append(w / w.sum())
@@ -590,9 +620,9 @@ def _build_model(spec: OrgSpec) -> OrgModel:
     machine_ip = {i: ip_vocab[f"10.{20 if principals[i].principal_type == 'service' else 30}.{i // 250}.{i % 250 + 1}"]
                   for i in services + agents}
 
-    agent_profile = len(TEAMS)
-    action_cdf = _action_cdf([_TEAM_ACTION_BIAS.get(t.name, {}) for t in TEAMS] + [None])
-    via_by_team = np.stack([_via_cdf(t.via) for t in TEAMS])
+    agent_profile = len(teams)
+    action_cdf = _action_cdf([_TEAM_ACTION_BIAS.get(t.name, {}) for t in teams] + [None])
+    via_by_team = np.stack([_via_cdf(t.via) for t in teams])
     assistant_via = _via_cdf({"ai_assistant": 0.7, "api": 0.3})
 
     # Agents acting for a person follow that person's day, on part of their working set.
@@ -632,7 +662,7 @@ def _build_model(spec: OrgSpec) -> OrgModel:
                                  np.full(len(assistants), ATTR["on_behalf_of"])]).astype(np.int8),
         attr_val=np.concatenate([np.zeros(n_people, np.int32), on_behalf_codes]).astype(np.int32),
         logs_in=np.concatenate([np.ones(n_people, bool), np.zeros(len(assistants), bool)]),
-        quarter_close=np.array([TEAMS[t].quarter_close for t in np.concatenate([team_idx, team_idx[owners]])]),
+        quarter_close=np.array([teams[t].quarter_close for t in np.concatenate([team_idx, team_idx[owners]])]),
     )
 
     model = OrgModel(
@@ -642,7 +672,7 @@ def _build_model(spec: OrgSpec) -> OrgModel:
         pool_len=pool_len, join_partners=join_partners, res_kind=res_kind, res_sensitivity=res_sensitivity,
         res_team=res_team, res_rows=res_rows, res_row_bytes=res_row_bytes, res_size=res_size, people=people_pop,
         jobs=[], loops=[], oncall=np.array(oncall, np.int32), close_days=_close_days(spec),
-        login_resource=login_resource,
+        login_resource=login_resource, style=style,
     )
     model.jobs = _service_jobs(model, services, machine_ip, rng)
     model.loops = _agent_loops(model, [i for i in agents if principals[i].on_behalf_of < 0], machine_ip, pool_lists,

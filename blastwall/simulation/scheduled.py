@@ -12,9 +12,9 @@ from datetime import timedelta
 import numpy as np
 
 from ._random import hash_uniform
-from .blueprint import ALL_STAFF, MODEL_FAMILIES, TEAMS
-from .events import ACTION, ATTR, EventBuffer
-from .model import HOUR_MS, MINUTE_MS, OrgModel, ResourceRecord
+from .blueprint import ALL_STAFF, MODEL_FAMILIES
+from .events import ACTION, ATTR, KIND, EventBuffer
+from .model import DAY_MS, HOUR_MS, MINUTE_MS, OrgModel, ResourceRecord
 from .traffic import volumes
 
 
@@ -35,12 +35,15 @@ class DayBuffers:
 
 
 def plan_benign_events(model: OrgModel) -> None:
-    """Plan training runs, grants and onboarding and attach them to their days."""
+    """Plan training runs, grants, onboarding (and a styled company's backfills) and attach them to their days."""
     rng = np.random.default_rng([model.spec.seed, 0x5C4])
     days = DayBuffers(model)
     _training_runs(model, days, rng)
     _grants(model, days, rng)
     _onboarding(model, days, rng)
+    if model.style.backfills:
+        # Their own stream, so that the classic organisation's draws stay as they were.
+        _backfills(model, days, np.random.default_rng([model.spec.seed, model.spec.style, 0xBAC]))
     for day, buffer in sorted(days.buffers.items()):
         model.add_planned(day, buffer.to_chunk())
 
@@ -67,7 +70,7 @@ def _training_runs(model: OrgModel, days: DayBuffers, rng: np.random.Generator) 
             if hash_uniform(model.spec.seed, f_idx, day, 31)[()] >= chance:
                 continue
             trainer = principals[trainer_name]
-            ip = _machine_ip(model, trainer)
+            ip = machine_ip(model, trainer)
             t = model.day_start_ms(day) + HOUR_MS + f_idx * 40 * MINUTE_MS + int(rng.integers(0, 10 * MINUTE_MS))
             corpora = [res[c] for c in corpora_names]
             rows, nbytes = training_io(model, corpora, rng)
@@ -92,7 +95,7 @@ def _training_runs(model: OrgModel, days: DayBuffers, rng: np.random.Generator) 
             days.add(write_time, trainer, "write", ckpt, nbytes=size, via="pipeline", ip=ip)
 
 
-def _machine_ip(model: OrgModel, principal: int) -> int:
+def machine_ip(model: OrgModel, principal: int) -> int:
     prefix = 20 if model.principals[principal].principal_type == "service" else 30
     return model.ip_vocab[f"10.{prefix}.{principal // 250}.{principal % 250 + 1}"]
 
@@ -107,6 +110,8 @@ def _humans_by_team(model: OrgModel) -> dict[str, list[int]]:
 
 def _grants(model: OrgModel, days: DayBuffers, rng: np.random.Generator) -> None:
     """Team grants, all-staff grants of non-sensitive data (and their first readers), revokes."""
+    style = model.style
+    teams = style.teams
     by_team = _humans_by_team(model)
     managers = {t: ids[0] for t, ids in by_team.items()}
     stewards = [model.principal_vocab[m] for m in model.groups.get("data-stewards", [])]
@@ -117,22 +122,24 @@ def _grants(model: OrgModel, days: DayBuffers, rng: np.random.Generator) -> None
     shareable = {t.name: [i for i, r in enumerate(model.resources)
                           if r.team == t.name and r.kind in ("dataset", "feature_table", "embedding")
                           and r.sensitivity in ("public", "internal", "confidential")
-                          and r.updated_ms <= model.spec.start_ms] for t in TEAMS}
+                          and r.updated_ms <= model.spec.start_ms] for t in teams}
     open_data = {t: [i for i in ids if model.resources[i].sensitivity in ("public", "internal")]
                  for t, ids in shareable.items()}
-    interested = {t.name: [u.name for u in TEAMS if any(d in u.interests for d in
+    interested = {t.name: [u.name for u in teams if any(d in u.interests for d in
                                                         {model.resources[i].domain for i in shareable[t.name]})]
-                  for t in TEAMS}
+                  for t in teams}
+    team_cut = style.team_grant_share
+    all_staff_cut = style.team_grant_share + style.all_staff_share
     given: list[tuple[int, int, int]] = []  # (grantor, resource, grantee) still in force
     for day in range(model.spec.days):
         weekend = model.is_weekend(day)
         # Mondays open with the weekly data release: a steward shares something with everyone.
         weekly_release = (model.spec.start.weekday() + day) % 7 == 0
-        n_grants = rng.poisson(max(1.5, n_humans / 100) * (0.1 if weekend else 1.0))
+        n_grants = rng.poisson(max(1.5, n_humans / 100) * style.grant_rate * (0.1 if weekend else 1.0))
         for g in range(n_grants + weekly_release):
             kind = 0.7 if weekly_release and g == 0 else rng.random()
-            if kind < 0.6:
-                team = TEAMS[rng.integers(len(TEAMS))].name
+            if kind < team_cut:
+                team = teams[rng.integers(len(teams))].name
                 if not shareable[team]:
                     continue
                 grantor = managers[team]
@@ -145,7 +152,7 @@ def _grants(model: OrgModel, days: DayBuffers, rng: np.random.Generator) -> None
                 if days.add(when, grantor, "grant", resource, grantee=grantee, via="ai_assistant" if assisted else
                             "console", ip=int(model.people.ip_main[grantor]), attributes={ATTR["role"]: role}):
                     given.append((grantor, resource, grantee))
-            elif kind < 0.85 and stewards:
+            elif kind < all_staff_cut and stewards:
                 grantor = stewards[rng.integers(len(stewards))]
                 team = model.principals[grantor].team
                 pool = open_data[team] or open_data["hr"]
@@ -156,7 +163,8 @@ def _grants(model: OrgModel, days: DayBuffers, rng: np.random.Generator) -> None
                 via = "ai_assistant" if rng.random() < 0.3 else "console"
                 if days.add(when, grantor, "grant", resource, grantee=model.grantee_vocab[ALL_STAFF], via=via,
                             ip=int(model.people.ip_main[grantor]), attributes={ATTR["role"]: reader_role}):
-                    _first_readers(model, days, rng, resource, when, humans, int(rng.integers(5, 26)))
+                    count = max(1, int(rng.integers(5, 26) * style.first_readers))
+                    _first_readers(model, days, rng, resource, when, humans, count)
             elif given:
                 grantor, resource, grantee = given.pop(int(rng.integers(len(given))))
                 when = model.working_time_ms(grantor, day, rng.uniform(0.1, 0.9))
@@ -203,3 +211,38 @@ def _onboarding(model: OrgModel, days: DayBuffers, rng: np.random.Generator) -> 
             days.add(when, manager, "grant", resource, grantee=model.grantee_vocab[rec.name], via="console",
                      ip=int(model.people.ip_main[manager]), attributes={ATTR["role"]: reader_role})
 
+
+
+def _backfills(model: OrgModel, days: DayBuffers, rng: np.random.Generator) -> None:
+    """A pipeline re-reads a whole domain at night after a fix upstream (benign, but broad and heavy).
+
+    A hard case for breadth and volume detectors: a service touches dozens of datasets
+    it reads rarely, in large shares, within an hour or two.
+    """
+    services = [i for i, p in enumerate(model.principals) if p.principal_type == "service"
+                and model.principals[i].team == "data-eng"]
+    if not services:
+        return
+    by_domain: dict[str, list[int]] = {}
+    for i, r in enumerate(model.resources):
+        if r.updated_ms <= model.spec.start_ms and r.kind in ("dataset", "feature_table") \
+                and r.sensitivity != "restricted":
+            by_domain.setdefault(r.domain, []).append(i)
+    domains = sorted(d for d, ids in by_domain.items() if len(ids) >= 3)
+    for _ in range(model.style.backfills):
+        service = int(services[rng.integers(len(services))])
+        ip = machine_ip(model, service)
+        job = model.value_vocab.code(f"{model.principals[service].name}/backfill")
+        pool = by_domain[domains[int(rng.integers(len(domains)))]]
+        day = int(rng.integers(0, model.spec.days))
+        t = model.day_start_ms(day) + int(rng.uniform(0.5, 4.0) * HOUR_MS)
+        span = rng.uniform(0.5, 2.0) * HOUR_MS
+        for resource in rng.permutation(pool):
+            resource = int(resource)
+            action = "read" if model.res_kind[resource] == KIND["dataset"] else "query"
+            rows, nbytes = volumes(model, np.array([resource]), np.array([ACTION[action]]), rng, 50.0)
+            for k in range(int(rng.integers(1, 4))):
+                when = t + int(rng.uniform(0, span)) + k * 20_000
+                if when < model.day_start_ms(day) + DAY_MS:
+                    days.add(when, service, action, resource, nrows=int(rows[0]), nbytes=int(nbytes[0]),
+                             via="pipeline", ip=ip, attributes={ATTR["job"]: job})

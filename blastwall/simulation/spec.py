@@ -28,6 +28,14 @@ class OrgSpec:
         Midnight UTC of the first day (the default is a Monday).
     attacks : bool
         Inject the labelled attack scenarios after the benign warm-up.
+    style : int or None
+        ``None``: the classic organisation (the one every earlier release generated). An
+        integer draws the company's shape from it (:func:`blastwall.simulation.style.draw_style`):
+        team sizes and domains, how sensitive data is spread, volumes and hours, the share
+        of agents and services, and how noisy the benign hard cases are.
+    intensity : float
+        How blatant the injected attacks are: ``1.0`` nominal, down towards ``0.1`` (barely
+        above normal). Scales what each attack does (how much, how many, how fast).
     """
 
     principals: int = 1000
@@ -35,6 +43,8 @@ class OrgSpec:
     seed: int = 7
     start: datetime = datetime(2026, 10, 5, tzinfo=UTC)
     attacks: bool = True
+    style: int | None = None
+    intensity: float = 1.0
 
     def __post_init__(self) -> None:
         if self.principals < MIN_PRINCIPALS:
@@ -42,6 +52,10 @@ class OrgSpec:
         min_days = MIN_DAYS_WITH_ATTACKS if self.attacks else 1
         if self.days < min_days:
             raise ValueError(f"days must be at least {min_days} (attacks={self.attacks}), got {self.days}")
+        if self.style is not None and self.style < 0:
+            raise ValueError(f"style must be a non-negative integer or None, got {self.style}")
+        if not 0.0 < self.intensity <= 1.0:
+            raise ValueError(f"intensity must be within (0, 1], got {self.intensity}")
         if self.seed < 0:
             raise ValueError(f"seed must be non-negative, got {self.seed}")
         if self.start.tzinfo is None or self.start.utcoffset() != timedelta(0):

@@ -120,9 +120,10 @@ def people_events(model: OrgModel, day: int) -> EventChunk:
     # UTC days a local day straddles agree.
     absent = hash_uniform(seed, key, local_day, 11) < 0.05
     variety = np.exp(0.35 * hash_normal(seed, key, local_day, 12) - 0.06)
-    factor = np.where(weekend, np.where(pop.weekend_worker[:, None], 0.2, 0.015), np.where(absent, 0.01, 1.0))
+    weekend_level = np.where(pop.weekend_worker[:, None], model.style.weekend_level, 0.015)
+    factor = np.where(weekend, weekend_level, np.where(absent, 0.01, 1.0))
     closing = np.isin(local_day, list(model.close_days)) & pop.quarter_close[:, None]
-    factor = factor * variety * np.where(closing, 3.0, 1.0)
+    factor = factor * variety * np.where(closing, model.style.close_spike, 1.0)
     # New joiners ramp up over their first days.
     first_day = (pop.created_ms - model.spec.start_ms) // DAY_MS
     onboarding = (local_day - first_day[:, None]) < 3
@@ -275,7 +276,7 @@ def agent_loop_events(model: OrgModel, day: int) -> EventChunk:
 def oncall_events(model: OrgModel, day: int) -> EventChunk:
     """On some nights the on-call engineer sweeps dashboards and logs in a burst."""
     rng = day_rng(model.spec.seed, day, STREAM_ONCALL)
-    if len(model.oncall) == 0 or rng.random() >= 0.4:
+    if len(model.oncall) == 0 or rng.random() >= model.style.oncall_night_p:
         return EventChunk.empty()
     d0 = model.day_start_ms(day)
     person = int(model.oncall[(day // 7 + model.spec.seed) % len(model.oncall)])
@@ -285,7 +286,7 @@ def oncall_events(model: OrgModel, day: int) -> EventChunk:
     duration = int(rng.uniform(20, 60) * MINUTE_MS)
     t0 = d0 + int(((local_start_min - tz) % 1440) * MINUTE_MS)
     t0 = max(min(t0, d0 + DAY_MS - duration - MINUTE_MS), d0 + MINUTE_MS, int(pop.created_ms[person]) + MINUTE_MS)
-    n = int(rng.integers(30, 150))
+    n = max(5, int(rng.integers(30, 150) * model.style.oncall_sweep))
     time = np.sort(t0 + rng.integers(0, duration, n))
     sre = TEAM_INDEX["sre"]
     pool = model.pool_flat[model.pool_start[sre]: model.pool_start[sre] + model.pool_len[sre]]
