@@ -686,21 +686,40 @@ def run(ctx: click.Context, step, lateness) -> None:
 @cli.command(name="eval")
 @click.option("--json", "as_json", is_flag=True, help="Print the whole report as JSON.")
 @click.option("--seeds", default="1,2,3", show_default=True, help="Comma-separated organisation seeds.")
-@click.option("--principals", default=300, show_default=True, type=click.IntRange(40, 100_000))
-@click.option("--days", default=14, show_default=True, type=click.IntRange(5, 60))
+@click.option("--principals", default=None, type=click.IntRange(40, 100_000),
+              help="Principals per organisation.  [default: 300; 150 with --styles]")
+@click.option("--days", default=None, type=click.IntRange(5, 60),
+              help="Days per organisation.  [default: 14; 9 with --styles]")
 @click.option("--step", type=_Duration(), default="15m", show_default=True, help="Replay step.")
-@click.option("--jobs", default=2, show_default=True, type=click.IntRange(1, 16), help="Seeds replayed at once.")
+@click.option("--jobs", default=2, show_default=True, type=click.IntRange(1, 16),
+              help="Organisations replayed at once.")
 @click.option("--format", "log_format", default="contract", show_default=True,
               type=click.Choice(["contract", *_log_formats()]),
               help="Feed the replay through a real log format's source (the access log written in that format).")
 @click.option("--adbench", "rerun_adbench", is_flag=True,
               help="Re-measure the ADBench comparison first (benchmarks/adbench.py, a few minutes).")
-def evaluate(as_json: bool, seeds: str, principals: int, days: int, step, jobs: int, log_format: str,
-             rerun_adbench: bool) -> None:
+@click.option("--styles", "style_count", default=None, type=click.IntRange(1, 1000),
+              help="Detection curves instead of seeds: replay N company styles (seed = style), each at every "
+                   "--intensities and once without attacks (false pages).")
+@click.option("--first-style", default=0, show_default=True, type=click.IntRange(0),
+              help="With --styles: the first style (styles K..K+N-1).")
+@click.option("--intensities", default=None,
+              help="With --styles: comma-separated attack intensities in (0, 1].  [default: 1,0.5,0.25]")
+@click.option("--plot", "plot_path", default=None, type=click.Path(dir_okay=False, path_type=Path),
+              help="With --styles: also write the curves as a PNG.")
+@click.pass_context
+def evaluate(ctx: click.Context, as_json: bool, seeds: str, principals: int | None, days: int | None, step,
+             jobs: int, log_format: str, rerun_adbench: bool, style_count: int | None, first_style: int,
+             intensities: str | None, plot_path: Path | None) -> None:
     """Replay labelled organisations and report recall, severity, precision, false pages and time to detect.
 
     The report ends with the ADBench comparison of the scoring ensemble with each single
     PyOD detector, from the last run of benchmarks/adbench.py (--adbench runs it first).
+
+    With --styles N: detection curves across company styles and attack intensities — per
+    family and intensity the share of styles caught at the family's goal severity and the
+    median time to detect, false pages per style on benign-only organisations, and the
+    goals at intensity 1.
     """
     from blastwall.evaluation import (
         ADBENCH_SCRIPT,
@@ -711,6 +730,16 @@ def evaluate(as_json: bool, seeds: str, principals: int, days: int, step, jobs: 
     )
     from blastwall.evaluation import evaluate as run_eval
 
+    fmt = "" if log_format == "contract" else log_format
+    if style_count is not None:
+        _evaluate_curves(ctx, as_json=as_json, principals=principals, days=days, step=step, jobs=jobs,
+                         log_format=fmt, styles=tuple(range(first_style, first_style + style_count)),
+                         intensities=intensities, plot_path=plot_path, rerun_adbench=rerun_adbench)
+        return
+    for name, given in (("--first-style", first_style != 0), ("--intensities", intensities is not None),
+                        ("--plot", plot_path is not None)):
+        if given:
+            raise BlastwallCliError(f"{name} needs --styles")
     try:
         seed_list = tuple(int(part) for part in seeds.split(",") if part.strip())
     except ValueError:
@@ -722,9 +751,51 @@ def evaluate(as_json: bool, seeds: str, principals: int, days: int, step, jobs: 
             raise BlastwallCliError("--adbench needs a source checkout (benchmarks/adbench.py is not installed)")
         if subprocess.run([sys.executable, str(ADBENCH_SCRIPT)], stdout=sys.stderr).returncode != 0:
             raise BlastwallCliError("benchmarks/adbench.py failed (its output is above)")
-    report = run_eval(EvalSettings(seeds=seed_list, principals=principals, days=days, step=step, jobs=jobs,
-                                   log_format="" if log_format == "contract" else log_format))
+    report = run_eval(EvalSettings(seeds=seed_list, principals=300 if principals is None else principals,
+                                   days=14 if days is None else days, step=step, jobs=jobs, log_format=fmt))
     click.echo(to_json(report) if as_json else format_report(report))
+
+
+def _evaluate_curves(ctx: click.Context, *, as_json: bool, principals: int | None, days: int | None, step,
+                     jobs: int, log_format: str, styles: tuple[int, ...], intensities: str | None,
+                     plot_path: Path | None, rerun_adbench: bool) -> None:
+    """``eval --styles``: replay every style at every intensity and once benign, print the curves."""
+    from click.core import ParameterSource
+
+    from blastwall.curves import format_curves, intensity_key, plot_curves
+    from blastwall.evaluation import CurveSettings, evaluate_curves, to_json
+
+    if ctx.get_parameter_source("seeds") is not ParameterSource.DEFAULT:
+        raise BlastwallCliError("--seeds and --styles cannot be combined (with --styles, each seed is its style)")
+    if rerun_adbench:
+        raise BlastwallCliError("--adbench is not part of a curve run (--styles); run it without --styles")
+    text = "1,0.5,0.25" if intensities is None else intensities
+    try:
+        levels = tuple(sorted({float(part) for part in text.split(",") if part.strip()}, reverse=True))
+    except ValueError:
+        levels = ()
+    if not levels or not all(0.0 < level <= 1.0 for level in levels):
+        raise BlastwallCliError(f"--intensities must be comma-separated numbers in (0, 1], got {text!r}")
+    defaults = CurveSettings()
+    settings = CurveSettings(styles=styles, intensities=levels,
+                             principals=defaults.principals if principals is None else principals,
+                             days=defaults.days if days is None else days, step=step, jobs=jobs,
+                             log_format=log_format)
+
+    def progress(done: int, total: int, run: dict[str, Any]) -> None:
+        what = "benign" if run["benign"] else f"intensity {intensity_key(run['intensity'])}"
+        click.echo(f"[{done}/{total}] style {run['style']}, {what}: {run['replay']['seconds']:.0f} s, "
+                   f"{run['false_pages']} false pages", err=True)
+
+    report = evaluate_curves(settings, progress)
+    if plot_path is not None:
+        try:
+            plot_curves(report, plot_path)
+        except OSError as exc:
+            raise BlastwallCliError(f"{plot_path}: cannot write the plot ({exc.strerror or exc})") from None
+    click.echo(to_json(report) if as_json else format_curves(report))
+    if plot_path is not None and not as_json:
+        click.echo(f"plot written to {plot_path}")
 
 
 _DIR_OPTION = click.option("--dir", "dirs", multiple=True, type=click.Path(file_okay=False, path_type=Path),

@@ -24,6 +24,12 @@ is also the detector's learning period):
 The goals (issue 4) are checked on every seed: each family caught at SEV2 or worse
 (the low-and-slow insider at SEV3), at most 1 false page per 1,000 principal-days,
 median time to detect at most 15 minutes.
+
+Curves (issue 16, ``eval --styles N``)
+    :func:`evaluate_curves` replays, for every company style, one organisation per attack
+    intensity and one benign-only organisation (:class:`CurveSettings`), each through
+    :func:`evaluate_org` like a seed, and :mod:`blastwall.curves` turns the runs into
+    detection curves, false pages per style and the goals of issue 16.
 """
 
 from __future__ import annotations
@@ -32,13 +38,15 @@ import json
 import statistics
 import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
+from blastwall.curves import MAX_MEDIAN_TTD_MINUTES, summarise_curves, ttd_goal_minutes
 from blastwall.schema import init_schema
 from blastwall.simulation import AttackLabel, OrgSpec, build_organisation, write_to_store
 from blastwall.simulation.formats import write_log_files
@@ -54,7 +62,6 @@ from features.ingest import ingest_file
 GOAL_SEVERITY = {"low_and_slow": "SEV3"}
 DEFAULT_GOAL_SEVERITY = "SEV2"
 MAX_FALSE_PAGES_PER_1000 = 1.0
-MAX_MEDIAN_TTD_MINUTES = 15.0
 MATCH_SLACK = timedelta(hours=1)
 #: The ADBench comparison is measured by ``benchmarks/adbench.py`` in a source checkout; an
 #: installed package has no benchmarks, and says so instead of reading beside site-packages.
@@ -95,6 +102,68 @@ class EvalSettings:
     log_format: str = ""
 
 
+@dataclass(frozen=True)
+class CurveSettings:
+    """What a curve run (``eval --styles``) replays.
+
+    Attributes
+    ----------
+    styles : tuple of int
+        Company styles (``OrgSpec.style``); each organisation's seed is its style.
+    intensities : tuple of float
+        Attack intensities in (0, 1]; each style is replayed once per intensity.
+    principals, days : int
+        Organisation size of every run.
+    step : timedelta
+        Replay step.
+    jobs : int
+        Replays at once (each in its own process and store).
+    log_format : str
+        As :attr:`EvalSettings.log_format`.
+    benign : bool
+        Also replay each style without attacks, to measure its false pages.
+
+    Notes
+    -----
+    The defaults (150 principals x 9 days, 15-minute steps: a 4-day warm-up, then attacks
+    on days 4-8, where the low-and-slow insider acts on three working days) replay in
+    about 35-40 s each on one core; the time goes into the 864 steps more than into the
+    events (40 principals take two thirds as long). Two jobs on two cores finish a replay
+    about every 25-30 s, so 20 styles x 3 intensities + 20 benign organisations (80
+    replays) take about 35-40 minutes.
+    """
+
+    styles: tuple[int, ...] = tuple(range(20))
+    intensities: tuple[float, ...] = (1.0, 0.5, 0.25)
+    principals: int = 150
+    days: int = 9
+    step: timedelta = timedelta(minutes=15)
+    jobs: int = 2
+    log_format: str = ""
+    benign: bool = True
+
+    def specs(self) -> list[OrgSpec]:
+        """Every organisation to replay: per style, each intensity, then the benign-only one."""
+        specs = []
+        for style in self.styles:
+            org = OrgSpec(principals=self.principals, days=self.days, seed=style, style=style)
+            specs += [replace(org, intensity=intensity) for intensity in self.intensities]
+            if self.benign:
+                specs.append(replace(org, attacks=False))
+        return specs
+
+    def replay_settings(self) -> EvalSettings:
+        """The replay half of these settings, as :func:`evaluate_org` takes it."""
+        return EvalSettings(seeds=(), principals=self.principals, days=self.days, step=self.step, jobs=self.jobs,
+                            log_format=self.log_format)
+
+    def describe(self) -> dict[str, Any]:
+        """These settings as the report shows them."""
+        return {"styles": list(self.styles), "intensities": list(self.intensities), "principals": self.principals,
+                "days": self.days, "step_minutes": self.step.total_seconds() / 60, "jobs": self.jobs,
+                "format": self.log_format or "contract", "benign": self.benign}
+
+
 def _matches(incident: dict[str, Any], label: AttackLabel) -> bool:
     if incident["first_seen"] > label.end + MATCH_SLACK or incident["last_seen"] < label.start:
         return False
@@ -128,12 +197,14 @@ def score_incidents(incidents: list[dict[str, Any]], labels: list[AttackLabel], 
             "scenario": label.scenario_id, "family": label.family, "start": label.start,
             "caught": bool(found), "severity": worst, "goal": goal, "at_goal": bool(at_goal),
             "detectors": sorted({i["detector"] for i in found}), "ttd_minutes": ttd,
+            "ttd_goal_minutes": ttd_goal_minutes(label, spec.start),
         })
     days = (period_end - period_start).total_seconds() / 86400
     false_pages = [i for i in in_period if i["id"] not in matched_ids and i["severity"] in ("SEV1", "SEV2")]
     principal_days = spec.principals * days
     return {
-        "seed": spec.seed, "principals": spec.principals, "days": spec.days, "detection_days": days,
+        "seed": spec.seed, "style": spec.style, "intensity": spec.intensity if spec.attacks else None,
+        "benign": not spec.attacks, "principals": spec.principals, "days": spec.days, "detection_days": days,
         "attacks": attacks,
         "incidents": len(in_period),
         "incidents_by_severity": {s: sum(i["severity"] == s for i in in_period) for s in SEVERITIES},
@@ -148,8 +219,25 @@ def score_incidents(incidents: list[dict[str, Any]], labels: list[AttackLabel], 
 
 
 def evaluate_seed(seed: int, settings: EvalSettings) -> dict[str, Any]:
-    """Generate, replay and score one seed's organisation in a store of its own."""
-    spec = OrgSpec(principals=settings.principals, days=settings.days, seed=seed)
+    """Generate, replay and score one seed's (classic) organisation in a store of its own."""
+    return evaluate_org(OrgSpec(principals=settings.principals, days=settings.days, seed=seed), settings)
+
+
+def evaluate_org(spec: OrgSpec, settings: EvalSettings) -> dict[str, Any]:
+    """Generate, replay and score one organisation in a store of its own.
+
+    Parameters
+    ----------
+    spec : OrgSpec
+        The organisation (its size, seed, style, intensity, with or without attacks).
+    settings : EvalSettings
+        The replay step and the log format; its seeds and size are not read.
+
+    Returns
+    -------
+    dict
+        :func:`score_incidents`' result with ``replay`` (steps, events, seconds).
+    """
     org = build_organisation(spec)
     labels = org.labels
     with tempfile.TemporaryDirectory(prefix="blastwall-eval-") as directory:
@@ -202,6 +290,48 @@ def evaluate(settings: EvalSettings) -> dict[str, Any]:
     else:
         seeds = [evaluate_seed(seed, settings) for seed in settings.seeds]
     return summarise(seeds, settings)
+
+
+def evaluate_curves(settings: CurveSettings,
+                    progress: Callable[[int, int, dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """Replay every organisation of a curve run and summarise it (:func:`blastwall.curves.summarise_curves`).
+
+    Parameters
+    ----------
+    settings : CurveSettings
+        What to replay.
+    progress : callable, optional
+        Called as ``progress(done, total, run)`` after each replay, in completion order.
+
+    Returns
+    -------
+    dict
+        ``settings``, ``curves``, ``false_pages_per_style``, ``false_pages_attacked_per_intensity``,
+        ``goals``, ``runs`` (in the order of :meth:`CurveSettings.specs`) and ``timing``.
+        A replay that fails stops the run (the replays not yet started are cancelled).
+    """
+    specs = settings.specs()
+    replay = settings.replay_settings()
+    runs: list[dict[str, Any] | None] = [None] * len(specs)
+    started = time.perf_counter()
+    if settings.jobs > 1 and len(specs) > 1:
+        with ProcessPoolExecutor(max_workers=min(settings.jobs, len(specs)), mp_context=get_context("spawn")) as pool:
+            futures = {pool.submit(evaluate_org, spec, replay): index for index, spec in enumerate(specs)}
+            try:
+                for done, future in enumerate(as_completed(futures), 1):
+                    runs[futures[future]] = run = future.result()
+                    if progress:
+                        progress(done, len(specs), run)
+            except BaseException:  # a replay failed (or Ctrl-C): do not start the rest
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise
+    else:
+        for index, spec in enumerate(specs):
+            runs[index] = run = evaluate_org(spec, replay)
+            if progress:
+                progress(index + 1, len(specs), run)
+    wall = round(time.perf_counter() - started, 1)
+    return summarise_curves([run for run in runs if run is not None], settings.describe(), {"wall_seconds": wall})
 
 
 def summarise(seeds: list[dict[str, Any]], settings: EvalSettings) -> dict[str, Any]:
