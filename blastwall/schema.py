@@ -16,7 +16,7 @@ from clickhouse_connect.driver.client import Client
 #: Packages that own tables, in dependency order.
 MIGRATING_PACKAGES = (
     "features.contract", "features.history", "features.pull", "detector.incidents", "detector.baselines",
-    "detector.runs", "playbooks.actions", "playbooks.engine", "playbooks.paging",
+    "detector.runs", "detector.risk", "playbooks.actions", "playbooks.engine", "playbooks.paging",
 )
 
 _LEDGER_DDL = """CREATE TABLE IF NOT EXISTS schema_migrations (

@@ -47,7 +47,9 @@ from detector.baselines import TAIL_QUANTILE, BaselinePolicy, FittedBaseline, Mo
 from detector.explain import Driver, explain_scaled
 from detector.families import FAMILIES, PRINCIPAL_GROUPS, Batch, Step, catch_all, family_of_feature
 from detector.incidents import Alert, RecordOutcome, record_alert
+from detector.observations import ObservationConfig
 from detector.policy import PolicyThresholds
+from detector.risk import RiskConfig
 from detector.rules import rule_alerts
 from detector.severity import SeverityInputs, severity, severity_points
 from features.engine import FeatureSet, extract
@@ -92,6 +94,10 @@ class DetectConfig:
     rules : tuple of detector.rules.Rule
         The detection rules (files) to run after the families, as the shell loaded them
         (the built-in rules and the settings' ``rules:`` folders); empty runs none.
+    observations : ObservationConfig
+        How the peer observations judge the organisation (:mod:`detector.observations`).
+    risk : RiskConfig
+        When a principal's accumulated weak signals become an incident (:mod:`detector.risk`).
     """
 
     min_excess: float = 1.0
@@ -109,6 +115,8 @@ class DetectConfig:
     baseline: BaselinePolicy = field(default_factory=BaselinePolicy)
     thresholds: PolicyThresholds = field(default_factory=PolicyThresholds)
     rules: tuple = ()
+    observations: ObservationConfig = field(default_factory=ObservationConfig)
+    risk: RiskConfig = field(default_factory=RiskConfig)
 
 
 @dataclass
@@ -369,6 +377,7 @@ def _principal_alerts(client: Client, book: ModelBook, features: FeatureSet, par
             detector=family.id, score=candidate.score,
             sensitivity_rank=int(ctx[f"rank_{action}"]), sensitive_categories=int(ctx[f"cat_{action}"]),
             records_exposed=int(ctx["rows_out"]), actor_is_agent=candidate.group == "agent",
+            harm_is_amount=action in ("export", "download") or family.catch_all,
             **(family.severity_extra(v) if family.severity_extra else {}),
         )
         points = severity_points(inputs)
@@ -454,15 +463,18 @@ def detect_features(client: Client, features: FeatureSet, book: ModelBook, confi
     params = {"lo": bound_ms(features.start), "hi": bound_ms(features.end)}
     size = people if people is not None else organisation_size(client)
     batch = batch or Batch(params["lo"], params["hi"], params["hi"] - params["lo"])
-    step = Step(client, book, features, params, config, size, batch)
+    step = Step(client, book, features, params, config, size, batch, result.alerts)
     # The engine's stage (every family's signal past its ceiling, and the catch-all), then
     # each family's own stage.
     stages: list[tuple[str, Any]] = [("principals", lambda: _principal_alerts(client, book, features, params, config,
                                                                               batch))]
-    stages += [(family.id, (lambda hook: lambda: hook(step))(family.detect))
-               for family in FAMILIES.values() if family.detect is not None]
+    hooks = [family for family in FAMILIES.values() if family.detect is not None]
+    stages += [(family.id, (lambda hook: lambda: hook(step))(family.detect)) for family in hooks
+               if not family.runs_last]
     stages.append(("rules", lambda: rule_alerts(client, features.start, features.end, config.rules,
                                                 features=features, batch=batch)))
+    # Then the families that judge the others' findings (entity risk), which read them in step.alerts.
+    stages += [(family.id, (lambda hook: lambda: hook(step))(family.detect)) for family in hooks if family.runs_last]
     for stage, run in stages:
         try:
             found = run()

@@ -13,21 +13,27 @@ data                   restricted / confidential                                
                        any sensitive category (telemetry, chat, pii, …)             1
 blast radius           people newly able to read >= 100 / >= 10                     2 / 1
                        records exposed >= 10,000,000 / >= 1,000,000                 2 / 1
-                       bytes taken (downloads) >= 50 GB / >= 10 GB                  2 / 1
+                       bytes taken (exports, downloads) >= 50 GB / >= 10 GB        2 / 1
+                       distinct items taken (artifacts) >= 20 / >= 8                2 / 1
                        data leaves the organisation (outside grantee/destination)  2
 actor                  an AI agent, or a change made via an AI assistant            1
 detector               unsanitised_training (trained in: cannot be un-learned)      1
                        behaviour_outlier (the catch-all: least specific)            -1
+nothing taken          an alert whose harm is what was taken (exports, downloads,   down to 4
+                       the catch-all) with no blast radius at all
 =====================  ==========================================================  ======
 
-Blast radius counts the largest of its people, records and bytes points (plus leaving
-the organisation). Total >= 7: SEV1; >= 5: SEV2; >= 3: SEV3; else SEV4.
+Blast radius counts the largest of its people, records, bytes and items points (plus
+leaving the organisation): what was taken, in whichever unit it is counted — two dozen
+small checkpoints are as grave as one huge one. Total >= 7: SEV1; >= 5: SEV2; >= 3: SEV3; else SEV4.
 
 The score bands sit in the far tail on purpose: a detector family's score extrapolates
 past its baseline's 99.9th percentile (:func:`detector.detect.tail_score`), so 0.999 is
 "at the edge of normal" and 0.99999 "a hundred times beyond it". A score alone therefore
 never pages: paging takes strong evidence *and* sensitive data, a wide blast radius or
-an AI actor.
+an AI actor. And where the harm is what was taken, taking nothing sizeable never pages:
+an unusual export of a few hundred megabytes of confidential data is a ticket (``SEV3``),
+a page once it is gigabytes, millions of rows, many artifacts or leaves the organisation.
 """
 
 from __future__ import annotations
@@ -86,11 +92,16 @@ class SeverityInputs:
     records_exposed : int
         Rows exported, downloaded or made readable.
     bytes_exposed : int
-        Bytes taken out (downloads of artifacts, whose size is in bytes rather than rows).
+        Bytes taken out (exports; downloads of artifacts, whose size is in bytes rather than rows).
+    items_taken : int
+        Distinct items taken out (model artifacts downloaded), whatever their size.
     leaves_organisation : bool
         An outside grantee or a destination outside the company.
     actor_is_agent : bool
         The actor is an AI agent, or acted via an AI assistant.
+    harm_is_amount : bool
+        The alert's harm is what was taken (exports, downloads, the catch-all): with no
+        blast radius at all it is at most ``SEV3``.
     """
 
     detector: str
@@ -101,8 +112,14 @@ class SeverityInputs:
     people_exposed: int = 0
     records_exposed: int = 0
     bytes_exposed: int = 0
+    items_taken: int = 0
     leaves_organisation: bool = False
     actor_is_agent: bool = False
+    harm_is_amount: bool = False
+
+
+#: The most points an alert can add up to when its harm is an amount and nothing sizeable was taken.
+_NOTHING_TAKEN_CAP = 4
 
 
 def severity_points(alert: SeverityInputs) -> dict[str, int]:
@@ -119,10 +136,14 @@ def severity_points(alert: SeverityInputs) -> dict[str, int]:
     people = 2 if alert.people_exposed >= 100 else 1 if alert.people_exposed >= 10 else 0
     records = 2 if alert.records_exposed >= 10_000_000 else 1 if alert.records_exposed >= 1_000_000 else 0
     taken = 2 if alert.bytes_exposed >= 50 * 10**9 else 1 if alert.bytes_exposed >= 10 * 10**9 else 0
-    radius = max(people, records, taken) + (2 if alert.leaves_organisation else 0)
+    items = 2 if alert.items_taken >= 20 else 1 if alert.items_taken >= 8 else 0
+    radius = max(people, records, taken, items) + (2 if alert.leaves_organisation else 0)
     detector = {"unsanitised_training": 1, "behaviour_outlier": -1}.get(alert.detector, 0)
-    return {"evidence": evidence, "data": data, "blast_radius": radius, "actor": int(alert.actor_is_agent),
-            "detector": detector}
+    points = {"evidence": evidence, "data": data, "blast_radius": radius, "actor": int(alert.actor_is_agent),
+              "detector": detector}
+    if alert.harm_is_amount and radius == 0:
+        points["nothing_taken"] = min(0, _NOTHING_TAKEN_CAP - sum(points.values()))
+    return points
 
 
 def severity(alert: SeverityInputs) -> Severity:

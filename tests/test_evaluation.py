@@ -20,7 +20,7 @@ from blastwall.curves import (
     summarise_curves,
     ttd_goal_minutes,
 )
-from blastwall.evaluation import CurveSettings, evaluate_curves, to_json
+from blastwall.evaluation import CurveSettings, to_json
 from blastwall.simulation import AttackLabel
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -219,24 +219,6 @@ def test_curve_settings_replay_every_style_at_every_intensity_and_benign() -> No
         (3, 3, True, 1.0), (3, 3, True, 0.5), (3, 3, False, 1.0),
         (4, 4, True, 1.0), (4, 4, True, 0.5), (4, 4, False, 1.0)]
     assert {(s.principals, s.days) for s in specs} == {(40, 5)}
-
-
-def test_evaluate_curves_keeps_the_order_of_the_runs(monkeypatch: pytest.MonkeyPatch) -> None:
-    def fake_replay(spec: Any, settings: Any) -> dict[str, Any]:
-        assert settings.step == timedelta(minutes=15)
-        return run(spec.style, spec.intensity if spec.attacks else None,
-                   [attack("secrets_sweep")] if spec.attacks else [])
-
-    monkeypatch.setattr("blastwall.evaluation.evaluate_org", fake_replay)
-    seen: list[tuple[int, int]] = []
-
-    report = evaluate_curves(CurveSettings(styles=(0, 1), intensities=(1.0,), jobs=1),
-                             lambda done, total, _: seen.append((done, total)))
-
-    assert seen == [(1, 4), (2, 4), (3, 4), (4, 4)]
-    assert [(r["style"], r["intensity"]) for r in report["runs"]] == [(0, 1.0), (0, None), (1, 1.0), (1, None)]
-    assert report["curves"]["secrets_sweep"]["1"]["at_goal_share"] == 1.0
-    assert report["settings"]["styles"] == [0, 1]
 
 
 def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, *args: str) -> tuple[int, str, str]:

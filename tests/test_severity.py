@@ -37,6 +37,18 @@ CASES = [
      SeverityInputs("artifact_download", score=0.99995, sensitivity_rank=2, bytes_exposed=400 * 10**9), "SEV2"),
     ("a large export of ordinary data at the edge of normal is recorded",
      SeverityInputs("bulk_export", score=0.9991, sensitivity_rank=1, records_exposed=300_000), "SEV4"),
+    ("two dozen small checkpoints taken far beyond normal page: what was taken, counted in items",
+     SeverityInputs("artifact_download", score=0.999, sensitivity_rank=2, bytes_exposed=5 * 10**9,
+                    items_taken=24, harm_is_amount=True), "SEV2"),
+    ("an unusual export of a few hundred MB of confidential data is a ticket: nothing sizeable was taken",
+     SeverityInputs("bulk_export", score=0.9999, sensitivity_rank=2, sensitive_categories=1,
+                    bytes_exposed=270 * 10**6, harm_is_amount=True), "SEV3"),
+    ("the same export of 12 GB pages",
+     SeverityInputs("bulk_export", score=0.9999, sensitivity_rank=2, sensitive_categories=1,
+                    bytes_exposed=12 * 10**9, harm_is_amount=True), "SEV2"),
+    ("the catch-all on restricted data with nothing taken is a ticket",
+     SeverityInputs("behaviour_outlier", score=0.99999, sensitivity_rank=3, sensitive_categories=2,
+                    harm_is_amount=True), "SEV3"),
     ("a join of restricted chat, performance and telemetry data exported in millions of rows pages",
      SeverityInputs("unusual_join", score=0.9995, sensitivity_rank=3, sensitive_categories=3,
                     records_exposed=3_000_000), "SEV2"),
@@ -60,6 +72,7 @@ LADDERS = [
     ("blast_radius", "people_exposed", (0, 10, 100)),
     ("blast_radius", "records_exposed", (0, 1_000_000, 10_000_000)),
     ("blast_radius", "bytes_exposed", (0, 10 * 10**9, 50 * 10**9)),
+    ("blast_radius", "items_taken", (0, 8, 20)),
     ("blast_radius", "leaves_organisation", (False, True)),
     ("actor", "actor_is_agent", (False, True)),
     ("detector", "detector", ("behaviour_outlier", "bulk_export", "unsanitised_training")),
@@ -82,3 +95,13 @@ def test_each_factor_only_raises_severity_in_its_direction(points: str, field: s
 def test_bad_inputs_are_refused(bad: SeverityInputs) -> None:
     with pytest.raises(ValueError):
         severity(bad)
+
+
+def test_nothing_taken_only_caps_alerts_whose_harm_is_an_amount() -> None:
+    strong = SeverityInputs("bulk_export", score=0.99999, sensitivity_rank=3, sensitive_categories=1)
+    assert severity(strong) == "SEV2"  # a family judged by more than an amount keeps its points
+    capped = replace(strong, harm_is_amount=True)
+    assert severity_points(capped)["nothing_taken"] == -2 and severity(capped) == "SEV3"
+    assert "nothing_taken" not in severity_points(replace(capped, records_exposed=1_000_000))
+    weak = replace(capped, score=0.5, sensitivity_rank=1, sensitive_categories=0)
+    assert severity_points(weak)["nothing_taken"] == 0 and severity(weak) == "SEV4"  # never raises

@@ -67,6 +67,9 @@ class Family:
         ``severity_extra(values) -> dict`` of further :class:`detector.severity.SeverityInputs`.
     detect : callable or None
         ``detect(step) -> list[Alert]``, a stage of its own (:class:`Step`).
+    runs_last : bool
+        Its stage runs after every other stage, rules included, and reads their alerts
+        (:attr:`Step.alerts`): a family that judges the other families' findings.
     scenarios : tuple of str
         Simulation scenarios (``blastwall.simulation.attacks``) it must catch.
     no_scenario : str
@@ -88,6 +91,7 @@ class Family:
     title: Callable[[str, str, dict[str, float], Driver], str] | None = None
     severity_extra: Callable[[dict[str, float]], dict[str, Any]] | None = None
     detect: Callable[[Step], list[Alert]] | None = None
+    runs_last: bool = False
     scenarios: tuple[str, ...] = ()
     no_scenario: str = ""
     example: dict[str, float] = field(default_factory=dict)
@@ -112,6 +116,8 @@ class Step:
     batch : Batch
         The batch of steps this one belongs to (in the step loop, the step alone): a hook
         can compute a fact once for all of a batch's steps (:meth:`Batch.once`).
+    alerts : list of Alert
+        The alerts of the stages that ran before this one in the step.
     """
 
     client: Any
@@ -121,6 +127,7 @@ class Step:
     config: Any
     people: int
     batch: Batch
+    alerts: list[Alert] = field(default_factory=list)
 
 
 @dataclass

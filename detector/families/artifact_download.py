@@ -13,7 +13,8 @@ def _title(key: str, group: str, v: dict[str, float], lead: Driver) -> str:
 
 
 def _severity_extra(v: dict[str, float]) -> dict[str, Any]:
-    return {"bytes_exposed": int(v["bytes_downloaded"])}  # artifacts are measured in bytes, not rows
+    # Artifacts are measured in bytes and in how many were taken, not in rows.
+    return {"bytes_exposed": int(v["bytes_downloaded"]), "items_taken": int(v["artifact_downloads"])}
 
 
 FAMILY = Family(

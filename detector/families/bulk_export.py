@@ -27,7 +27,7 @@ def _title(key: str, group: str, v: dict[str, float], lead: Driver) -> str:
 
 
 def _severity_extra(v: dict[str, float]) -> dict[str, Any]:
-    return {"leaves_organisation": v["new_export_destinations"] > 0}
+    return {"leaves_organisation": v["new_export_destinations"] > 0, "bytes_exposed": int(v["bytes_exported"])}
 
 
 _EXPORT_HABIT = f"""WITH {CATALOGUE_CTE}
