@@ -8,17 +8,19 @@ with the organisation itself rather than with a threshold:
     The first touch in the lookback of confidential or restricted data that no teammate
     touched, owned by a team (its *domain*: the owner's team in the principals catalogue,
     else the owner) whose data few teammates touch (under
-    :attr:`ObservationConfig.domain_share` of them).
+    :attr:`ObservationConfig.domain_share` of them): 2 points for restricted data, 1 for
+    confidential.
 ``rare_combination``
     Data categories of sensitive resources combined by the principal today (in a join or
     in the same day's session) that nobody in the organisation combined in one day over the
-    lookback.
+    lookback: 2 points, 3 when restricted data is among them.
 ``new_destination``
     Sensitive data exported to a destination (its host or bucket) that nobody in the
-    organisation exported to over the lookback.
+    organisation exported to over the lookback (3 points), or nobody in the exporter's
+    team (2 points); one point more past :attr:`ObservationConfig.large_export_bytes`.
 ``out_of_role_artifacts``
     Model artifacts downloaded by someone none of whose teammates touched a model over
-    the lookback.
+    the lookback: 2 points, 3 from :attr:`ObservationConfig.many_artifacts` in a step.
 
 None of them alerts by itself: each is a few *risk points* (:mod:`detector.risk`)
 that add up, with decay, per principal. They judge the organisation's behaviour up to
@@ -167,18 +169,26 @@ _COMBINED_PAIRS = f"""SELECT DISTINCT tupleElement(pair, 1), tupleElement(pair, 
           FROM ({_SESSION_CATEGORIES.replace('{where}', _span('since', 'day'))}) GROUP BY principal, day))"""
 
 _DESTINATION = "extract(attributes['destination'], '^[A-Za-z0-9+.-]+://([^/?#]+)')"
-# Exports to destinations first used (by anyone, in the lookback) inside the batch.
-_NEW_DESTINATIONS = f"""WITH {_OWNED},
+# Exports of sensitive data inside the batch, with when the organisation, and the exporter's team, first
+# exported to the same destination in the lookback.
+_NEW_DESTINATIONS = f"""WITH {_OWNED}, {_PEOPLE},
 dest AS (SELECT if({_DESTINATION} != '', {_DESTINATION}, attributes['destination']) AS destination,
-                principal, resource, event_time, bytes
-         FROM access_log WHERE {_span('since', 'hi')} AND action = 'export' AND status = 'ok'
-           AND attributes['destination'] != ''),
-firsts AS (SELECT destination, min(event_time) AS first FROM dest GROUP BY destination
-           HAVING first >= {ms_param('lo')})
-SELECT d.principal, d.destination, toUnixTimestamp64Milli(d.event_time), d.bytes, d.resource
-FROM dest AS d INNER JOIN firsts AS f ON d.destination = f.destination
-INNER JOIN owned AS c ON d.resource = c.resource
-WHERE d.event_time >= {ms_param('lo')} AND {_SENSITIVE}"""
+                l.principal AS principal, l.resource AS resource, l.event_time AS event_time, l.bytes AS bytes,
+                p.team AS team
+         FROM access_log AS l LEFT JOIN people AS p ON l.principal = p.principal
+         WHERE {_span('since', 'hi').replace('event_time', 'l.event_time')} AND l.action = 'export'
+           AND l.status = 'ok' AND l.attributes['destination'] != ''),
+org AS (SELECT destination, min(event_time) AS first FROM dest GROUP BY destination
+        HAVING first >= {ms_param('lo')}),
+team AS (SELECT team, destination, min(event_time) AS first FROM dest WHERE team != '' GROUP BY team, destination
+         HAVING first >= {ms_param('lo')})
+SELECT d.principal, d.destination, toUnixTimestamp64Milli(d.event_time), d.bytes, d.resource,
+       toUnixTimestamp64Milli(o.first), toUnixTimestamp64Milli(t.first)
+FROM dest AS d INNER JOIN owned AS c ON d.resource = c.resource
+LEFT JOIN org AS o ON d.destination = o.destination
+LEFT JOIN team AS t ON d.team = t.team AND d.destination = t.destination
+WHERE d.event_time >= {ms_param('lo')} AND {_SENSITIVE}
+  AND (o.first >= {ms_param('lo')} OR t.first >= {ms_param('lo')})"""
 
 # Model downloads inside the batch, and whether anyone of the downloader's team touched a model before the day.
 _ARTIFACT_DOWNLOADS = f"""WITH {_PEOPLE}, {_OWNED}
@@ -299,19 +309,28 @@ def _rare_combinations(client: Any, params: dict[str, Any]) -> list[tuple[int, O
 
 def _new_destinations(client: Any, params: dict[str, Any], config: ObservationConfig
                       ) -> list[tuple[int, Observation]]:
-    grouped: dict[tuple[int, str, str], list[tuple[int, int, str]]] = {}
-    for principal, destination, at, nbytes, resource in client.query(_NEW_DESTINATIONS, parameters=params
-                                                                     ).result_rows:
-        key = (_step_of(int(at), params), principal, destination)
-        grouped.setdefault(key, []).append((int(at), int(nbytes), resource))
+    grouped: dict[tuple[int, str, str, str], list[tuple[int, int, str]]] = {}
+    for principal, destination, at, nbytes, resource, org_first, team_first in client.query(
+            _NEW_DESTINATIONS, parameters=params).result_rows:
+        step = _step_of(int(at), params)
+        # New in this step: first used in it (in the step loop, earlier steps are the past).
+        if step == _step_of(int(org_first), params):
+            scope = "organisation"
+        elif step == _step_of(int(team_first), params):
+            scope = "team"
+        else:
+            continue
+        grouped.setdefault((step, principal, destination, scope), []).append((int(at), int(nbytes), resource))
     found = []
-    for (_, principal, destination), events in sorted(grouped.items()):
+    for (_, principal, destination, scope), events in sorted(grouped.items()):
         nbytes = sum(e[1] for e in events)
         first, last = min(e[0] for e in events), max(e[0] for e in events)
+        where = "no one in the organisation" if scope == "organisation" else "no one in their team"
         found.append((first, Observation(
-            principal, "new_destination", destination, 3 + (nbytes >= config.large_export_bytes),
-            f"exported {nbytes / 1e6:,.0f} MB of sensitive data to {destination}, where no one in the "
-            "organisation exported before", first, last, tuple(sorted({e[2] for e in events})))))
+            principal, "new_destination", destination,
+            (3 if scope == "organisation" else 2) + (nbytes >= config.large_export_bytes),
+            f"exported {nbytes / 1e6:,.0f} MB of sensitive data to {destination}, where {where} exported before",
+            first, last, tuple(sorted({e[2] for e in events})))))
     return found
 
 

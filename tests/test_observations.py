@@ -166,6 +166,32 @@ def test_exports_to_a_destination_nobody_used_are_observed_by_host(org: Any) -> 
     [new] = [o for o in found if o.kind == "new_destination"]
     assert (new.principal, new.subject, new.points) == ("hr4", "box-7f3a", 4)  # 1.2 GB: one point more
     assert new.resources == ("ds.hr.comp", "ds.hr.reviews")
+    assert "no one in the organisation" in new.text
+
+
+def test_a_destination_new_to_the_team_weighs_less_than_one_new_to_everyone(org: Any) -> None:
+    at = DAY + timedelta(hours=12)
+    # eng1 exports hr data to hr's usual bucket: the organisation knows it, eng does not.
+    _insert(org, "access_log", [event_row(at, "eng1", "export", "ds.hr.comp", bytes=10**6,
+                                          attributes={"destination": "s3://hr-reports/weekly/"})])
+    [found] = _observe(org, at)
+    [new] = [o for o in found if o.kind == "new_destination"]
+    assert (new.principal, new.subject, new.points) == ("eng1", "hr-reports", 2)
+    assert "no one in their team" in new.text
+
+
+def test_only_the_step_that_first_uses_a_destination_observes_it(org: Any) -> None:
+    at = DAY + timedelta(hours=12)
+    _insert(org, "access_log", [
+        event_row(at + timedelta(minutes=1), "hr4", "export", "ds.hr.comp", attributes={"destination": "gs://z/"}),
+        event_row(at + STEP + timedelta(minutes=1), "hr3", "export", "ds.hr.comp", attributes={"destination": "gs://z/"}),
+        event_row(at + STEP + timedelta(minutes=2), "eng2", "export", "ds.hr.comp",
+                  attributes={"destination": "gs://z/"})])
+    first, second = _observe(org, at, steps=2)
+    assert [(o.principal, o.points) for o in first if o.kind == "new_destination"] == [("hr4", 3)]
+    # A step later the organisation and hr have used it; eng has not.
+    assert [(o.principal, o.points) for o in second if o.kind == "new_destination"] == [("eng2", 2)]
+    assert [first, second] == [_observe(org, at)[0], _observe(org, at + STEP)[0]]
 
 
 def test_artifact_downloads_are_judged_against_the_team_relation_to_models(org: Any) -> None:
@@ -287,3 +313,63 @@ def test_a_reader_of_other_teams_restricted_data_day_after_day_opens_a_risk_inci
     assert set(incident["resources"]) == set(targets)
     assert incident["detected_at"] == DAY + timedelta(days=2, hours=14) + STEP  # the third act's step
 
+
+
+# ---------------------------------------------------------------------------- generated organisations
+
+
+@pytest.mark.parametrize("style", [0, 3, 8])
+def test_each_observation_holds_in_generated_organisations_of_different_styles(tmp_path: Path, style: int) -> None:
+    """Explicit acts added to a benign generated company of each style are observed; a teammate's data is not."""
+    from blastwall.simulation import OrgSpec, build_organisation, write_to_store
+
+    spec = OrgSpec(principals=80, days=6, seed=style, style=style, attacks=False)
+    client = open_initialised(tmp_path / "store")
+    try:
+        write_to_store(client, build_organisation(spec))
+        day = spec.start + timedelta(days=5)
+        touched = client.query(f"""
+            WITH people AS (SELECT principal, argMax(team, updated_at) AS team, argMax(principal_type, updated_at)
+                                   AS type FROM principals GROUP BY principal)
+            SELECT p.principal, p.team, groupUniqArray(l.resource) FROM people AS p
+            LEFT JOIN (SELECT * FROM access_log WHERE event_time < toDateTime64('{day:%Y-%m-%d}', 3, 'UTC')
+                       AND status = 'ok') AS l ON l.principal = p.principal
+            WHERE p.type = 'human' GROUP BY p.principal, p.team""").result_rows
+        by_team: dict[str, set[str]] = {}
+        for _, team, resources in touched:
+            by_team.setdefault(team, set()).update(resources)
+        catalogue = {r: (kind, sensitivity, owner_team) for r, kind, sensitivity, owner_team in client.query("""
+            SELECT r.resource, argMax(r.kind, r.updated_at), argMax(r.sensitivity, r.updated_at), any(o.team)
+            FROM resources AS r LEFT JOIN principals AS o ON r.owner = o.principal GROUP BY r.resource""").result_rows}
+        # The actor: a person of the largest team; the data: restricted, of a team whose data theirs never touches.
+        team = max(by_team, key=lambda t: sum(1 for _, t2, _ in touched if t2 == t))
+        actor = sorted(p for p, t, _ in touched if t == team)[0]
+        domains_used = {catalogue[r][2] for r in by_team[team] if r in catalogue}
+        foreign = sorted(r for r, (kind, sensitivity, owner) in catalogue.items()
+                         if sensitivity == "restricted" and kind == "dataset" and owner not in domains_used
+                         and owner != team)
+        ordinary = sorted(r for r in by_team[team] if catalogue.get(r, ("", "", ""))[1] in ("confidential",
+                                                                                            "restricted"))
+        no_models = sorted(t for t, resources in by_team.items()
+                           if not any(catalogue.get(r, ("",))[0] == "model" for r in resources)
+                           and sum(1 for _, t2, _ in touched if t2 == t) >= 3)
+        assert foreign and no_models, "every style has data outside a team's domain and a team without models"
+        downloader = sorted(p for p, t, _ in touched if t == no_models[0])[0]
+        models = sorted(r for r, (kind, _, _) in catalogue.items() if kind == "model")[:3]
+        at = day + timedelta(hours=11)
+        rows = [event_row(at, actor, "read", foreign[0]),
+                event_row(at + timedelta(minutes=1), actor, "export", foreign[0], bytes=2 * 10**9,
+                          attributes={"destination": f"s3://never-used-{style}/dump/"}),
+                *(event_row(at + timedelta(minutes=2 + i), downloader, "download", m, bytes=10**9)
+                  for i, m in enumerate(models))]
+        if ordinary:  # data the actor's teammates use, read by the actor for the first time or not
+            rows.append(event_row(at + timedelta(minutes=5), actor, "read", ordinary[0]))
+        _insert(client, "access_log", rows)
+        [found] = _observe(client, at)
+        mine = {(o.principal, o.kind, o.subject) for o in found}
+        assert (actor, "out_of_domain", foreign[0]) in mine
+        assert (actor, "new_destination", f"never-used-{style}") in mine
+        assert (downloader, "out_of_role_artifacts", "3 artifacts") in mine
+        assert not any(o.kind == "out_of_domain" and o.subject in ordinary for o in found if o.principal == actor)
+    finally:
+        close_store(client)
