@@ -21,7 +21,10 @@ For a window ``[start, end)`` (:func:`detect_step`):
    spike (resources scored the same way), the export habit of the low-and-slow insider
    (bulk export), and the policy checks (grants of sensitive data to outside accounts or
    mass audiences; training on unsanitised or uncatalogued data).
-4. Each alert carries its evidence times and data context, a severity
+4. The detection rules run, then the families that judge the others' findings
+   (``runs_last``): entity risk (:mod:`detector.risk`) adds this step's weak alerts and
+   peer observations (:mod:`detector.observations`) to each principal's decaying risk.
+5. Each alert carries its evidence times and data context, a severity
    (:mod:`detector.severity`) and an explanation, and is applied with
    :func:`detector.incidents.record_alert` (dedup, grouping, suppression, idempotency).
 
