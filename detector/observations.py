@@ -36,7 +36,7 @@ before the day has no "usual" yet: nothing is observed (everything would be new)
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any
 
@@ -96,6 +96,10 @@ class Observation:
     first_ms, last_ms : int
         Event times of its evidence (epoch ms).
     resources : tuple of str
+    act_ms : int
+        Time of the event that made it (a first read, the read completing a combination,
+        the first export to the destination, the first download): observations of one
+        act are one signal of risk.
     """
 
     principal: str
@@ -106,6 +110,7 @@ class Observation:
     first_ms: int
     last_ms: int
     resources: tuple[str, ...] = field(default=())
+    act_ms: int = -1
 
 
 #: Teams of the principals a team's peers are judged with: people and agents (services run fixed jobs,
@@ -155,7 +160,8 @@ _TEAM_SIZES = f"WITH {_PEOPLE} SELECT team, count() FROM people WHERE team != ''
 # Categories of sensitive data each principal read per day (joins count their related resources).
 _SESSION_CATEGORIES = f"""WITH {_OWNED}
 SELECT e.principal AS principal, toDate(e.event_time) AS day, category,
-       toUnixTimestamp64Milli(min(e.event_time)) AS first_ms, max(c.sensitivity = 'restricted') AS restricted
+       toUnixTimestamp64Milli(min(e.event_time)) AS first_ms, max(c.sensitivity = 'restricted') AS restricted,
+       argMin(e.r, (e.event_time, e.r)) AS first_resource
 FROM (SELECT principal, event_time, arrayJoin(arrayConcat([resource], related)) AS r FROM access_log
       WHERE {{where}} AND action IN {READING_SQL} AND status = 'ok') AS e
 INNER JOIN owned AS c ON e.r = c.resource ARRAY JOIN c.categories AS category
@@ -235,7 +241,7 @@ def _batch_observations(step: Step, config: ObservationConfig) -> dict[int, list
     by_step: dict[int, list[Observation]] = {}
     for at, observation in sorted(found, key=lambda item: (item[0], item[1].principal, item[1].kind,
                                                             item[1].subject)):
-        by_step.setdefault(_step_of(at, params), []).append(observation)
+        by_step.setdefault(_step_of(at, params), []).append(replace(observation, act_ms=at))
     return by_step
 
 
@@ -279,9 +285,11 @@ def _rare_combinations(client: Any, params: dict[str, Any]) -> list[tuple[int, O
     today = client.query(_SESSION_CATEGORIES.replace("{where}", _span("day", "hi")), parameters=params).result_rows
     per_principal: dict[str, list[tuple[int, str]]] = {}
     restricted_by: dict[str, dict[str, bool]] = {}
-    for principal, _, category, first_ms, restricted in today:
+    source_of: dict[tuple[str, str], str] = {}  # the resource that first brought a category today
+    for principal, _, category, first_ms, restricted, resource in today:
         per_principal.setdefault(principal, []).append((int(first_ms), category))
         restricted_by.setdefault(principal, {})[category] = bool(restricted)
+        source_of[(principal, category)] = resource
     candidates = {p: sorted(c) for p, c in per_principal.items() if len(c) > 1}
     if not candidates:
         return []
@@ -294,8 +302,8 @@ def _rare_combinations(client: Any, params: dict[str, Any]) -> list[tuple[int, O
                 pair = f"{min(a, b)}+{max(a, b)}"
                 if at >= params["lo"] and (min(a, b), max(a, b)) not in combined:
                     restricted = restricted_by[principal].get(a, False) or restricted_by[principal].get(b, False)
-                    pairs.setdefault((_step_of(at, params), principal), []).append((min(t_a, t_b), at, pair,
-                                                                                    restricted))
+                    pairs.setdefault((_step_of(at, params), principal), []).append(
+                        (min(t_a, t_b), at, pair, restricted, source_of[(principal, a)], source_of[(principal, b)]))
     found = []
     for (_, principal), combos in sorted(pairs.items()):
         names = sorted({c[2] for c in combos})
@@ -303,7 +311,8 @@ def _rare_combinations(client: Any, params: dict[str, Any]) -> list[tuple[int, O
         found.append((last, Observation(
             principal, "rare_combination", ", ".join(names), 2 + any(c[3] for c in combos),
             f"combined {' and '.join(n.replace('+', ' with ') for n in names[:3])} data, which no one in the "
-            "organisation combined in a day before", first, last)))
+            "organisation combined in a day before", first, last,
+            tuple(sorted({r for c in combos for r in c[4:]})))))
     return found
 
 

@@ -17,9 +17,9 @@ each halved every :attr:`RiskConfig.half_life`. When a step brings a principal n
 events and its risk reaches :attr:`RiskConfig.ticket` (``SEV3``) or
 :attr:`RiskConfig.page` (``SEV2``), an ``entity_risk`` alert lists every contributing
 signal. It takes at least :attr:`RiskConfig.min_signals` distinct signals: one weak
-signal alone never pages, however many points it carries (a step's observations are
-one signal; so are one detector's alerts in a step), and a page (``SEV2``) takes evidence
-of two kinds at least (one detector repeating itself is one story).
+signal alone never alerts, however many points it carries (the observations of one act
+are one signal; so are one detector's alerts in a step), and a page (``SEV2``) takes
+evidence of two kinds at least (one kind repeating itself is one story).
 
 Risk events are stored in ``risk_events`` keyed by their deterministic id, so a step
 run again writes the same rows; a step reads only the events of earlier steps (and its
@@ -46,7 +46,7 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
         """CREATE TABLE IF NOT EXISTS risk_events (
     principal String, signal_id String, at DateTime64(3, 'UTC'), source LowCardinality(String),
     points Float64, text String, first_seen DateTime64(3, 'UTC'), last_seen DateTime64(3, 'UTC'),
-    resources Array(String)
+    resources Array(String), act DateTime64(3, 'UTC')
 ) ENGINE = ReplacingMergeTree ORDER BY (principal, signal_id)""",
     ]),
 ]
@@ -71,8 +71,8 @@ class RiskConfig:
         Risk for a ``SEV3`` and a ``SEV2`` incident.
     min_signals : int
         Distinct signals needed for any incident: one detector's alerts in one step are one
-        signal, and so are all the observations of one step (five first reads in one sweep,
-        and the new combination of data they make, are one act).
+        signal, and so are the observations of one act (a first read of another team's data
+        and the new combination of data it makes).
     signal_cap : float
         The most points one signal adds, however many events it holds.
     """
@@ -87,7 +87,11 @@ class RiskConfig:
 
 @dataclass(frozen=True)
 class RiskEvent:
-    """One weak signal about one principal, worth some points at a moment (the end of its step)."""
+    """One weak signal about one principal, worth some points at a moment (the end of its step).
+
+    ``act_ms`` is the event that made an observation (0 for an alert): observations of one
+    act in a step are one signal.
+    """
 
     principal: str
     signal_id: str
@@ -98,6 +102,7 @@ class RiskEvent:
     first_ms: int
     last_ms: int
     resources: tuple[str, ...]
+    act_ms: int = 0
 
 
 def events_of_alerts(alerts: list[Alert], at_ms: int) -> list[RiskEvent]:
@@ -116,16 +121,18 @@ def events_of_alerts(alerts: list[Alert], at_ms: int) -> list[RiskEvent]:
 def events_of_observations(observations: list[Observation], at_ms: int) -> list[RiskEvent]:
     """The risk events of a step's observations."""
     return [RiskEvent(o.principal, f"{o.kind}|{o.principal}|{o.subject}|{at_ms}", at_ms, o.kind, float(o.points),
-                      o.text, o.first_ms, o.last_ms, o.resources) for o in observations]
+                      o.text, o.first_ms, o.last_ms, o.resources, o.act_ms) for o in observations]
 
 
-def _signal_of(source: str) -> str:
-    """Which signal a risk event belongs to within its step: an alert's detector, or the observations.
+def _signal_of(event: RiskEvent) -> tuple[str, int, int]:
+    """The signal a risk event belongs to: one detector's alerts in a step, or the observations of one act.
 
     One act often makes several observations (a first read of another team's data is
-    also a new combination of categories): in one step they are one signal.
+    also a new combination of categories): they are one signal.
     """
-    return "observation" if source in KINDS else source
+    if event.source in KINDS:
+        return ("observation", event.at_ms, event.act_ms)
+    return (event.source, event.at_ms, 0)
 
 
 def _ms(moment: Any) -> int:
@@ -133,7 +140,8 @@ def _ms(moment: Any) -> int:
 
 
 _EARLIER = f"""SELECT principal, signal_id, toUnixTimestamp64Milli(at), source, points, text,
-       toUnixTimestamp64Milli(first_seen), toUnixTimestamp64Milli(last_seen), resources
+       toUnixTimestamp64Milli(first_seen), toUnixTimestamp64Milli(last_seen), resources,
+       toUnixTimestamp64Milli(act)
 FROM risk_events FINAL
 WHERE principal IN {{keys:Array(String)}} AND at > {ms_param('since')} AND at < {ms_param('at')}"""
 
@@ -144,9 +152,9 @@ def store(client: Client, events: list[RiskEvent]) -> None:
         return
     client.insert("risk_events", [
         [e.principal, e.signal_id, from_epoch_ms(e.at_ms), e.source, e.points, e.text, from_epoch_ms(e.first_ms),
-         from_epoch_ms(e.last_ms), list(e.resources)] for e in events],
+         from_epoch_ms(e.last_ms), list(e.resources), from_epoch_ms(e.act_ms)] for e in events],
         column_names=["principal", "signal_id", "at", "source", "points", "text", "first_seen", "last_seen",
-                      "resources"])
+                      "resources", "act"])
 
 
 def entity_risk_alerts(step: Step) -> list[Alert]:
@@ -177,8 +185,8 @@ def risk_alerts(step: Step, new: list[RiskEvent], config: RiskConfig | None = No
     horizon_ms = int(config.horizon / timedelta(milliseconds=1))
     half_life_ms = config.half_life / timedelta(milliseconds=1)
     keys = sorted({e.principal for e in new})
-    earlier = [RiskEvent(p, s, int(t), src, float(pts), text, int(f), int(last), tuple(res))
-               for p, s, t, src, pts, text, f, last, res in step.client.query(
+    earlier = [RiskEvent(p, s, int(t), src, float(pts), text, int(f), int(last), tuple(res), int(act))
+               for p, s, t, src, pts, text, f, last, res, act in step.client.query(
                    _EARLIER, parameters={"keys": keys, "since": at - horizon_ms, "at": at}).result_rows]
     store(step.client, new)
     by_principal: dict[str, dict[str, RiskEvent]] = {}
@@ -187,12 +195,11 @@ def risk_alerts(step: Step, new: list[RiskEvent], config: RiskConfig | None = No
     alerts = []
     for principal in keys:
         events = sorted(by_principal[principal].values(), key=lambda e: (e.at_ms, e.signal_id))
-        signals: dict[tuple[str, int], float] = {}
+        signals: dict[tuple[str, int, int], float] = {}
         for e in events:
-            key = (_signal_of(e.source), e.at_ms)
-            signals[key] = signals.get(key, 0.0) + e.points
+            signals[_signal_of(e)] = signals.get(_signal_of(e), 0.0) + e.points
         total = round(sum(min(points, config.signal_cap) * 0.5 ** ((at - at_ms) / half_life_ms)
-                          for (_, at_ms), points in signals.items()), 6)
+                          for (_, at_ms, _), points in signals.items()), 6)
         if len(signals) < config.min_signals or total < config.ticket:
             continue
         weights = [e.points * 0.5 ** ((at - e.at_ms) / half_life_ms) for e in events]

@@ -229,10 +229,12 @@ def test_a_batch_observes_each_step_as_the_step_alone_does(org: Any) -> None:
 # ---------------------------------------------------------------------------- entity risk
 
 
-def _event(principal: str, source: str, points: float, at: datetime, subject: str = "x") -> RiskEvent:
+def _event(principal: str, source: str, points: float, at: datetime, subject: str = "x", act: int = 1
+           ) -> RiskEvent:
+    """A risk event at the end of the step ``at``; an observation's act is ``act`` minutes before it."""
     ms = epoch_ms(at)
     return RiskEvent(principal, f"{source}|{principal}|{subject}|{ms}", ms, source, points, f"{source} {subject}",
-                     ms - 60_000, ms, (f"ds.{subject}",))
+                     ms - 60_000, ms, (f"ds.{subject}",), ms - act * 60_000)
 
 
 def _risk(client: Any, at: datetime, events: list[RiskEvent], config: RiskConfig | None = None) -> list[Any]:
@@ -244,10 +246,20 @@ def _risk(client: Any, at: datetime, events: list[RiskEvent], config: RiskConfig
 
 def test_one_signal_never_alerts_however_many_points(org: Any) -> None:
     at = DAY + timedelta(hours=10)
-    # Three observations in one step are one act: one signal.
+    # Three observations of one act (one read: two first touches through a join, and the combination) are one signal.
     found = [_event("eng2", "out_of_domain", 2, at, "a"), _event("eng2", "out_of_domain", 2, at, "b"),
              _event("eng2", "rare_combination", 3, at, "c")]
     assert _risk(org, at, found) == []
+
+
+def test_two_acts_in_one_step_are_two_signals(org: Any) -> None:
+    at = DAY + timedelta(hours=10)
+    # A join of never-combined data, then an export of it to a new destination, both within the step.
+    found = [_event("eng2", "rare_combination", 3, at, "join", act=12), _event("eng2", "out_of_domain", 2, at, "join",
+                                                                              act=12),
+             _event("eng2", "new_destination", 4, at, "export", act=3)]
+    [page] = _risk(org, at, found)
+    assert page.severity == "SEV2" and "2 weak signals" in page.title  # min(5, cap 4) + 4 = 8, two kinds
 
 
 def test_weak_signals_add_up_with_decay_to_a_ticket_then_a_page(org: Any) -> None:
