@@ -5,9 +5,9 @@ organisation, whatever its teams, volumes or naming, because it compares the pri
 with the organisation itself rather than with a threshold:
 
 ``out_of_domain``
-    The first touch in the lookback of confidential or restricted data that no teammate
-    touched, owned by a team (its *domain*: the owner's team in the principals catalogue,
-    else the owner) whose data few teammates touch (under
+    The first touch in the lookback (a read of it, or a join with it) of confidential or
+    restricted data that no teammate touched, owned by a team (its *domain*: the owner's
+    team in the principals catalogue, else the owner) whose data few teammates touch (under
     :attr:`ObservationConfig.domain_share` of them): 2 points for restricted data, 1 for
     confidential.
 ``rare_combination``
@@ -136,11 +136,14 @@ def _span(lo: str, hi: str) -> str:
 
 
 # Principals' first touch in the lookback of sensitive data, inside the batch.
+#: The resources an access-log row reads: its resource, and a join's related resources too.
+_READ_RESOURCES = "arrayJoin(if(action = 'join', arrayConcat([resource], related), [resource]))"
+
 _FIRST_TOUCHES = f"""WITH {_PEOPLE}, {_OWNED},
 firsts AS (
-    SELECT principal, resource, toUnixTimestamp64Milli(min(event_time)) AS first_ms
+    SELECT principal, {_READ_RESOURCES} AS resource, toUnixTimestamp64Milli(min(event_time)) AS first_ms
     FROM access_log WHERE {_span('since', 'hi')} AND action IN {READING_SQL} AND status = 'ok'
-    GROUP BY principal, resource HAVING first_ms >= {{lo:Int64}})
+    GROUP BY principal, resource HAVING first_ms >= {{lo:Int64}} AND resource != '')
 SELECT f.principal, f.resource, f.first_ms, c.sensitivity, p.team, {_DOMAIN} AS domain
 FROM firsts AS f INNER JOIN owned AS c ON f.resource = c.resource
 LEFT JOIN people AS p ON f.principal = p.principal LEFT JOIN owners AS o ON c.owner = o.principal
@@ -149,10 +152,11 @@ WHERE {_SENSITIVE} AND p.team != ''"""
 # Per team: members who touched each of some resources, and each of some domains, before the day.
 _TEAM_TOUCHES = f"""WITH {_PEOPLE}, {_OWNED}
 SELECT p.team AS team, l.resource AS resource, {_DOMAIN} AS domain, groupUniqArray(l.principal) AS members
-FROM access_log AS l INNER JOIN people AS p ON l.principal = p.principal
+FROM (SELECT principal, {_READ_RESOURCES} AS resource FROM access_log
+      WHERE {_span('since', 'day')} AND action IN {READING_SQL} AND status = 'ok') AS l
+INNER JOIN people AS p ON l.principal = p.principal
 LEFT JOIN owned AS c ON l.resource = c.resource LEFT JOIN owners AS o ON c.owner = o.principal
-WHERE {_span('since', 'day').replace('event_time', 'l.event_time')} AND l.action IN {READING_SQL}
-  AND l.status = 'ok' AND p.team IN {{teams:Array(String)}}
+WHERE p.team IN {{teams:Array(String)}} AND l.resource != ''
 GROUP BY GROUPING SETS ((team, resource), (team, domain))"""
 
 _TEAM_SIZES = f"WITH {_PEOPLE} SELECT team, count() FROM people WHERE team != '' GROUP BY team"

@@ -137,6 +137,10 @@ def test_a_combination_of_categories_nobody_made_is_rare_once_per_step(org: Any)
     [found] = _observe(org, at)
     combos = [o for o in found if o.kind == "rare_combination"]
     assert _kinds(combos) == [("eng1", "rare_combination", "credentials+financial, credentials+pii", 3)]
+    assert combos[0].resources == ("ds.eng.keys_index", "ds.hr.comp")
+    # Joining with hr's restricted data is a first touch of it, outside eng's domain, by the same act.
+    [touch] = [o for o in found if o.kind == "out_of_domain"]
+    assert (touch.principal, touch.subject, touch.act_ms) == ("eng1", "ds.hr.comp", combos[0].act_ms)
 
 
 def test_a_combination_completes_when_its_second_category_is_first_read_today(org: Any) -> None:
