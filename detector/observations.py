@@ -7,9 +7,9 @@ with the organisation itself rather than with a threshold:
 ``out_of_domain``
     The first touch in the lookback (a read of it, or a join with it) of confidential or
     restricted data that no teammate touched, owned by a team (its *domain*: the owner's
-    team in the principals catalogue, else the owner) whose data few teammates touch (under
-    :attr:`ObservationConfig.domain_share` of them): 2 points for restricted data, 1 for
-    confidential.
+    team in the principals catalogue, else the owner) whose data of that sensitivity or
+    above few teammates touch (under :attr:`ObservationConfig.domain_share` of them): 2
+    points for restricted data, 1 for confidential.
 ``rare_combination``
     Data categories of sensitive resources combined by the principal today (in a join or
     in the same day's session) that nobody in the organisation combined in one day over the
@@ -126,6 +126,8 @@ _OWNED = """owned AS (
 #: The domain of a catalogue row ``c`` (joined with ``owners`` as ``o`` on its owner).
 _DOMAIN = "if(o.team != '', o.team, c.owner)"
 _SENSITIVE = "c.sensitivity IN ('confidential', 'restricted')"
+#: The sensitivities at or above each sensitive one.
+_AT_LEAST = {"confidential": ("confidential", "restricted"), "restricted": ("restricted",)}
 
 
 def _span(lo: str, hi: str) -> str:
@@ -149,15 +151,16 @@ FROM firsts AS f INNER JOIN owned AS c ON f.resource = c.resource
 LEFT JOIN people AS p ON f.principal = p.principal LEFT JOIN owners AS o ON c.owner = o.principal
 WHERE {_SENSITIVE} AND p.team != ''"""
 
-# Per team: members who touched each of some resources, and each of some domains, before the day.
+# Per team: members who touched each of some resources, and each domain's data of each sensitivity, before the day.
 _TEAM_TOUCHES = f"""WITH {_PEOPLE}, {_OWNED}
-SELECT p.team AS team, l.resource AS resource, {_DOMAIN} AS domain, groupUniqArray(l.principal) AS members
+SELECT p.team AS team, l.resource AS resource, {_DOMAIN} AS domain, c.sensitivity AS sensitivity,
+       groupUniqArray(l.principal) AS members
 FROM (SELECT principal, {_READ_RESOURCES} AS resource FROM access_log
       WHERE {_span('since', 'day')} AND action IN {READING_SQL} AND status = 'ok') AS l
 INNER JOIN people AS p ON l.principal = p.principal
 LEFT JOIN owned AS c ON l.resource = c.resource LEFT JOIN owners AS o ON c.owner = o.principal
 WHERE p.team IN {{teams:Array(String)}} AND l.resource != ''
-GROUP BY GROUPING SETS ((team, resource), (team, domain))"""
+GROUP BY GROUPING SETS ((team, resource), (team, domain, sensitivity))"""
 
 _TEAM_SIZES = f"WITH {_PEOPLE} SELECT team, count() FROM people WHERE team != '' GROUP BY team"
 
@@ -259,29 +262,34 @@ def _out_of_domain(client: Any, params: dict[str, Any], config: ObservationConfi
         return []
     teams = sorted({row[4] for row in touches})
     by_resource: dict[tuple[str, str], set[str]] = {}
-    by_domain: dict[tuple[str, str], set[str]] = {}
-    for team, resource, domain, members in client.query(_TEAM_TOUCHES, parameters={**params, "teams": teams}
-                                                        ).result_rows:
-        # GROUPING SETS leave the other key at its default ('').
+    by_domain: dict[tuple[str, str, str], set[str]] = {}
+    for team, resource, domain, sensitivity, members in client.query(
+            _TEAM_TOUCHES, parameters={**params, "teams": teams}).result_rows:
+        # GROUPING SETS leave the other keys at their defaults ('').
         if resource:
             by_resource[(team, resource)] = set(members)
         else:
-            by_domain[(team, domain)] = set(members)
+            by_domain[(team, domain, sensitivity)] = set(members)
     sizes = _team_sizes(client)
     found = []
     for principal, resource, first_ms, sensitivity, team, domain in touches:
         peers = sizes.get(team, 0) - 1
         if peers < config.min_peers or domain == team or by_resource.get((team, resource), set()) - {principal}:
             continue  # no peers to judge by, its own team's data, or data a teammate uses
-        # Judged by the others: the principal's own earlier reads do not make a domain the team's.
-        share = len(by_domain.get((team, domain), set()) - {principal}) / peers
+        # The team's usual domains at this sensitivity or above (working with a team's internal
+        # data does not make its restricted data usual), judged by the others: the principal's
+        # own earlier reads do not make a domain the team's.
+        levels = _AT_LEAST[sensitivity]
+        users = set().union(*(by_domain.get((team, domain, level), set()) for level in levels)) - {principal}
+        share = len(users) / peers
         if share >= config.domain_share:
-            continue  # a domain the team works in
+            continue  # a domain the team works in, at this sensitivity
         points = 2 if sensitivity == "restricted" else 1
         found.append((int(first_ms), Observation(
             principal, "out_of_domain", resource, points,
             f"first read of {sensitivity} {resource} ({domain}'s data), which no one in {team} uses "
-            f"({share:.0%} of the team touch {domain}'s data)", int(first_ms), int(first_ms), (resource,))))
+            f"({share:.0%} of the team touch {domain}'s {' or '.join(levels)} data)", int(first_ms), int(first_ms),
+            (resource,))))
     return found
 
 

@@ -77,7 +77,7 @@ class RiskConfig:
         The most points one signal adds, however many events it holds.
     """
 
-    half_life: timedelta = timedelta(days=2)
+    half_life: timedelta = timedelta(days=3)
     horizon: timedelta = timedelta(days=7)
     ticket: float = 4.0
     page: float = 6.0

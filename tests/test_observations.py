@@ -114,15 +114,19 @@ def test_first_reads_outside_the_team_domain_are_judged_against_peers(org: Any) 
 
 
 def test_a_domain_enough_of_the_team_works_in_is_not_out_of_domain(org: Any) -> None:
-    # Two of eng's four people read hr's reviews last week: hr's domain is eng's too.
+    # Two of eng's four people read hr's confidential reviews last week: hr's confidential data is eng's domain too.
+    _insert(org, "resources", [_resource("ds.hr.surveys", "hr1", sensitivity="confidential")])
     _insert(org, "access_log", [event_row(MONDAY + timedelta(days=d, hours=15), p, "read", "ds.hr.reviews")
                                 for d in (2, 4) for p in ("eng1", "eng4")])
     at = DAY + timedelta(hours=10)
-    _insert(org, "access_log", [event_row(at, "eng2", "read", "ds.hr.comp")])
+    _insert(org, "access_log", [event_row(at, "eng2", "read", "ds.hr.surveys"),
+                                event_row(at + timedelta(minutes=1), "eng3", "read", "ds.hr.comp")])
     [found] = _observe(org, at)
-    assert not [o for o in found if o.kind == "out_of_domain"]
+    # ...but not its restricted data: working with a team's confidential data does not make the rest usual.
+    assert _kinds([o for o in found if o.kind == "out_of_domain"]) == [("eng3", "out_of_domain", "ds.hr.comp", 2)]
     [strict] = _observe(org, at, config=ObservationConfig(domain_share=0.9))
-    assert _kinds([o for o in strict if o.kind == "out_of_domain"]) == [("eng2", "out_of_domain", "ds.hr.comp", 2)]
+    assert _kinds([o for o in strict if o.kind == "out_of_domain"]) == [
+        ("eng2", "out_of_domain", "ds.hr.surveys", 1), ("eng3", "out_of_domain", "ds.hr.comp", 2)]
 
 
 def test_a_combination_of_categories_nobody_made_is_rare_once_per_step(org: Any) -> None:
@@ -269,16 +273,16 @@ def test_two_acts_in_one_step_are_two_signals(org: Any) -> None:
 def test_weak_signals_add_up_with_decay_to_a_ticket_then_a_page(org: Any) -> None:
     day1, day2, day3 = (DAY + timedelta(days=d, hours=10) for d in range(3))
     assert _risk(org, day1, [_event("eng2", "out_of_domain", 2, day1, "a")]) == []
-    # A day later: 2 + 2 * 0.5 ** 0.5 = 3.41, under the ticket.
+    # A day later: 2 + 2 * 0.5 ** (1 / 3) = 3.59, under the ticket (points halve every 3 days).
     assert _risk(org, day2, [_event("eng2", "out_of_domain", 2, day2, "b")]) == []
-    # Another day: 2 + 1.41 + 1 = 4.41: a ticket; one kind of evidence only, so never a page.
+    # Another day: 2 + 1.59 + 1.26 = 4.85: a ticket; one kind of evidence only, so never a page.
     [ticket] = _risk(org, day3, [_event("eng2", "out_of_domain", 2, day3, "c")])
     assert (ticket.detector, ticket.severity, ticket.entity_key) == ("entity_risk", "SEV3", "eng2")
     assert [d["feature"] for d in ticket.explanation[:-1]] == ["out_of_domain"] * 3
     assert ticket.explanation[-1] == {"severity_points": {"accumulated_risk": 4}}
     assert set(ticket.resources) == {"ds.a", "ds.b", "ds.c"}
     assert ticket.first_seen < day1 < ticket.last_seen <= day3
-    # A second kind of evidence in the same step: 4.41 + 2 (a SEV3 alert) >= 6 pages.
+    # A second kind of evidence in the next step: 4.85 + 2 (a SEV3 alert) >= 6 pages.
     later = day3 + STEP
     [page] = _risk(org, later, [_event("eng2", "bulk_export", 2, later)])
     assert page.severity == "SEV2" and "4 weak signals" in page.title
