@@ -11,9 +11,10 @@ with the organisation itself rather than with a threshold:
     above few teammates touch (under :attr:`ObservationConfig.domain_share` of them): 2
     points for restricted data, 1 for confidential.
 ``rare_combination``
-    Data categories of sensitive resources combined by the principal today (in a join or
-    in the same day's session) that nobody in the organisation combined in one day over the
-    lookback: 2 points, 3 when restricted data is among them.
+    Data categories of sensitive resources combined in one join (a category of one of its
+    resources with a category of another) that no join in the organisation combined over
+    the lookback; or combined by the principal in one day's session that nobody in the
+    organisation combined in a day: 2 points, 3 when restricted data is among them.
 ``new_destination``
     Sensitive data exported to a destination (its host or bucket) that nobody in the
     organisation exported to over the lookback (3 points), or nobody in the exporter's
@@ -181,6 +182,26 @@ _COMBINED_PAIRS = f"""SELECT DISTINCT tupleElement(pair, 1), tupleElement(pair, 
     FROM (SELECT principal, day, groupUniqArray(category) AS cats
           FROM ({_SESSION_CATEGORIES.replace('{where}', _span('since', 'day'))}) GROUP BY principal, day))"""
 
+# One row per join event and sensitive resource it combines, with the resource's categories.
+_JOIN_RESOURCES = f"""jr AS (
+    SELECT e.principal AS principal, e.event_time AS event_time, e.k AS k, e.r AS r, c.categories AS cats,
+           c.sensitivity = 'restricted' AS restricted
+    FROM (SELECT principal, event_time, (principal, event_time, resource, event_id) AS k,
+                 arrayJoin(arrayDistinct(arrayConcat([resource], related))) AS r
+          FROM access_log WHERE {{where}} AND action = 'join' AND status = 'ok') AS e
+    INNER JOIN owned AS c ON e.r = c.resource WHERE {_SENSITIVE} AND notEmpty(c.categories))"""
+
+# Category pairs some join combined, one category from each of two of its resources, before the step's day.
+_JOINED_PAIRS = f"""WITH {_OWNED}, {_JOIN_RESOURCES.replace('{where}', _span('since', 'day'))}
+SELECT DISTINCT least(a, b), greatest(a, b)
+FROM jr AS l INNER JOIN jr AS m ON l.k = m.k AND l.r < m.r ARRAY JOIN l.cats AS a ARRAY JOIN m.cats AS b
+WHERE a != b"""
+
+# The batch's joins of sensitive resources with categories.
+_BATCH_JOINS = f"""WITH {_OWNED}, {_JOIN_RESOURCES.replace('{where}', _span('lo', 'hi'))}
+SELECT principal, toUnixTimestamp64Milli(event_time), k, r, cats, restricted FROM jr
+ORDER BY principal, event_time, r"""
+
 _DESTINATION = "extract(attributes['destination'], '^[A-Za-z0-9+.-]+://([^/?#]+)')"
 # Exports of sensitive data inside the batch, with when the organisation, and the exporter's team, first
 # exported to the same destination in the lookback.
@@ -302,9 +323,11 @@ def _rare_combinations(client: Any, params: dict[str, Any]) -> list[tuple[int, O
         per_principal.setdefault(principal, []).append((int(first_ms), category))
         restricted_by.setdefault(principal, {})[category] = bool(restricted)
         source_of[(principal, category)] = resource
+    found = _rare_joins(client, params)
+    joined_acts = {(o.principal, at) for at, o in found}
     candidates = {p: sorted(c) for p, c in per_principal.items() if len(c) > 1}
     if not candidates:
-        return []
+        return found
     combined = {(a, b) for a, b in client.query(_COMBINED_PAIRS, parameters=params).result_rows}
     pairs: dict[tuple[int, str], list[tuple[int, int, str]]] = {}
     for principal, categories in sorted(candidates.items()):
@@ -316,15 +339,40 @@ def _rare_combinations(client: Any, params: dict[str, Any]) -> list[tuple[int, O
                     restricted = restricted_by[principal].get(a, False) or restricted_by[principal].get(b, False)
                     pairs.setdefault((_step_of(at, params), principal), []).append(
                         (min(t_a, t_b), at, pair, restricted, source_of[(principal, a)], source_of[(principal, b)]))
-    found = []
     for (_, principal), combos in sorted(pairs.items()):
         names = sorted({c[2] for c in combos})
         first, last = min(c[0] for c in combos), max(c[1] for c in combos)
+        if (principal, last) in joined_acts:
+            continue  # completed by a join already observed as one
         found.append((last, Observation(
             principal, "rare_combination", ", ".join(names), 2 + any(c[3] for c in combos),
             f"combined {' and '.join(n.replace('+', ' with ') for n in names[:3])} data, which no one in the "
             "organisation combined in a day before", first, last,
             tuple(sorted({r for c in combos for r in c[4:]})))))
+    return found
+
+
+def _rare_joins(client: Any, params: dict[str, Any]) -> list[tuple[int, Observation]]:
+    """Joins inside the batch combining categories (one from each of two resources) no join combined before the day."""
+    rows = client.query(_BATCH_JOINS, parameters=params).result_rows
+    joins: dict[tuple[str, int, Any], list[tuple[str, list[str], bool]]] = {}
+    for principal, at, key, resource, categories, restricted in rows:
+        joins.setdefault((principal, int(at), key), []).append((resource, list(categories), bool(restricted)))
+    joins = {key: parts for key, parts in joins.items() if len(parts) > 1}
+    if not joins:
+        return []
+    combined = {(a, b) for a, b in client.query(_JOINED_PAIRS, parameters=params).result_rows}
+    found = []
+    for (principal, at, _), parts in sorted(joins.items(), key=lambda item: item[0][:2]):
+        new = sorted({(min(a, b), max(a, b)) for i, (_, cats_a, _) in enumerate(parts) for _, cats_b, _ in parts[i + 1:]
+                      for a in cats_a for b in cats_b if a != b} - combined)
+        if not new:
+            continue
+        names = [f"{a}+{b}" for a, b in new]
+        found.append((at, Observation(
+            principal, "rare_combination", ", ".join(names), 2 + any(r for _, _, r in parts),
+            f"joined {' and '.join(f'{a} with {b}' for a, b in new[:3])} data, which no join in the organisation "
+            "combined before", at, at, tuple(sorted(r for r, _, _ in parts)))))
     return found
 
 

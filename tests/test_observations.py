@@ -147,6 +147,23 @@ def test_a_combination_of_categories_nobody_made_is_rare_once_per_step(org: Any)
     assert (touch.principal, touch.subject, touch.act_ms) == ("eng1", "ds.hr.comp", combos[0].act_ms)
 
 
+def test_a_join_is_judged_by_the_joins_before_it(org: Any) -> None:
+    # hr has joined its two datasets before; every hr person reads both daily (a session combines them too).
+    _insert(org, "access_log", [event_row(MONDAY + timedelta(days=2, hours=16), "hr2", "join", "ds.hr.comp",
+                                          related=["ds.hr.reviews"])])
+    at = DAY + timedelta(hours=11)
+    _insert(org, "access_log", [
+        event_row(at, "hr3", "join", "ds.hr.reviews", related=["ds.hr.comp"]),  # joined before, either way round
+        event_row(at + timedelta(minutes=2), "eng1", "join", "ds.eng.keys_index", related=["ds.hr.reviews"]),
+        event_row(at + timedelta(minutes=3), "eng3", "join", "ds.eng.logs", related=["ds.hr.reviews"]),  # internal
+    ])
+    [found] = _observe(org, at)
+    [join] = [o for o in found if o.kind == "rare_combination"]
+    assert (join.principal, join.subject, join.points) == ("eng1", "credentials+performance", 2)
+    assert join.act_ms == epoch_ms(at + timedelta(minutes=2)) and "no join" in join.text
+    assert join.resources == ("ds.eng.keys_index", "ds.hr.reviews")
+
+
 def test_a_combination_completes_when_its_second_category_is_first_read_today(org: Any) -> None:
     morning = DAY + timedelta(hours=9)
     _insert(org, "access_log", [event_row(morning, "eng1", "read", "ds.hr.reviews"),
