@@ -91,6 +91,23 @@ def contract_frame(table: str, rows: Iterable[dict[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame({c.name: pd.Series([r[c.name] for r in rows], dtype=object) for c in COLUMNS[table]})
 
 
+# ------------------------------------------------------------------ the command line
+
+
+def run_cli(capsys: Any, monkeypatch: Any, *args: str) -> tuple[int, str, str]:
+    """Run ``blastwall ARGS`` in this process: its exit code, stdout and stderr."""
+    from blastwall.cli import main
+
+    monkeypatch.setattr("sys.argv", ["blastwall", *args])
+    try:
+        main()
+        code = 0
+    except SystemExit as exit_:
+        code = int(exit_.code or 0)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
 # ------------------------------------------------------------------ stores
 
 

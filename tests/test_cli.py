@@ -6,20 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-
-from blastwall.cli import main
-
-
-def run(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, *args: str) -> tuple[int, str, str]:
-    monkeypatch.setattr("sys.argv", ["blastwall", *args])
-    try:
-        main()
-        code = 0
-    except SystemExit as exit_:
-        code = int(exit_.code or 0)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
+from builders import run_cli as run
 
 GOOD = {"event_time": "2026-10-05T09:00:00Z", "principal": "ann", "action": "read", "resource": "ds.a"}
 

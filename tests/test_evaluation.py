@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from builders import run_cli as cli
 
-from blastwall.cli import main
 from blastwall.curves import (
     check_goals,
     curve_cells,
@@ -221,15 +221,6 @@ def test_curve_settings_replay_every_style_at_every_intensity_and_benign() -> No
     assert {(s.principals, s.days) for s in specs} == {(40, 5)}
 
 
-def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, *args: str) -> tuple[int, str, str]:
-    monkeypatch.setattr("sys.argv", ["blastwall", *args])
-    try:
-        main()
-        code = 0
-    except SystemExit as exit_:
-        code = int(exit_.code or 0)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 @pytest.mark.parametrize(("args", "message"), [
