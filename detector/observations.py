@@ -26,10 +26,11 @@ with the organisation itself rather than with a threshold:
 None of them alerts by itself: each is a few *risk points* (:mod:`detector.risk`)
 that add up, with decay, per principal. They judge the organisation's behaviour up to
 the start of the step's UTC day (the *lookback*: :attr:`ObservationConfig.lookback`
-before it) and first occurrences from the lookback's start up to the step's end, so a
-step's observations are the same whether it is computed alone (the step loop) or in a
-batch, whose steps never cross a day: each query runs once per batch
-(:meth:`detector.families.Batch.once`) and its rows are sliced by step.
+before it) and first occurrences from the lookback's start up to the step's end, and
+nothing about a step depends on events after its end, so a step's observations are the
+same whether it is computed alone (the step loop) or in a batch (whose day is its first
+step's): each query runs once per batch (:meth:`detector.families.Batch.once`) and its
+rows are sliced by step.
 
 An organisation with less than :attr:`ObservationConfig.min_history` of access log
 before the day has no "usual" yet: nothing is observed (everything would be new).
@@ -165,10 +166,12 @@ GROUP BY GROUPING SETS ((team, resource), (team, domain, sensitivity))"""
 
 _TEAM_SIZES = f"WITH {_PEOPLE} SELECT team, count() FROM people WHERE team != '' GROUP BY team"
 
-# Categories of sensitive data each principal read per day (joins count their related resources).
+# Categories of sensitive data each principal read per day (an event's related resources count too), when
+# each was first read, and when first from restricted data (0: never).
 _SESSION_CATEGORIES = f"""WITH {_OWNED}
 SELECT e.principal AS principal, toDate(e.event_time) AS day, category,
-       toUnixTimestamp64Milli(min(e.event_time)) AS first_ms, max(c.sensitivity = 'restricted') AS restricted,
+       toUnixTimestamp64Milli(min(e.event_time)) AS first_ms,
+       toUnixTimestamp64Milli(minIf(e.event_time, c.sensitivity = 'restricted')) AS restricted_ms,
        argMin(e.r, (e.event_time, e.r)) AS first_resource
 FROM (SELECT principal, event_time, arrayJoin(arrayConcat([resource], related)) AS r FROM access_log
       WHERE {{where}} AND action IN {READING_SQL} AND status = 'ok') AS e
@@ -317,11 +320,11 @@ def _out_of_domain(client: Any, params: dict[str, Any], config: ObservationConfi
 def _rare_combinations(client: Any, params: dict[str, Any]) -> list[tuple[int, Observation]]:
     today = client.query(_SESSION_CATEGORIES.replace("{where}", _span("day", "hi")), parameters=params).result_rows
     per_principal: dict[str, list[tuple[int, str]]] = {}
-    restricted_by: dict[str, dict[str, bool]] = {}
+    restricted_at: dict[tuple[str, str], int] = {}
     source_of: dict[tuple[str, str], str] = {}  # the resource that first brought a category today
-    for principal, _, category, first_ms, restricted, resource in today:
+    for principal, _, category, first_ms, restricted_ms, resource in today:
         per_principal.setdefault(principal, []).append((int(first_ms), category))
-        restricted_by.setdefault(principal, {})[category] = bool(restricted)
+        restricted_at[(principal, category)] = int(restricted_ms)
         source_of[(principal, category)] = resource
     found = _rare_joins(client, params)
     joined_acts = {(o.principal, at) for at, o in found}
@@ -329,21 +332,21 @@ def _rare_combinations(client: Any, params: dict[str, Any]) -> list[tuple[int, O
     if not candidates:
         return found
     combined = {(a, b) for a, b in client.query(_COMBINED_PAIRS, parameters=params).result_rows}
-    pairs: dict[tuple[int, str], list[tuple[int, int, str]]] = {}
+    pairs: dict[tuple[int, str], list[tuple[int, int, str, bool, str, str]]] = {}
     for principal, categories in sorted(candidates.items()):
         for i, (t_a, a) in enumerate(categories):
             for t_b, b in categories[:i]:
                 at = max(t_a, t_b)  # completed when its second category was first read today
-                pair = f"{min(a, b)}+{max(a, b)}"
-                if at >= params["lo"] and (min(a, b), max(a, b)) not in combined:
-                    restricted = restricted_by[principal].get(a, False) or restricted_by[principal].get(b, False)
-                    pairs.setdefault((_step_of(at, params), principal), []).append(
-                        (min(t_a, t_b), at, pair, restricted, source_of[(principal, a)], source_of[(principal, b)]))
+                if at < params["lo"] or (min(a, b), max(a, b)) in combined or (principal, at) in joined_acts:
+                    continue  # before the batch, combined before, or completed by a join observed as one
+                # Restricted only if read from restricted data by then (later reads are later steps' news).
+                restricted = any(0 < restricted_at[(principal, c)] <= at for c in (a, b))
+                pairs.setdefault((_step_of(at, params), principal), []).append(
+                    (min(t_a, t_b), at, f"{min(a, b)}+{max(a, b)}", restricted, source_of[(principal, a)],
+                     source_of[(principal, b)]))
     for (_, principal), combos in sorted(pairs.items()):
         names = sorted({c[2] for c in combos})
         first, last = min(c[0] for c in combos), max(c[1] for c in combos)
-        if (principal, last) in joined_acts:
-            continue  # completed by a join already observed as one
         found.append((last, Observation(
             principal, "rare_combination", ", ".join(names), 2 + any(c[3] for c in combos),
             f"combined {' and '.join(n.replace('+', ' with ') for n in names[:3])} data, which no one in the "

@@ -21,9 +21,13 @@ signal alone never alerts, however many points it carries (the observations of o
 are one signal; so are one detector's alerts in a step), and a page (``SEV2``) takes
 evidence of two kinds at least (one kind repeating itself is one story).
 
-Risk events are stored in ``risk_events`` keyed by their deterministic id, so a step
-run again writes the same rows; a step reads only the events of earlier steps (and its
-own, in memory), so the step loop and the batch path see the same risk.
+Risk events are stored in ``risk_events`` keyed by their deterministic id; a step run
+again first removes what its earlier run stored (:func:`forget_step`), so it states only
+its own findings. A step reads only the events of earlier steps (and its own, in memory),
+so the step loop and the batch path see the same risk.
+
+The alerts counted are those the stages raised, before incidents apply them: an alert
+that a false-positive verdict then suppresses still adds its points (a known limitation).
 """
 
 from __future__ import annotations
@@ -120,7 +124,8 @@ def events_of_alerts(alerts: list[Alert], at_ms: int) -> list[RiskEvent]:
 
 def events_of_observations(observations: list[Observation], at_ms: int) -> list[RiskEvent]:
     """The risk events of a step's observations."""
-    return [RiskEvent(o.principal, f"{o.kind}|{o.principal}|{o.subject}|{at_ms}", at_ms, o.kind, float(o.points),
+    return [RiskEvent(o.principal, f"{o.kind}|{o.principal}|{o.subject}|{o.act_ms}|{at_ms}", at_ms, o.kind,
+                      float(o.points),
                       o.text, o.first_ms, o.last_ms, o.resources, o.act_ms) for o in observations]
 
 
@@ -163,8 +168,16 @@ def entity_risk_alerts(step: Step) -> list[Alert]:
     It runs after every other stage (rules included), whose alerts are in ``step.alerts``.
     """
     at = step.params["hi"]
+    forget_step(step.client, at)
     new = events_of_observations(observations(step, step.config.observations), at) + events_of_alerts(step.alerts, at)
     return risk_alerts(step, new, step.config.risk)
+
+
+def forget_step(client: Client, at_ms: int) -> None:
+    """Remove what an earlier run of the step ending at ``at_ms`` stored (a rerun states its own findings)."""
+    params, where = {"at": at_ms}, f"at = {ms_param('at')}"
+    if client.query(f"SELECT count() FROM risk_events WHERE {where}", parameters=params).result_rows[0][0]:
+        client.command(f"DELETE FROM risk_events WHERE {where}", parameters=params)
 
 
 def risk_alerts(step: Step, new: list[RiskEvent], config: RiskConfig | None = None) -> list[Alert]:

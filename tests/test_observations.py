@@ -21,7 +21,7 @@ from detector.detect import DetectConfig, detect_step
 from detector.families import Batch, Step
 from detector.incidents import list_incidents
 from detector.observations import Observation, ObservationConfig, observations
-from detector.risk import RiskConfig, RiskEvent, events_of_alerts, risk_alerts
+from detector.risk import RiskConfig, RiskEvent, events_of_alerts, forget_step, risk_alerts
 from features.contract import arrow_schema
 
 TEAMS = {"hr": ["hr1", "hr2", "hr3", "hr4"], "eng": ["eng1", "eng2", "eng3", "eng4"], "ml": ["ml1", "ml2", "ml3"]}
@@ -145,6 +145,20 @@ def test_a_combination_of_categories_nobody_made_is_rare_once_per_step(org: Any)
     # Joining with hr's restricted data is a first touch of it, outside eng's domain, by the same act.
     [touch] = [o for o in found if o.kind == "out_of_domain"]
     assert (touch.principal, touch.subject, touch.act_ms) == ("eng1", "ds.hr.comp", combos[0].act_ms)
+
+
+def test_a_combination_is_restricted_only_by_what_was_read_by_then(org: Any) -> None:
+    at = DAY + timedelta(hours=9)
+    _insert(org, "access_log", [
+        event_row(at + timedelta(minutes=1), "eng1", "read", "ds.hr.reviews"),  # performance, confidential
+        event_row(at + timedelta(minutes=2), "eng1", "read", "ds.eng.keys_index"),  # credentials, confidential
+        event_row(at + 2 * STEP, "eng1", "read", "ds.hr.comp"),  # pii and financial, restricted: a later step
+    ])
+    batched = _observe(org, at, steps=3)
+    assert batched == [_observe(org, at + k * STEP)[0] for k in range(3)]
+    first, _, third = ([o for o in found if o.kind == "rare_combination"] for found in batched)
+    assert [(o.subject, o.points) for o in first] == [("credentials+performance", 2)]
+    assert [o.points for o in third] == [3]
 
 
 def test_a_join_is_judged_by_the_joins_before_it(org: Any) -> None:
@@ -312,6 +326,14 @@ def test_risk_only_counts_earlier_steps_and_a_rerun_writes_the_same(org: Any) ->
     again = _risk(org, t2, [_event("eng2", "rare_combination", 3, t2)])
     assert [a.severity for a in again] == ["SEV3"]
     assert org.query("SELECT count() FROM risk_events FINAL").result_rows[0][0] == 2
+
+
+def test_a_rerun_of_a_step_states_only_its_own_findings(org: Any) -> None:
+    at = DAY + timedelta(hours=10)
+    _risk(org, at, [_event("eng2", "out_of_domain", 2, at, "a"), _event("eng3", "out_of_domain", 2, at, "b")])
+    forget_step(org, epoch_ms(at))  # the rerun (new rules, a fix) finds only eng3's read
+    _risk(org, at, [_event("eng3", "out_of_domain", 2, at, "b")])
+    assert org.query("SELECT principal FROM risk_events FINAL").result_rows == [("eng3",)]
 
 
 def test_old_signals_leave_the_horizon(org: Any) -> None:
