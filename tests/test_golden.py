@@ -2,9 +2,12 @@
 
 ``tests/golden/incidents-seed9.json`` was recorded by the code before the detector
 families moved into ``detector/families`` (and before rule files existed): a 50-principal,
-5-day organisation (seed 9) replayed in 2-hour steps (10 incidents of 5 families). The same replay must give the same
+5-day organisation (seed 9) replayed in 2-hour steps (11 incidents of 6 families). The same replay must give the same
 incidents — ids, detectors, severities, titles, scores, times, principals, resources.
 Re-record it only for a change that is meant to alter detection, and say so in the commit.
+Re-recorded once, for issue 16 (detection that generalises): two unusual exports of a few
+megabytes from embedding stores went from SEV2 to SEV3 (nothing sizeable was taken), and the
+runaway agent's weak signals added up to one more incident, a SEV3 ``entity_risk``.
 """
 
 from __future__ import annotations
