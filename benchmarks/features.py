@@ -58,7 +58,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import shutil
 import statistics
 import subprocess
@@ -67,6 +66,8 @@ import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+
+from _common import code_version, peak_mb, say  # noqa: E402  (read while this file's folder is on sys.path)
 
 # Run as a script, this file's folder comes first on sys.path, where its own name would
 # shadow the `features` package it measures.
@@ -162,23 +163,6 @@ def epoch_ms(moment: datetime) -> int:
 
 
 
-def _code_version() -> dict:
-    """The commit measured and the files changed in the working tree (other work in progress is measured too)."""
-    def git(*args: str) -> str:
-        try:
-            return subprocess.run(["git", *args], capture_output=True, text=True, cwd=HERE.parent).stdout.rstrip()
-        except OSError:
-            return ""
-    return {"commit": git("rev-parse", "HEAD").strip(),
-            "uncommitted": [line[3:] for line in git("status", "--short").splitlines()]}
-
-
-def _peak_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def _say(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)
 
 
 # ------------------------------------------------------------------ child steps (fresh processes)
@@ -212,7 +196,7 @@ SELECT event_time + toIntervalDay(t * {base_days}), concat(event_id, '.c{i}t', t
 FROM access_log ARRAY JOIN range({first}, {period_copies}) AS t
 WHERE event_time < fromUnixTimestamp64Milli({{hi:Int64}}, 'UTC') AND position(event_id, '.c') = 0""",
                            parameters=base_end)
-            _say(f"    copy {i + 1}/{principal_copies} inserted ({time.perf_counter() - began:.0f}s)")
+            say(f"    copy {i + 1}/{principal_copies} inserted ({time.perf_counter() - began:.0f}s)")
         replicated = time.perf_counter() - began
         began = time.perf_counter()
         for table in ("access_log", "event_ids", "principals", "memberships", "resources"):
@@ -348,7 +332,7 @@ def _child_batch(store_dir: str, days: int) -> dict:
     start = _start()
     with store(f"chdb://{store_dir}") as client:
         reset_history(client)
-        idle_mb = _peak_mb()
+        idle_mb = peak_mb()
         began = time.perf_counter()
         plan = _plan(client, start, days)
         plan_seconds = time.perf_counter() - began
@@ -372,7 +356,7 @@ def _child_batch(store_dir: str, days: int) -> dict:
                 compact_history(client, batch_end)
                 compact_seconds, profile.phase = compact_seconds + time.perf_counter() - began, ""
             if number % 10 == 0:
-                _say(f"    batch {number}/{len(plan)}: {batch_seconds:.0f}s, {events:,} events so far")
+                say(f"    batch {number}/{len(plan)}: {batch_seconds:.0f}s, {events:,} events so far")
     slowest = max(per_batch)
     return {"seconds": batch_seconds, "events": events, "batches": len(plan),
             "steps": sum(steps for _, steps in plan), "feature_rows": rows,
@@ -385,7 +369,7 @@ def _child_batch(store_dir: str, days: int) -> dict:
             "compaction_every_days": every / timedelta(days=1),
             "statements": profile.top(40), "statement_seconds_in_batches": sql_seconds,
             "outside_statements_seconds_in_batches": batch_seconds - sql_seconds,
-            "idle_rss_mb": idle_mb, "peak_rss_mb": _peak_mb()}
+            "idle_rss_mb": idle_mb, "peak_rss_mb": peak_mb()}
 
 
 def _child_floor(store_dir: str, days: int) -> dict:
@@ -446,7 +430,7 @@ def _child_steps(store_dir: str, days: int, samples: int) -> dict:
             "events_per_second": events / seconds if seconds else None,
             "full_replay_seconds_estimate": seconds / len(timings) * total, "steps_in_period": total,
             "statements": [row for row in profile.top(40) if not row["statement"].startswith("untimed")][:15],
-            "peak_rss_mb": _peak_mb()}
+            "peak_rss_mb": peak_mb()}
 
 
 def _child_engine(store_dir: str, start: str, end: str) -> dict:
@@ -473,7 +457,7 @@ def _child_engine(store_dir: str, start: str, end: str) -> dict:
             "AND event_time < fromUnixTimestamp64Milli({hi:Int64}, 'UTC')",
             parameters={"lo": epoch_ms(lo), "hi": epoch_ms(hi)}).result_rows[0][0])
     return {"seconds": statistics.median(timings), "runs": timings, "history_catch_up_seconds": catch_up,
-            "rows": shapes, "window_events": window_events, "peak_rss_mb": _peak_mb()}
+            "rows": shapes, "window_events": window_events, "peak_rss_mb": peak_mb()}
 
 
 def _child_window_floor(store_dir: str, start: str, end: str) -> dict:
@@ -507,7 +491,7 @@ def _child_reference(store_dir: str, start: str, end: str) -> dict:
     events["event_time"] = pd.to_datetime(events["event_time"], utc=True)
     begin = time.perf_counter()
     reference_features(events, tables["resources"], tables["memberships"], tables["principals"], lo, hi)
-    return {"seconds": time.perf_counter() - begin, "load_seconds": load, "peak_rss_mb": _peak_mb()}
+    return {"seconds": time.perf_counter() - begin, "load_seconds": load, "peak_rss_mb": peak_mb()}
 
 
 def _child_numba() -> dict:
@@ -610,7 +594,7 @@ def main() -> None:
                     "created": datetime.now(UTC).isoformat(timespec="seconds"),
                     "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
                                 "python": platform.python_version()},
-                    "code": _code_version(), "goals": GOALS, "step_minutes": STEP / timedelta(minutes=1),
+                    "code": code_version(), "goals": GOALS, "step_minutes": STEP / timedelta(minutes=1),
                     "how_sizes_are_made": (
                         f"a generated base organisation ({BASE_PRINCIPALS:,} principals x {BASE_DAYS} days, seed "
                         f"{BASE_SEED}) replicated in ClickHouse: principal copies with every name suffixed '.c<i>' "

@@ -33,7 +33,6 @@ import importlib.util
 import json
 import os
 import platform
-import resource
 import shutil
 import statistics
 import subprocess
@@ -45,6 +44,8 @@ from pathlib import Path
 
 # Run as a script, this file's folder comes first on sys.path, where `features.py` would
 # shadow the `features` package.
+from _common import code_version, peak_mb, say  # noqa: E402  (benchmarks/ is the script's folder)
+
 HERE = Path(__file__).resolve().parent
 sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != HERE]
 
@@ -67,23 +68,6 @@ def _bench_features():
 
 
 
-def _code_version() -> dict:
-    """The commit measured and the files changed in the working tree (other work in progress is measured too)."""
-    def git(*args: str) -> str:
-        try:
-            return subprocess.run(["git", *args], capture_output=True, text=True, cwd=HERE.parent).stdout.rstrip()
-        except OSError:
-            return ""
-    return {"commit": git("rev-parse", "HEAD").strip(),
-            "uncommitted": [line[3:] for line in git("status", "--short").splitlines()]}
-
-
-def _peak_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def _say(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)
 
 
 def _config():
@@ -142,7 +126,7 @@ def _child_generate(store_dir: str, principals: int, days: int, seed: int) -> di
     with store(f"chdb://{store_dir}") as client:
         init_schema(client)
         generated = write_to_store(client, _spec(principals, days, seed))
-    return {"events": generated["access_log"], "seconds": generated["seconds"], "peak_rss_mb": _peak_mb()}
+    return {"events": generated["access_log"], "seconds": generated["seconds"], "peak_rss_mb": peak_mb()}
 
 
 def _child_batch(store_dir: str, principals: int, days: int, seed: int, step_minutes: float,
@@ -163,7 +147,7 @@ def _child_batch(store_dir: str, principals: int, days: int, seed: int, step_min
     with store(f"chdb://{store_dir}") as client:
         book = ModelBook.load(client, config.baseline)
         profile = _bench_features()._Profile(client)
-        idle = _peak_mb()
+        idle = peak_mb()
         steps: list[tuple[float, int]] = []
         in_sample = {"steps": 0, "events": 0, "alerts": 0, "detectors": {}}
         plan: dict[str, int] = {}
@@ -177,7 +161,7 @@ def _child_batch(store_dir: str, principals: int, days: int, seed: int, step_min
                 for alert in result.alerts:
                     in_sample["detectors"][alert.detector] = in_sample["detectors"].get(alert.detector, 0) + 1
             if len(steps) % 288 == 0:
-                _say(f"    {len(steps):,}/{plan.get('steps', 0):,} steps")
+                say(f"    {len(steps):,}/{plan.get('steps', 0):,} steps")
 
         began = time.perf_counter()
         summary = replay.run_batches(client, spec.start + timedelta(days=days), step, since=spec.start,
@@ -199,7 +183,7 @@ def _child_batch(store_dir: str, principals: int, days: int, seed: int, step_min
             "stage_errors": len(summary.errors), "errors_sample": summary.errors[:5],
             "rules": sorted(library.rules), "rule_problems": [str(p) for p in library.problems],
             "sample_window": in_sample, "statements": profile.top(30),
-            "idle_rss_mb": idle, "peak_rss_mb": _peak_mb()}
+            "idle_rss_mb": idle, "peak_rss_mb": peak_mb()}
 
 
 def _child_loop(store_dir: str, principals: int, days: int, seed: int, step_minutes: float,
@@ -218,7 +202,7 @@ def _child_loop(store_dir: str, principals: int, days: int, seed: int, step_minu
         if lo > spec.start:  # untimed: bring the store to the sample's start as a replay would leave it
             run_batches(client, lo, step, since=spec.start, config=config, book=book)
         warm = time.perf_counter() - began
-        warm_rss = _peak_mb()
+        warm_rss = peak_mb()
         steps: list[tuple[float, float, int, int, int]] = []  # seconds, feature seconds, fits, events, alerts
         detectors: dict[str, int] = {}
 
@@ -250,7 +234,7 @@ def _child_loop(store_dir: str, principals: int, days: int, seed: int, step_minu
             "detection_ms_per_step_by_stage": {k: 1000 * v / summary.steps
                                                for k, v in sorted(stages.items(), key=lambda item: -item[1])},
             "alerts": summary.alerts, "detectors": detectors, "incidents_opened": summary.opened,
-            "warm_up_seconds_untimed": warm, "warm_up_peak_rss_mb": warm_rss, "peak_rss_mb": _peak_mb()}
+            "warm_up_seconds_untimed": warm, "warm_up_peak_rss_mb": warm_rss, "peak_rss_mb": peak_mb()}
 
 
 def _child_full_loop(store_dir: str, principals: int, days: int, seed: int, step_minutes: float) -> dict:
@@ -265,7 +249,7 @@ def _child_full_loop(store_dir: str, principals: int, days: int, seed: int, step
         def progress(_result) -> None:
             count[0] += 1
             if count[0] % 288 == 0:
-                _say(f"    step loop: {count[0]:,} steps")
+                say(f"    step loop: {count[0]:,} steps")
 
         began = time.perf_counter()
         summary = run_steps(client, spec.start + timedelta(days=days), step, since=spec.start, config=config,
@@ -275,7 +259,7 @@ def _child_full_loop(store_dir: str, principals: int, days: int, seed: int, step
             "events_per_second": summary.events / wall, "ms_per_step": 1000 * wall / summary.steps,
             "feature_ms_per_step": 1000 * summary.feature_seconds / summary.steps,
             "overhead_ms_per_step_mean": summary.overhead_ms_per_step,
-            "alerts": summary.alerts, "incidents_opened": summary.opened, "peak_rss_mb": _peak_mb()}
+            "alerts": summary.alerts, "incidents_opened": summary.opened, "peak_rss_mb": peak_mb()}
 
 
 CHILDREN = {"generate": _child_generate, "batch": _child_batch, "loop": _child_loop, "full_loop": _child_full_loop}
@@ -341,7 +325,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(CHILDREN[step](*(json.loads(rest[0]) if rest else []))))
         return 0
 
-    started, code = time.perf_counter(), _code_version()  # the code the children import, at their start
+    started, code = time.perf_counter(), code_version()  # the code the children import, at their start
     spec = _spec(args.principals, args.days, args.seed)
     step = timedelta(minutes=args.step_minutes)
     lo, hi = _sample_window(spec.start, args.days, args.loop_hours, args.loop_end, step)
