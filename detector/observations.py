@@ -265,10 +265,11 @@ def _batch_observations(step: Step, config: ObservationConfig) -> dict[int, list
     if not client.query(_HISTORY_START, parameters=params).result_rows[0][0]:
         return {}  # too little history before the day: everything would look new
     found: list[tuple[int, Observation]] = []
-    found += _out_of_domain(client, params, config)
+    sizes = _team_sizes(client)
+    found += _out_of_domain(client, params, config, sizes)
     found += _rare_combinations(client, params)
     found += _new_destinations(client, params, config)
-    found += _out_of_role_artifacts(client, params, config)
+    found += _out_of_role_artifacts(client, params, config, sizes)
     by_step: dict[int, list[Observation]] = {}
     for at, observation in sorted(found, key=lambda item: (item[0], item[1].principal, item[1].kind,
                                                             item[1].subject)):
@@ -280,7 +281,8 @@ def _team_sizes(client: Any) -> dict[str, int]:
     return {team: int(n) for team, n in client.query(_TEAM_SIZES).result_rows}
 
 
-def _out_of_domain(client: Any, params: dict[str, Any], config: ObservationConfig) -> list[tuple[int, Observation]]:
+def _out_of_domain(client: Any, params: dict[str, Any], config: ObservationConfig, sizes: dict[str, int]
+                   ) -> list[tuple[int, Observation]]:
     touches = client.query(_FIRST_TOUCHES, parameters=params).result_rows
     if not touches:
         return []
@@ -294,7 +296,6 @@ def _out_of_domain(client: Any, params: dict[str, Any], config: ObservationConfi
             by_resource[(team, resource)] = set(members)
         else:
             by_domain[(team, domain, sensitivity)] = set(members)
-    sizes = _team_sizes(client)
     found = []
     for principal, resource, first_ms, sensitivity, team, domain in touches:
         peers = sizes.get(team, 0) - 1
@@ -406,7 +407,7 @@ def _new_destinations(client: Any, params: dict[str, Any], config: ObservationCo
     return found
 
 
-def _out_of_role_artifacts(client: Any, params: dict[str, Any], config: ObservationConfig
+def _out_of_role_artifacts(client: Any, params: dict[str, Any], config: ObservationConfig, sizes: dict[str, int]
                            ) -> list[tuple[int, Observation]]:
     rows = client.query(_ARTIFACT_DOWNLOADS, parameters=params).result_rows
     if not rows:
@@ -414,7 +415,6 @@ def _out_of_role_artifacts(client: Any, params: dict[str, Any], config: Observat
     teams = sorted({row[3] for row in rows})
     model_users = {team: set(users) for team, users in
                    client.query(_MODEL_TEAMS, parameters={**params, "teams": teams}).result_rows}
-    sizes = _team_sizes(client)
     grouped: dict[tuple[int, str, str], list[tuple[int, str]]] = {}
     for principal, at, resource, team in rows:
         if sizes.get(team, 0) - 1 < config.min_peers or model_users.get(team, set()) - {principal}:

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
 
 from clickhouse_connect.driver.client import Client
 
@@ -117,8 +116,8 @@ def events_of_alerts(alerts: list[Alert], at_ms: int) -> list[RiskEvent]:
         if points is None or alert.entity != "principal" or alert.detector in _NOT_RISK:
             continue
         events.append(RiskEvent(alert.entity_key, alert.alert_id, at_ms, alert.detector, points,
-                                f"{alert.severity} {alert.detector}: {alert.title}", _ms(alert.first_seen),
-                                _ms(alert.last_seen), tuple(alert.resources)))
+                                f"{alert.severity} {alert.detector}: {alert.title}", to_epoch_ms(alert.first_seen),
+                                to_epoch_ms(alert.last_seen), tuple(alert.resources)))
     return events
 
 
@@ -138,10 +137,6 @@ def _signal_of(event: RiskEvent) -> tuple[str, int, int]:
     if event.source in KINDS:
         return ("observation", event.at_ms, event.act_ms)
     return (event.source, event.at_ms, 0)
-
-
-def _ms(moment: Any) -> int:
-    return to_epoch_ms(moment)
 
 
 _EARLIER = f"""SELECT principal, signal_id, toUnixTimestamp64Milli(at), source, points, text,
