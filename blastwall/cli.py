@@ -1,8 +1,11 @@
-"""The ``blastwall`` command line (DESIGN.md, "Command line": stable — extend, never rename).
+"""The ``blastwall`` command line (docs/DESIGN.md, "Command line": stable — extend, never rename).
 
 Every failure a user can cause or meet (bad argument, unreadable file, store held by
-another process, unreachable server) ends as one ``blastwall: …`` line on stderr and
-exit code 2; never a traceback.
+another process, unreachable server, no store where one is read) ends as one
+``blastwall: …`` line on stderr and exit code 2; never a traceback.
+
+Incidents are named to people by their reference (``INC-12``); every command that takes
+an incident accepts the reference or the numeric id (:func:`_incident`).
 """
 
 from __future__ import annotations
@@ -24,7 +27,9 @@ from blastwall.schema import init_schema
 from blastwall.store import (
     StoreError,
     close_store,
+    demo_dsn,
     open_store,
+    require_store,
     reset_embedded,
     resolve_dsn,
 )
@@ -42,10 +47,22 @@ class BlastwallCliError(click.ClickException):
 
 
 @contextmanager
-def _client(ctx: click.Context, *, initialise: bool = True) -> Iterator[Client]:
-    """The store for this command, with its schema current; problems become one line."""
+def _client(ctx: click.Context, *, initialise: bool = True, must_exist: bool = False) -> Iterator[Client]:
+    """The store for this command, with its schema current; problems become one line.
+
+    Parameters
+    ----------
+    ctx : click.Context
+    initialise : bool
+        Bring the schema up to date first.
+    must_exist : bool
+        For commands that read what a store holds: an embedded DSN naming no store is an
+        error naming the stores there are, never a new empty store.
+    """
     dsn = resolve_dsn(ctx.obj["dsn"])
     try:
+        if must_exist:
+            require_store(dsn)
         client = open_store(dsn)
     except StoreError as exc:
         raise BlastwallCliError(str(exc)) from None
@@ -363,13 +380,6 @@ def generate(out_dir: Path, fmt: str, compress: bool, principals: int, days: int
     click.echo(f"wrote {out_dir}: " + ", ".join(f"{name} {value:,}" for name, value in counts.items()))
 
 
-def demo_dsn() -> str:
-    """The demo's own embedded store, apart from the user's default store."""
-    import platformdirs
-
-    return f"chdb://{Path(platformdirs.user_data_dir('blastwall')) / 'demo'}"
-
-
 def _reset_embedded(dsn: str) -> None:
     try:
         reset_embedded(dsn)
@@ -385,7 +395,7 @@ def _reset_embedded(dsn: str) -> None:
 def console(ctx: click.Context, port: int, address: str) -> None:
     """Open the Streamlit console on the store."""
     dsn = resolve_dsn(ctx.obj["dsn"])
-    with _client(ctx):  # fail here, in one line, if the store is unusable
+    with _client(ctx, must_exist=True):  # fail here, in one line, if the store is unusable or absent
         pass
     settings = _settings(ctx)  # and here, if the settings are unusable
     if settings.unsigned_webhooks:
@@ -478,7 +488,7 @@ def _die_with_parent() -> None:
 
 
 @cli.command()
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON array (the stable fields of DESIGN.md).")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array (the stable fields of docs/DESIGN.md).")
 @click.option("--status", type=click.Choice(["open", "acknowledged", "contained", "resolved", "false_positive"]))
 @click.option("--min-severity", type=click.Choice(["SEV1", "SEV2", "SEV3", "SEV4"]),
               help="This severity or worse (SEV2 keeps SEV1 and SEV2).")
@@ -491,7 +501,7 @@ def incidents(ctx: click.Context, as_json: bool, status: str | None, min_severit
     from detector.incidents import list_incidents
     from playbooks.engine import runs_for_incidents
 
-    with _client(ctx) as client:
+    with _client(ctx, must_exist=True) as client:
         found = list_incidents(client, status=status, min_severity=min_severity, limit=limit)
         runs = runs_for_incidents(client, [incident["id"] for incident in found])
     for incident in found:
@@ -502,9 +512,12 @@ def incidents(ctx: click.Context, as_json: bool, status: str | None, min_severit
     if not found:
         click.echo("no incidents")
         return
-    click.echo(f"{'id':>20}  {'sev':4}  {'status':14}  {'score':>5}  {'detector':22}  title")
-    for incident in found:
-        click.echo(f"{incident['id']:>20}  {incident['severity']:4}  {incident['status']:14}  "
+    # The reference names an incident to people; the long id stays in --json.
+    names = [incident["ref"] or str(incident["id"]) for incident in found]
+    width = max(len("ref"), *(len(name) for name in names))
+    click.echo(f"{'ref':{width}}  {'sev':4}  {'status':14}  {'score':>5}  {'detector':22}  title")
+    for name, incident in zip(names, found):
+        click.echo(f"{name:{width}}  {incident['severity']:4}  {incident['status']:14}  "
                    f"{incident['score']:>5.3f}  {incident['detector']:22}  {incident['title']}")
 
 
@@ -850,25 +863,31 @@ def playbook_test(ctx: click.Context, playbook_id: str | None, dirs: tuple[Path,
         sys.exit(1)
 
 
+_INCIDENT_OPTION = click.option("--incident", "incident", required=True, metavar="INCIDENT",
+                                help="The incident: its reference (INC-12) or its numeric id.")
+
+
 @playbook.command(name="dry-run")
 @click.argument("playbook_id")
-@click.option("--incident", "incident_id", required=True, type=click.IntRange(0), help="Incident id.")
+@_INCIDENT_OPTION
 @_DIR_OPTION
 @click.pass_context
-def playbook_dry_run(ctx: click.Context, playbook_id: str, incident_id: int, dirs: tuple[Path, ...]) -> None:
+def playbook_dry_run(ctx: click.Context, playbook_id: str, incident: str, dirs: tuple[Path, ...]) -> None:
     """Show what a playbook would do for an incident; changes nothing."""
     from playbooks.engine import EngineError
 
-    with _client(ctx) as client:
+    with _client(ctx, must_exist=True) as client:
         responder = _responder(ctx, client, dirs)
+        incident_id = _incident(client, incident)
         try:
             planned, steps = responder.dry_run(playbook_id, incident_id)
         except EngineError as exc:
             raise BlastwallCliError(str(exc)) from None
+        name = _names(client, [incident_id])[incident_id]
     if planned is None:
-        click.echo(f"{playbook_id} does not match incident {incident_id} (nothing would run)")
+        click.echo(f"{playbook_id} does not match incident {name} (nothing would run)")
         return
-    click.echo(f"dry run of {playbook_id} on incident {incident_id} ({planned.severity}): "
+    click.echo(f"dry run of {playbook_id} on incident {name} ({planned.severity}): "
                f"{len(steps)} steps, nothing executed")
     for number, step in enumerate(steps, 1):
         flags = [flag for flag, on in (("needs approval", step.planned.needs_approval),
@@ -880,35 +899,71 @@ def playbook_dry_run(ctx: click.Context, playbook_id: str, incident_id: int, dir
 
 @playbook.command(name="run")
 @click.argument("playbook_id")
-@click.option("--incident", "incident_id", required=True, type=click.IntRange(0), help="Incident id.")
+@_INCIDENT_OPTION
 @_DIR_OPTION
 @click.pass_context
-def playbook_run(ctx: click.Context, playbook_id: str, incident_id: int, dirs: tuple[Path, ...]) -> None:
+def playbook_run(ctx: click.Context, playbook_id: str, incident: str, dirs: tuple[Path, ...]) -> None:
     """Run (or continue) a playbook on an incident now; each step still runs at most once."""
     from datetime import UTC, datetime
 
     from playbooks.engine import EngineError
 
-    with _client(ctx) as client:
+    with _client(ctx, must_exist=True) as client:
+        responder = _responder(ctx, client, dirs)
+        incident_id = _incident(client, incident)
         try:
-            report = _responder(ctx, client, dirs).run(playbook_id, incident_id, datetime.now(UTC), _actor())
+            report = responder.run(playbook_id, incident_id, datetime.now(UTC), _actor())
         except EngineError as exc:
             raise BlastwallCliError(str(exc)) from None
-    _echo_run(report)
+        names = _names(client, [report.incident_id])
+    _echo_run(report, names)
 
 
-def _echo_run(report) -> None:
-    click.echo(f"run {report.run_id}: {report.state}" + (f" ({report.error})" if report.error else ""))
+def _incident(client: Client, text: str) -> int:
+    """The incident id of what a person typed: ``INC-12`` or a numeric id (one line when it is neither)."""
+    from detector.incidents import IncidentError, resolve_incident
+
+    try:
+        return resolve_incident(client, text)
+    except IncidentError as exc:
+        raise BlastwallCliError(str(exc)) from None
+
+
+def _run_id(client: Client, text: str) -> str:
+    """A run id as typed, ``<incident>.<playbook>`` with the incident as ``INC-12`` or its id, as the engine has it."""
+    head, dot, playbook_id = text.strip().partition(".")
+    if not dot or (head.isascii() and head.isdigit()):
+        return text  # the engine says when there is no such run
+    return f"{_incident(client, head)}.{playbook_id}"
+
+
+def _names(client: Client, incident_ids: list[int]) -> dict[int, str]:
+    """How messages name these incidents: ``INC-12``, else (no reference) the id."""
+    from detector.incidents import incident_refs
+
+    refs = incident_refs(client, incident_ids)
+    return {int(i): refs.get(int(i), str(i)) for i in incident_ids}
+
+
+def _run_name(run_id: str, names: dict[int, str]) -> str:
+    """A run id with its incident named for people (``INC-12.embedding_export``); approve/deny accept it."""
+    head, dot, playbook_id = run_id.partition(".")
+    return f"{names[int(head)]}.{playbook_id}" if dot and head.isdigit() and int(head) in names else run_id
+
+
+def _echo_run(report, names: dict[int, str]) -> None:
+    run_id = _run_name(report.run_id, names)
+    click.echo(f"run {run_id}: {report.state}" + (f" ({report.error})" if report.error else ""))
     for step in report.steps:
         detail = step.error or (", ".join(f"{k}={v}" for k, v in step.result.items()) if step.result else "")
         click.echo(f"  {step.step:20} {step.state:18} {detail[:160]}")
     for step in [s.step for s in report.steps if s.state == "awaiting_approval"]:
-        click.echo(f"  approve with: blastwall approve {report.run_id} {step}   "
-                   f"(or: blastwall deny {report.run_id} {step} --reason ...)")
+        click.echo(f"  approve with: blastwall approve {run_id} {step}   "
+                   f"(or: blastwall deny {run_id} {step} --reason ...)")
     for step in [s.step for s in report.steps if s.state == "interrupted"]:
         click.echo(f"  {step}: its outcome is unknown; check your system, then answer: "
-                   f"blastwall approve {report.run_id} {step} (it took effect) or "
-                   f"blastwall deny {report.run_id} {step} --reason ... (it did not)")
+                   f"blastwall approve {run_id} {step} (it took effect) or "
+                   f"blastwall deny {run_id} {step} --reason ... (it did not)")
 
 
 @playbook.command(name="new")
@@ -1015,7 +1070,10 @@ def rule_new(ctx: click.Context, rule_id: str, folder: Path | None) -> None:
 @click.option("--reason", default="", help="Why (kept in the audit trail).")
 @click.pass_context
 def approve(ctx: click.Context, run_id: str, step: str, reason: str) -> None:
-    """Approve a step awaiting approval; it executes now and the run continues."""
+    """Approve a step awaiting approval; it executes now and the run continues.
+
+    RUN_ID is INCIDENT.PLAYBOOK, the incident as its reference (INC-12) or its numeric id.
+    """
     _decide(ctx, run_id, step, reason, approve=True)
 
 
@@ -1025,7 +1083,10 @@ def approve(ctx: click.Context, run_id: str, step: str, reason: str) -> None:
 @click.option("--reason", required=True, help="Why not (kept in the audit trail).")
 @click.pass_context
 def deny(ctx: click.Context, run_id: str, step: str, reason: str) -> None:
-    """Deny a step awaiting approval; it never runs and the run continues without it."""
+    """Deny a step awaiting approval; it never runs and the run continues without it.
+
+    RUN_ID is INCIDENT.PLAYBOOK, the incident as its reference (INC-12) or its numeric id.
+    """
     _decide(ctx, run_id, step, reason, approve=False)
 
 
@@ -1034,33 +1095,38 @@ def _decide(ctx: click.Context, run_id: str, step: str, reason: str, approve: bo
 
     from playbooks.engine import EngineError
 
-    with _client(ctx) as client:
+    with _client(ctx, must_exist=True) as client:
         responder = _responder(ctx, client)
+        engine_run_id = _run_id(client, run_id)
         try:
             decide = responder.approve if approve else responder.deny
-            report = decide(run_id, step, _actor(), datetime.now(UTC), reason=reason)
+            report = decide(engine_run_id, step, _actor(), datetime.now(UTC), reason=reason)
         except EngineError as exc:
             raise BlastwallCliError(str(exc)) from None
-    _echo_run(report)
+        names = _names(client, [report.incident_id])
+    _echo_run(report, names)
 
 
 @cli.command()
-@click.argument("incident_id", type=click.IntRange(0))
+@click.argument("incident", metavar="INCIDENT")
 @click.pass_context
-def rollback(ctx: click.Context, incident_id: int) -> None:
-    """Undo every reversible step the playbooks took on an incident (newest first)."""
+def rollback(ctx: click.Context, incident: str) -> None:
+    """Undo every reversible step the playbooks took on an INCIDENT (INC-12 or its id), newest first."""
     from datetime import UTC, datetime
 
     from playbooks.engine import EngineError
 
-    with _client(ctx) as client:
+    with _client(ctx, must_exist=True) as client:
+        responder = _responder(ctx, client)
+        incident_id = _incident(client, incident)
         try:
-            undone = _responder(ctx, client).rollback_incident(incident_id, _actor(), datetime.now(UTC))
+            undone = responder.rollback_incident(incident_id, _actor(), datetime.now(UTC))
         except EngineError as exc:
             raise BlastwallCliError(str(exc)) from None
-    click.echo(f"rolled back {len(undone)} steps of incident {incident_id}")
+        names = _names(client, [incident_id])
+    click.echo(f"rolled back {len(undone)} steps of incident {names[incident_id]}")
     for record in undone:
-        click.echo(f"  {record.run_id} {record.step}: {record.result}")
+        click.echo(f"  {_run_name(record.run_id, names)} {record.step}: {record.result}")
 
 
 @cli.command()
@@ -1069,14 +1135,15 @@ def respond(ctx: click.Context) -> None:
     """Page and run playbooks now for incidents opened (or risen in severity) since last handled."""
     from datetime import UTC, datetime
 
-    with _client(ctx) as client:
-        settings = _settings(ctx)
-        summary = _responder(ctx, client).respond(datetime.now(UTC), max_age=settings.respond_max_age)
+    settings = _settings(ctx)  # a bad settings file is told before the store is opened
+    with _client(ctx, must_exist=True) as client:
+        summary = settings.responder(client).respond(datetime.now(UTC), max_age=settings.respond_max_age)
+        names = _names(client, sorted({report.incident_id for report in summary.runs}))
     click.echo(f"{summary.incidents} incidents handled: {len(summary.runs)} playbook runs, {summary.pages} pages"
                + (f", {summary.too_old} older than {settings.respond_max_age} (not acted on)" if summary.too_old
                   else ""))
     for report in summary.runs:
-        click.echo(f"  {report.run_id}: {report.state}")
+        click.echo(f"  {_run_name(report.run_id, names)}: {report.state}")
     for error in summary.errors:
         click.echo(f"  error: {error}", err=True)
 

@@ -51,9 +51,67 @@ class StoreLockedError(StoreError):
     """The embedded store directory is owned by another process."""
 
 
+def data_dir() -> Path:
+    """The per-user data directory that holds the default and the demo stores."""
+    return Path(platformdirs.user_data_dir("blastwall"))
+
+
 def default_dsn() -> str:
     """The embedded store in the per-user data directory (``chdb:///…/blastwall/store``)."""
-    return f"chdb://{Path(platformdirs.user_data_dir('blastwall')) / 'store'}"
+    return f"chdb://{data_dir() / 'store'}"
+
+
+def demo_dsn() -> str:
+    """The demo's own embedded store, apart from the user's default store (``chdb:///…/blastwall/demo``)."""
+    return f"chdb://{data_dir() / 'demo'}"
+
+
+def holds_store(directory: Path) -> bool:
+    """Whether an embedded store lives in ``directory`` (the engine has written its catalogue there).
+
+    Opening a directory alone leaves only a lock file and ``tmp/``: that is no store yet.
+    """
+    return (directory / "metadata").is_dir()
+
+
+def existing_stores() -> list[tuple[str, str]]:
+    """The embedded stores in the user data directory: ``(dsn, what it is)``, the default first.
+
+    What it is: ``"the default"``, ``"the demo's"``, or ``""`` for another folder holding a store.
+    """
+    root = data_dir()
+    named = {"store": "the default", "demo": "the demo's"}
+    order = list(named)
+    try:
+        folders = sorted((p for p in root.iterdir() if p.is_dir()),
+                         key=lambda p: (order.index(p.name) if p.name in named else len(order), p.name))
+    except OSError:  # no data directory yet: no stores
+        return []
+    return [(f"chdb://{folder}", named.get(folder.name, "")) for folder in folders if holds_store(folder)]
+
+
+def require_store(dsn: str) -> None:
+    """Refuse an embedded DSN that names no existing store, naming the stores there are.
+
+    For commands that only read or act on what a store holds: opening the DSN would create
+    an empty store, and the person would see nothing rather than learn they are in the wrong
+    one. A server DSN is always accepted (the server says what it holds).
+
+    Raises
+    ------
+    StoreError
+        One line: where no store is, which stores exist and how to use one.
+    """
+    path = parse_dsn(dsn).embedded_path
+    if path is None or holds_store(path):
+        return
+    others = [(other, what) for other, what in existing_stores() if parse_dsn(other).embedded_path != path]
+    if others:
+        listed = ", ".join(f"{other} ({what})" if what else other for other, what in others)
+        raise StoreError(f"no store at {path}; stores in {data_dir()}: {listed}. Use --dsn {others[0][0]} "
+                         "or $BLASTWALL_DSN, or create one with blastwall init.")
+    raise StoreError(f"no store at {path}, and none in {data_dir()}. Create one with blastwall init "
+                     "(or blastwall demo), or name yours with --dsn or $BLASTWALL_DSN.")
 
 
 def resolve_dsn(cli_dsn: str | None) -> str:

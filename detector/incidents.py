@@ -8,7 +8,7 @@ suppressed by an earlier false-positive verdict. Alerts sharing a ``group_key`` 
 grant, then the exposure it caused) share the ``group_id`` of the first open incident
 of the group.
 
-Lifecycle (DESIGN.md, "Incidents")::
+Lifecycle (docs/DESIGN.md, "Incidents")::
 
     open -> acknowledged -> contained -> resolved
                             contained -> acknowledged (release: containment rolled back)
@@ -23,6 +23,10 @@ Tables (all state in ClickHouse):
 * ``alerts_seen``: every applied alert id and its outcome (idempotency, counts).
 * ``suppressions``: ``(detector, entity_key)`` silenced over ``[since, until)``.
 
+Each incident has two names: its ``id`` (a hash of the alert that opened it, the same in
+every store that replays the same data) and its ``ref``, ``INC-n`` for people, numbered
+1, 2, 3… in the order incidents open in this store (:func:`resolve_incident` reads either).
+
 Every time travels as epoch milliseconds, so no time zone is interpreted on either side.
 """
 
@@ -30,6 +34,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -66,6 +71,21 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
     created_at DateTime64(3, 'UTC') DEFAULT now64(3)
 ) ENGINE = MergeTree ORDER BY (detector, entity_key, until)""",
     ]),
+    # A short reference for people (INC-n), numbered per store in the order incidents
+    # opened. Existing incidents get theirs in a new version (updated_at + 1 ms, so it wins
+    # under FINAL); only rows still without one are numbered, so running it again is harmless.
+    (2, [
+        "ALTER TABLE incidents ADD COLUMN IF NOT EXISTS ref UInt64 DEFAULT 0",
+        # The aliases differ from the column names: ClickHouse would substitute them into WHERE.
+        """INSERT INTO incidents (id, detector, entity, entity_key, title, severity, status, score, principals,
+    resources, first_seen, last_seen, detected_at, explanation, group_key, group_id, assignee, opened_by, alerts,
+    created_at, updated_at, ref)
+SELECT id, detector, entity, entity_key, title, severity, status, score, principals, resources, first_seen,
+    last_seen, detected_at, explanation, group_key, group_id, assignee, opened_by, alerts, created_at,
+    updated_at + toIntervalMillisecond(1) AS next_version,
+    (SELECT max(ref) FROM incidents) + row_number() OVER (ORDER BY created_at, id) AS next_ref
+FROM incidents FINAL WHERE ref = 0""",
+    ]),
 ]
 
 STATUSES = ("open", "acknowledged", "contained", "resolved", "false_positive")
@@ -81,7 +101,18 @@ _MOVES: dict[str, tuple[tuple[str, ...], str]] = {
     "false_positive": (("open", "acknowledged", "contained"), "false_positive"),
 }
 SYSTEM_ACTOR = "blastwall"
+
+
+def allowed_actions(status: str) -> tuple[str, ...]:
+    """The lifecycle actions a person may take on an incident in ``status`` (what the console offers).
+
+    ``release`` is left out: it is containment being rolled back, which the playbooks do.
+    """
+    moves = tuple(a for a, (sources, _) in _MOVES.items() if status in sources and a != "release")
+    return moves + (("assign", "note") if status not in FINAL_STATUSES else ("note",))
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+#: ``INC-12``, ``inc-12``, ``INC 12``: the short reference as people type it.
+_REF_PATTERN = re.compile(r"INC\s*-?\s*(\d{1,19})", re.IGNORECASE)
 
 
 class IncidentError(Exception):
@@ -173,6 +204,58 @@ def incident_id_for(alert_id: str) -> int:
     return int.from_bytes(digest, "big") & ((1 << 63) - 1)
 
 
+def format_ref(ref: int) -> str:
+    """An incident's short reference as people see it: ``INC-12``."""
+    return f"INC-{int(ref)}"
+
+
+def incident_label(incident: dict[str, Any]) -> str:
+    """How a message names an incident: its reference, or its id when it has none (an inline test's)."""
+    return incident.get("ref") or str(incident["id"])
+
+
+def resolve_incident(client: Client, text: str) -> int:
+    """The incident id a person typed: ``INC-12`` (any case, spaces trimmed) or a numeric id.
+
+    A reference is looked up in this store; a numeric id is returned as it is (whoever uses
+    it says so when no such incident exists, as for any id).
+
+    Raises
+    ------
+    IncidentError
+        Neither form, or no incident has that reference here (one line naming the newest).
+    """
+    given = str(text).strip()
+    if given.isascii() and given.isdigit() and int(given) < 2**64:
+        return int(given)
+    match = _REF_PATTERN.fullmatch(given)
+    if match is None:
+        raise IncidentError(f"{given!r} is not an incident reference (like INC-12, or a numeric incident id)")
+    ref = int(match.group(1))
+    rows = client.query(
+        "SELECT id FROM incidents FINAL WHERE ref = {ref:UInt64} LIMIT 1", parameters={"ref": ref}
+    ).result_rows
+    if rows:
+        return int(rows[0][0])
+    newest = int(client.query("SELECT max(ref) FROM incidents").result_rows[0][0])
+    hint = f"the newest is {format_ref(newest)}" if newest else "it holds no incidents"
+    raise IncidentError(f"no incident {format_ref(ref)} in this store ({hint})")
+
+
+def incident_refs(client: Client, incident_ids: list[int]) -> dict[int, str]:
+    """The references of these incidents (``{id: "INC-12"}``); ids not found (or without one) are left out."""
+    if not incident_ids:
+        return {}
+    rows = client.query("SELECT id, ref FROM incidents FINAL WHERE id IN {ids:Array(UInt64)} AND ref > 0",
+                        parameters={"ids": [int(i) for i in incident_ids]}).result_rows
+    return {int(i): format_ref(r) for i, r in rows}
+
+
+def _row_label(row: dict[str, Any]) -> str:
+    """:func:`incident_label` of a stored row (its ``ref`` still a number)."""
+    return format_ref(row["ref"]) if row["ref"] else str(row["id"])
+
+
 def _now_ms() -> int:
     return to_epoch_ms(datetime.now(UTC))
 
@@ -180,13 +263,13 @@ def _now_ms() -> int:
 _INCIDENT_COLUMNS = (
     "id", "detector", "entity", "entity_key", "title", "severity", "status", "score", "principals",
     "resources", "first_seen", "last_seen", "detected_at", "explanation", "group_key", "group_id",
-    "assignee", "opened_by", "alerts", "created_at", "updated_at",
+    "assignee", "opened_by", "alerts", "created_at", "updated_at", "ref",
 )
 _INCIDENT_TYPES = {
     "id": "UInt64", "detector": "String", "entity": "String", "entity_key": "String", "title": "String",
     "severity": "String", "status": "String", "score": "Float64", "principals": "Array(String)",
     "resources": "Array(String)", "explanation": "String", "group_key": "String", "group_id": "UInt64",
-    "assignee": "String", "opened_by": "String", "alerts": "UInt32",
+    "assignee": "String", "opened_by": "String", "alerts": "UInt32", "ref": "UInt64",
 }
 _TIME_COLUMNS = ("first_seen", "last_seen", "detected_at", "created_at", "updated_at")
 _SELECT_INCIDENT = ", ".join(
@@ -322,6 +405,8 @@ def record_alert(client: Client, alert: Alert, dedup_window: timedelta = timedel
         )
         if group:
             group_id = int(group[0]["group_id"])
+    # One writer per store (as for the events' seq), so max + 1 is the next reference.
+    ref = int(client.query("SELECT max(ref) FROM incidents").result_rows[0][0]) + 1
     now = _now_ms()
     row = {
         "id": incident_id, "detector": alert.detector, "entity": alert.entity, "entity_key": alert.entity_key,
@@ -330,7 +415,7 @@ def record_alert(client: Client, alert: Alert, dedup_window: timedelta = timedel
         "first_seen": first_ms, "last_seen": last_ms, "detected_at": detected_ms,
         "explanation": json.dumps(alert.explanation, default=str), "group_key": alert.group_key or "",
         "group_id": group_id, "assignee": "", "opened_by": alert.alert_id, "alerts": 1,
-        "created_at": now, "updated_at": now,
+        "created_at": now, "updated_at": now, "ref": ref,
     }
     _write_incident(client, row)
     _append_event(client, incident_id, detected_ms, SYSTEM_ACTOR, "opened", "", "open",
@@ -415,14 +500,14 @@ def transition(
     if action in _MOVES:
         sources, target = _MOVES[action]
         if status not in sources:
-            raise IncidentError(f"cannot {action} incident {incident_id}: it is {status}"
+            raise IncidentError(f"cannot {action} incident {_row_label(row)}: it is {status}"
                                 f" (allowed from {', '.join(sources)})")
         if action == "false_positive" and not reason.strip():
             raise IncidentError("a false-positive verdict needs a reason")
         new["status"] = target
     elif action == "assign":
         if status in FINAL_STATUSES:
-            raise IncidentError(f"cannot assign incident {incident_id}: it is {status}")
+            raise IncidentError(f"cannot assign incident {_row_label(row)}: it is {status}")
         if not assignee:
             raise IncidentError("assign needs an assignee")
         new["assignee"] = assignee
@@ -465,11 +550,13 @@ def record_event(client: Client, incident_id: int, actor: str, action: str, reas
 
 
 def _public(row: dict[str, Any]) -> dict[str, Any]:
-    """An incident as the CLI/console show it (DESIGN.md ``incidents --json`` fields)."""
+    """An incident as the CLI/console show it (docs/DESIGN.md ``incidents --json`` fields)."""
     from detector.families import techniques  # the families' modules import this one
 
     out = {
-        "id": int(row["id"]), "detector": row["detector"], "title": row["title"], "severity": row["severity"],
+        # None only for a row written without one (by hand): every incident recorded here has one.
+        "id": int(row["id"]), "ref": format_ref(row["ref"]) if row["ref"] else None,
+        "detector": row["detector"], "title": row["title"], "severity": row["severity"],
         "status": row["status"], "score": float(row["score"]), "principals": list(row["principals"]),
         "resources": list(row["resources"]),
         "first_seen": from_epoch_ms(row["first_seen"]), "last_seen": from_epoch_ms(row["last_seen"]),

@@ -1,6 +1,6 @@
 """Severity: one documented function of detector, score, data, blast radius and actor.
 
-``SEV1`` page now, ``SEV2`` page, ``SEV3`` notify/ticket, ``SEV4`` record (DESIGN.md).
+``SEV1`` page now, ``SEV2`` page, ``SEV3`` notify/ticket, ``SEV4`` record (docs/DESIGN.md).
 The function adds points, each for one reason an analyst can read back:
 
 =====================  ==========================================================  ======

@@ -1,7 +1,7 @@
 """The input contract: the four tables outside tools write, and the rejected rows.
 
 This module is the single source of truth for the contract's column names, types,
-allowed values and DDL (see DESIGN.md, "Input contract"). Columns may be added;
+allowed values and DDL (see docs/DESIGN.md, "Input contract"). Columns may be added;
 none may be renamed.
 """
 

@@ -38,6 +38,7 @@ from detector.incidents import (
     Alert,
     IncidentError,
     get_incident,
+    incident_label,
     record_alert,
     record_event,
     transition,
@@ -217,7 +218,7 @@ class Responder:
                     report = self._start(playbook, context, now, actor=f"playbook:{playbook.id}", mode="live")
                 except Exception as exc:  # noqa: BLE001 - one playbook's trouble never skips the others
                     error = _describe(exc)
-                    summary.errors.append(f"incident {incident_id}, playbook {playbook.id}: {error}")
+                    summary.errors.append(f"incident {incident_label(context)}, playbook {playbook.id}: {error}")
                     self._visible_failure(context, run_id_for(incident_id, playbook.id), "(run)", error, now)
                     continue
                 if report is not None:
@@ -245,7 +246,7 @@ class Responder:
         context = self._context(incident_id)
         report = self._start(playbook, context, now, actor=actor, mode="manual")
         if report is None:
-            raise EngineError(f"playbook {playbook_id} does not match incident {incident_id} "
+            raise EngineError(f"playbook {playbook_id} does not match incident {incident_label(context)} "
                               f"({context['detector']}, {context['severity']})")
         return report
 
@@ -284,7 +285,7 @@ class Responder:
         if existing is not None and existing["state"] in ("rolled_back", "rollback_failed"):
             return self.report(run_id)  # undone on purpose: never resumed by a later trigger
         if context["status"] in CLOSED:
-            raise EngineError(f"incident {context['id']} is {context['status']}: no containment runs on it")
+            raise EngineError(f"incident {incident_label(context)} is {context['status']}: no containment runs on it")
         if existing is None:  # recorded before any step runs, so a crash mid-step is found on restart
             self._write_run(run_id, context, playbook.id, "running", mode, actor, planned, "", now)
             existing = self._run_row(run_id)
@@ -428,7 +429,8 @@ class Responder:
         playbook = self._playbook(run["playbook"])
         context = self._context(int(run["incident_id"]))
         if approving and context["status"] in CLOSED:
-            raise EngineError(f"incident {context['id']} is {context['status']}: nothing is contained on it any more")
+            raise EngineError(f"incident {incident_label(context)} is {context['status']}: nothing is contained on it"
+                              " any more")
         planned = self._plan(playbook, context)
         for position, candidate in enumerate(planned.steps):
             if candidate.name == step:
@@ -441,7 +443,7 @@ class Responder:
         except PlanError as exc:
             raise EngineError(str(exc)) from None
         if planned is None:
-            raise EngineError(f"playbook {playbook.id} no longer matches incident {context['id']}")
+            raise EngineError(f"playbook {playbook.id} no longer matches incident {incident_label(context)}")
         return planned
 
     # --- rollback ------------------------------------------------------------------------
@@ -497,7 +499,7 @@ class Responder:
             "SELECT run_id FROM playbook_runs FINAL WHERE incident_id = {i:UInt64} AND state != 'rolled_back'"
             " ORDER BY created_at DESC", parameters={"i": incident_id}).result_rows]
         if not run_ids:
-            raise EngineError(f"incident {incident_id} has no playbook run to roll back")
+            raise EngineError(f"incident {incident_label(context)} has no playbook run to roll back")
         undone = [record for run_id in run_ids for record in self.rollback_run(run_id, actor, now)]
         if context["status"] == "contained":
             transition(self.client, incident_id, "release", actor=actor,
@@ -664,7 +666,7 @@ class Responder:
         outcome = record_alert(self.client, Alert(
             alert_id=f"playbook_error|{run_id}|{step}|{digest}", detector="playbook_error", entity="playbook_run",
             entity_key=f"{run_id}/{step}", title=f"containment step {step} of {run_id} failed on incident "
-                                                  f"#{context['id']}: {error[:200]}",
+                                                  f"{incident_label(context)}: {error[:200]}",
             severity=severity, score=1.0, principals=tuple(context.get("principals", ())),
             resources=tuple(context.get("resources", ())), first_seen=now, last_seen=now, detected_at=now,
             explanation=[{"feature": "error", "value": error[:2000], "baseline": "", "weight": 1.0,

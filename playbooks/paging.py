@@ -1,6 +1,6 @@
 """Paging by severity through apprise: routing, one page per incident, working hours, escalation.
 
-DESIGN.md ("Playbooks"): SEV1 pages at once, SEV2 at once in working hours…, one page per
+docs/DESIGN.md ("Playbooks"): SEV1 pages at once, SEV2 at once in working hours…, one page per
 incident (again only if its severity rises), escalation while nobody acknowledges, through
 a maintained notification library rather than hand-written clients. Delivery is
 `apprise <https://github.com/caronc/apprise>`_: a channel is a name for one or more apprise
@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
 from time import time_ns
 from typing import Any, Literal
@@ -55,7 +55,7 @@ from pydantic import (
 )
 from tenacity import Retrying, retry_if_result, stop_after_attempt, wait_exponential
 
-from detector.incidents import FINAL_STATUSES, get_incident
+from detector.incidents import FINAL_STATUSES, get_incident, incident_label
 from detector.severity import severity_rank
 from features.durations import parse_duration
 from features.redaction import redact_text
@@ -295,6 +295,43 @@ class RoutingConfig(BaseModel):
 def default_routing() -> RoutingConfig:
     """Routes without channels: SEV1–SEV3 pages are recorded ``unrouted`` (visible, never lost)."""
     return RoutingConfig(routes={"SEV1": Route(), "SEV2": Route(), "SEV3": Route(when="working_hours")})
+
+
+def paging_configured(config: RoutingConfig) -> bool:
+    """Some channel has a URL: a page can reach someone (else every page is recorded ``unrouted``)."""
+    return any(config.urls(channel) for channel in config.channels)
+
+
+@dataclass(frozen=True)
+class Unrouted:
+    """The incidents whose page reached nobody (its slot's newest state ``unrouted``).
+
+    Attributes
+    ----------
+    incidents : int
+        How many incidents (each counted once, at the highest severity it was paged for).
+    by_severity : dict
+        Severity to incidents, most severe first (only severities with some).
+    channels : list of str
+        The channels those pages were routed to (none: their routes named no channel).
+    """
+
+    incidents: int = 0
+    by_severity: dict[str, int] = field(default_factory=dict)
+    channels: list[str] = field(default_factory=list)
+
+
+def unrouted_pages(client: Client) -> Unrouted:
+    """Who would have been paged: the incidents whose page (level 0) was recorded ``unrouted``."""
+    rows = client.query(
+        "SELECT highest, count() AS incidents, groupUniqArrayArray(named) FROM ("
+        "  SELECT incident_id, min(severity) AS highest, groupUniqArrayIf(channel, channel != '') AS named FROM ("
+        "    SELECT incident_id, severity, channel, argMax(state, seq) AS last_state FROM pages WHERE level = 0"
+        "    GROUP BY incident_id, severity, channel)"
+        "  WHERE last_state = 'unrouted' GROUP BY incident_id)"
+        " GROUP BY highest ORDER BY highest").result_rows
+    return Unrouted(sum(int(r[1]) for r in rows), {str(r[0]): int(r[1]) for r in rows},
+                    sorted({str(c) for r in rows for c in r[2]}))
 
 
 # --------------------------------------------------------------------------- paging
@@ -677,7 +714,7 @@ class Pager:
     def _message(self, incident: dict[str, Any], severity: str, level: int, reason: str) -> tuple[str, str]:
         """Title and body of a page (escalation levels say so in the title)."""
         incident_id = int(incident["id"])
-        title = f"[{severity}] blastwall #{incident_id}: {incident.get('title', '')}"
+        title = f"[{severity}] blastwall {incident_label(incident)}: {incident.get('title', '')}"
         if level:
             title += f" (escalation {level})"
         lines = [

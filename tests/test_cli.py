@@ -6,7 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
+from builders import open_initialised
 from builders import run_cli as run
+
+from blastwall.store import close_store
 
 GOOD = {"event_time": "2026-10-05T09:00:00Z", "principal": "ann", "action": "read", "resource": "ds.a"}
 
@@ -60,11 +63,16 @@ def test_environment_variable_selects_the_store(capsys, monkeypatch, store_dsn: 
         (["approve", "1.restricted_fanout", "revoke_grant"], "no playbook run '1.restricted_fanout'"),
         (["deny", "1.x", "step"], "Missing option '--reason'"),
         (["rollback", "5"], "no incident 5"),
+        (["rollback", "INC-5"], "no incident INC-5 in this store (it holds no incidents)"),
+        (["rollback", "5.3"], "'5.3' is not an incident reference (like INC-12, or a numeric incident id)"),
+        (["playbook", "run", "embedding_export", "--incident", "INC-1"], "no incident INC-1 in this store"),
+        (["approve", "INC-7.embedding_export", "revoke_grant"], "no incident INC-7 in this store"),
         (["--config", "{missing}", "respond"], "{missing}: no such file"),
     ],
 )
 def test_bad_arguments_are_one_line_and_exit_2(capsys, monkeypatch, store_dsn: str, tmp_path: Path,
                                                args: list[str], message: str) -> None:
+    close_store(open_initialised(Path(store_dsn.removeprefix("chdb://"))))  # the reading commands need one
     good = tmp_path / "good.jsonl"
     good.write_text(json.dumps(GOOD) + "\n")
     odd = tmp_path / "data.xlsx"
@@ -185,6 +193,7 @@ def test_incidents_lists_what_the_store_holds(capsys, monkeypatch, store_dsn: st
     from blastwall.store import close_store, open_store
     from detector.incidents import record_alert
 
+    assert run(capsys, monkeypatch, "--dsn", store_dsn, "init")[0] == 0
     code, out, _ = run(capsys, monkeypatch, "--dsn", store_dsn, "incidents", "--json")
     assert (code, json.loads(out)) == (0, [])
     when = datetime(2026, 10, 8, 11, 42, tzinfo=UTC)
@@ -205,6 +214,11 @@ def test_incidents_lists_what_the_store_holds(capsys, monkeypatch, store_dsn: st
     required = {"id", "detector", "title", "severity", "status", "score", "principals", "resources", "first_seen",
                 "last_seen", "detected_at", "explanation", "techniques", "playbook_runs"}
     assert required <= set(listed[0]) and listed[0]["first_seen"] == "2026-10-08T11:42:00.000Z"
+    assert [(i["ref"], i["title"]) for i in listed] == [("INC-2", "grant a2"), ("INC-1", "grant a1")]
+    code, out, _ = run(capsys, monkeypatch, "--dsn", store_dsn, "incidents")
+    # People see the reference first; the long id only in --json.
+    assert code == 0 and out.splitlines()[1].startswith("INC-2  SEV1  open ")
+    assert str(listed[0]["id"]) not in out
     code, out, _ = run(capsys, monkeypatch, "--dsn", store_dsn, "incidents", "--min-severity", "SEV2")
     assert code == 0 and "grant a2" in out and "grant a1" not in out
     code, _, err = run(capsys, monkeypatch, "--dsn", store_dsn, "incidents", "--status", "burning")
@@ -251,3 +265,57 @@ def test_eval_through_cloudtrail_catches_what_cloudtrail_can_show(capsys, monkey
     assert len(families) == 9
     # A grant of sensitive data to everyone is a grant in any format.
     assert families["permission_fanout"]["caught"] == 1
+
+
+# ------------------------------------------------------------------ reading a store that does not exist
+
+
+@pytest.fixture
+def data_home(monkeypatch, tmp_path: Path) -> Path:
+    """The user data directory in this test's own folder (platformdirs reads XDG_DATA_HOME), no BLASTWALL_DSN."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("XDG_DATA_HOME", str(home / ".local" / "share"))
+    monkeypatch.delenv("BLASTWALL_DSN", raising=False)
+    return home / ".local" / "share" / "blastwall"
+
+
+READING = [["incidents"], ["playbook", "dry-run", "embedding_export", "--incident", "INC-1"],
+           ["playbook", "run", "embedding_export", "--incident", "1"], ["approve", "INC-1.embedding_export", "x"],
+           ["deny", "1.embedding_export", "x", "--reason", "no"], ["rollback", "INC-1"], ["respond"], ["console"]]
+
+
+@pytest.mark.parametrize("args", READING, ids=lambda args: " ".join(args[:2]))
+def test_reading_commands_name_the_stores_there_are_and_create_none(capsys, monkeypatch, data_home: Path,
+                                                                   args: list[str]) -> None:
+    from blastwall.schema import init_schema
+    from blastwall.store import demo_dsn, open_store
+
+    demo = open_store(demo_dsn())
+    try:
+        init_schema(demo)
+    finally:
+        close_store(demo)
+
+    code, out, err = run(capsys, monkeypatch, *args)
+
+    assert (code, out) == (2, "")
+    assert err == (f"blastwall: no store at {data_home / 'store'}; stores in {data_home}: "
+                   f"chdb://{data_home / 'demo'} (the demo's). Use --dsn chdb://{data_home / 'demo'} or "
+                   "$BLASTWALL_DSN, or create one with blastwall init.\n")
+    assert not (data_home / "store").exists()
+
+
+def test_a_missing_store_named_by_dsn_is_refused_too(capsys, monkeypatch, data_home: Path, tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()  # a folder, but no store in it
+
+    for folder in (tmp_path / "nowhere", empty):
+        code, _, err = run(capsys, monkeypatch, "--dsn", f"chdb://{folder}", "incidents")
+        assert code == 2 and err == (f"blastwall: no store at {folder}, and none in {data_home}. Create one with "
+                                     "blastwall init (or blastwall demo), or name yours with --dsn or "
+                                     "$BLASTWALL_DSN.\n")
+    assert not (tmp_path / "nowhere").exists() and list(empty.iterdir()) == []
+    # A command that writes creates it; then it is read.
+    assert run(capsys, monkeypatch, "--dsn", f"chdb://{empty}", "init")[0] == 0
+    assert run(capsys, monkeypatch, "--dsn", f"chdb://{empty}", "incidents")[1].strip() == "no incidents"

@@ -61,7 +61,9 @@ def test_dry_run_run_approve_rollback_and_json(capsys, monkeypatch, store_dsn: s
     code, out, _ = run(capsys, monkeypatch, *base, "playbook", "dry-run", "embedding_export", "--incident",
                        str(incident_id))
     assert code == 0, out
-    assert "3 steps, nothing executed" in out
+    assert "dry run of embedding_export on incident INC-1 (SEV2): 3 steps, nothing executed" in out
+    code, same, _ = run(capsys, monkeypatch, *base, "playbook", "dry-run", "embedding_export", "--incident", "inc-1")
+    assert (code, same) == (0, out)
     assert "3. suspend_identity: suspend bob  (needs approval, reversible)" in out
     code, out, _ = run(capsys, monkeypatch, *base, "playbook", "dry-run", "runaway_agent", "--incident",
                        str(incident_id))
@@ -69,6 +71,7 @@ def test_dry_run_run_approve_rollback_and_json(capsys, monkeypatch, store_dsn: s
 
     code, out, _ = run(capsys, monkeypatch, *base, "respond")
     assert code == 0 and "1 incidents handled: 1 playbook runs" in out
+    assert "  INC-1.embedding_export: awaiting_approval" in out
     run_id = f"{incident_id}.embedding_export"
     assert f"blastwall approve {run_id} suspend_identity" not in out  # respond lists runs only
 
@@ -79,14 +82,16 @@ def test_dry_run_run_approve_rollback_and_json(capsys, monkeypatch, store_dsn: s
 
     code, out, _ = run(capsys, monkeypatch, *base, "approve", run_id, "snapshot_evidence")
     assert code == 2
-    code, out, _ = run(capsys, monkeypatch, *base, "approve", run_id, "suspend_identity", "--reason", "checked")
-    assert code == 0 and f"run {run_id}: succeeded" in out
+    code, out, _ = run(capsys, monkeypatch, *base, "approve", "INC-1.embedding_export", "suspend_identity",
+                       "--reason", "checked")
+    assert code == 0 and "run INC-1.embedding_export: succeeded" in out
     assert "suspend_identity     succeeded" in out
 
     code, out, _ = run(capsys, monkeypatch, *base, "incidents", "--json")
     assert json.loads(out)[0]["status"] == "contained"
-    code, out, _ = run(capsys, monkeypatch, *base, "rollback", str(incident_id))
-    assert code == 0 and f"rolled back 1 steps of incident {incident_id}" in out
+    code, out, _ = run(capsys, monkeypatch, *base, "rollback", "INC-1")
+    assert code == 0 and "rolled back 1 steps of incident INC-1" in out
+    assert "  INC-1.embedding_export suspend_identity: " in out
     code, out, _ = run(capsys, monkeypatch, *base, "incidents", "--json")
     assert json.loads(out)[0]["status"] == "acknowledged"
     assert json.loads(out)[0]["playbook_runs"][0]["state"] == "rolled_back"
@@ -95,13 +100,12 @@ def test_dry_run_run_approve_rollback_and_json(capsys, monkeypatch, store_dsn: s
 def test_deny_needs_a_reason_and_keeps_the_step_from_running(capsys, monkeypatch, store_dsn: str) -> None:
     incident_id = _incident(store_dsn, "bulk_export", "carol", "SEV3")
     base = ("--dsn", store_dsn)
-    code, out, _ = run(capsys, monkeypatch, *base, "playbook", "run", "embedding_export", "--incident",
-                       str(incident_id))
+    code, out, _ = run(capsys, monkeypatch, *base, "playbook", "run", "embedding_export", "--incident", "INC-1")
     assert code == 0 and "awaiting_approval" in out
-    assert f"approve with: blastwall approve {incident_id}.embedding_export suspend_identity" in out
+    assert "approve with: blastwall approve INC-1.embedding_export suspend_identity" in out
     code, out, _ = run(capsys, monkeypatch, *base, "deny", f"{incident_id}.embedding_export", "suspend_identity",
                        "--reason", "sanctioned migration")
-    assert code == 0 and "suspend_identity     denied" in out
+    assert code == 0 and "run INC-1.embedding_export: " in out and "suspend_identity     denied" in out
 
 
 @pytest.mark.parametrize("broken", ["paging: {channels: {oncall: 'nosuchscheme://x'}}", "paging: [", "nope: 1"])

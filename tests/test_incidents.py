@@ -14,11 +14,13 @@ from detector.families import FAMILIES
 from detector.incidents import (
     Alert,
     IncidentError,
+    format_ref,
     get_incident,
     incident_id_for,
     incident_timeline,
     list_incidents,
     record_alert,
+    resolve_incident,
     transition,
 )
 
@@ -216,3 +218,96 @@ def test_alert_validation() -> None:
         alert(score=1.5)
     a = alert()
     assert incident_id_for(a.alert_id) == incident_id_for(replace(a).alert_id) < 2**63
+
+
+# ------------------------------------------------------------------ references (INC-n)
+
+
+def test_references_are_sequential_and_survive_updates_and_transitions(client: Client) -> None:
+    first = record_alert(client, alert(key="a"))
+    second = record_alert(client, alert(key="b"))
+    assert [get_incident(client, o.incident_id)["ref"] for o in (first, second)] == ["INC-1", "INC-2"]
+    # An update (dedup) and a replay keep the reference, and take no new number.
+    assert record_alert(client, alert(key="a", at=T0 + timedelta(hours=1), severity="SEV2")).outcome == "updated"
+    assert record_alert(client, alert(key="a")).outcome == "duplicate"
+    transition(client, first.incident_id, "acknowledge", "ana")
+    transition(client, first.incident_id, "resolve", "ana", reason="done")
+    assert get_incident(client, first.incident_id)["ref"] == "INC-1"
+    third = record_alert(client, alert(key="a", at=T0 + timedelta(hours=2)))  # the first is resolved: a new one
+    assert third.outcome == "opened" and get_incident(client, third.incident_id)["ref"] == "INC-3"
+    assert sorted(i["ref"] for i in list_incidents(client)) == ["INC-1", "INC-2", "INC-3"]
+    assert format_ref(12) == "INC-12"
+
+
+def test_resolve_incident_reads_a_reference_or_an_id(client: Client) -> None:
+    ids = [record_alert(client, alert(key=key)).incident_id for key in ("a", "b")]
+    assert [resolve_incident(client, text) for text in ("INC-2", "inc-2", "  INC-1 ", "Inc 2")] == [
+        ids[1], ids[1], ids[0], ids[1]]
+    assert resolve_incident(client, str(ids[0])) == ids[0]
+    with pytest.raises(IncidentError, match=r"^no incident INC-99 in this store \(the newest is INC-2\)$"):
+        resolve_incident(client, "INC-99")
+    for junk in ("foo", "", "INC-", "-3", "3.5", "INC-2x", "9" * 25):
+        with pytest.raises(IncidentError, match="is not an incident reference"):
+            resolve_incident(client, junk)
+
+
+def test_resolve_incident_on_an_empty_store_says_so(client: Client) -> None:
+    with pytest.raises(IncidentError, match=r"^no incident INC-1 in this store \(it holds no incidents\)$"):
+        resolve_incident(client, "INC-1")
+
+
+def _old_incident(client: Client, key: str, created_s: int, title: str, version_s: int = 0) -> None:
+    """An incident as the code before references wrote it (no ref column), created ``created_s`` after T0."""
+    row = {"id": incident_id_for(key), "detector": "bulk_export", "entity": "principal", "entity_key": key,
+           "title": title, "severity": "SEV3", "status": "open", "score": 0.9, "principals": [key], "resources": [],
+           "first_seen": T0, "last_seen": T0, "detected_at": T0, "explanation": "[]", "group_key": "",
+           "group_id": incident_id_for(key), "assignee": "", "opened_by": key, "alerts": 1,
+           "created_at": T0 + timedelta(seconds=created_s), "updated_at": T0 + timedelta(seconds=created_s + version_s)}
+    client.insert("incidents", [list(row.values())], column_names=list(row))
+
+
+def test_the_migration_numbers_the_incidents_of_an_old_store(store_dsn: str) -> None:
+    from blastwall.schema import init_schema
+    from blastwall.store import close_store, open_store
+
+    old = open_store(store_dsn)
+    try:
+        init_schema(old, up_to={"detector.incidents": 1})
+        assert "ref" not in {r[0] for r in old.query("DESCRIBE TABLE incidents").result_rows}
+        _old_incident(old, "a", 30, "a, first version")
+        _old_incident(old, "b", 10, "b")
+        _old_incident(old, "c", 20, "c")
+        _old_incident(old, "a", 30, "a, newest version", version_s=5)
+        before = old.query("SELECT * FROM incidents FINAL ORDER BY id").named_results()
+        before = [r | {"updated_at": r["updated_at"] + timedelta(milliseconds=1)} for r in before]
+
+        applied = init_schema(old)
+
+        assert ("detector.incidents", 2) in [(m.package, m.version) for m in applied]
+        after = {i["id"]: i for i in list_incidents(old)}
+        # Numbered in the order they were created; every other field as it was (the newest
+        # version), in a version 1 ms newer.
+        assert [after[incident_id_for(key)]["ref"] for key in ("b", "c", "a")] == ["INC-1", "INC-2", "INC-3"]
+        assert after[incident_id_for("a")]["title"] == "a, newest version"
+        assert list(old.query("SELECT * EXCEPT ref FROM incidents FINAL ORDER BY id").named_results()) == before
+        # New incidents continue the numbering; running init again changes nothing.
+        opened = record_alert(old, alert(key="d"))
+        assert get_incident(old, opened.incident_id)["ref"] == "INC-4"
+        rows = old.query("SELECT count() FROM incidents").result_rows
+        assert init_schema(old) == []
+        assert old.query("SELECT count() FROM incidents").result_rows == rows
+        assert sorted(i["ref"] for i in list_incidents(old)) == ["INC-1", "INC-2", "INC-3", "INC-4"]
+    finally:
+        close_store(old)
+
+
+def test_the_migration_can_run_again_after_it_failed_halfway(client: Client) -> None:
+    from detector.incidents import MIGRATIONS
+
+    record_alert(client, alert(key="a"))
+    client.command("ALTER TABLE incidents UPDATE ref = 0 WHERE 1 SETTINGS mutations_sync = 1")  # as if not numbered
+    statements = dict(MIGRATIONS)[2]
+    for _ in range(2):  # a retry runs every statement again
+        for statement in statements:
+            client.command(statement)
+    assert [i["ref"] for i in list_incidents(client)] == ["INC-1"]

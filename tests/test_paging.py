@@ -52,9 +52,9 @@ def config(receiver: Any, **overrides: Any) -> RoutingConfig:
     return RoutingConfig(**(settings | overrides))
 
 
-def about(requests: list[Any], incident_id: int) -> list[Any]:
-    """The received pages about one incident (the title carries ``#<id>``)."""
-    return [r for r in requests if f"#{incident_id}:" in r.json["title"]]
+def about(requests: list[Any], incident: dict[str, Any]) -> list[Any]:
+    """The received pages about one incident (the title carries its reference, ``INC-n``)."""
+    return [r for r in requests if f" {incident['ref']}:" in r.json["title"]]
 
 
 def test_pages_once_per_severity_and_again_when_it_rises(client: Client, receiver: Any) -> None:
@@ -66,7 +66,7 @@ def test_pages_once_per_severity_and_again_when_it_rises(client: Client, receive
     [got] = receiver.at("/oncall")
     body = got.json
     assert got.method == "POST" and got.headers["Content-Type"] == "application/json"
-    assert body["title"] == f"[SEV2] blastwall #{incident['id']}: bulk export by alice"
+    assert body["title"] == f"[SEV2] blastwall {incident['ref']}: bulk export by alice"
     assert body["type"] == "failure"  # SEV1/SEV2 map to apprise's failure type
     assert "bulk_export" in body["message"] and "alice" in body["message"] and "ds.chat" in body["message"]
     assert f"http://localhost:8501/incident?id={incident['id']}" in body["message"]
@@ -81,7 +81,7 @@ def test_pages_once_per_severity_and_again_when_it_rises(client: Client, receive
     assert [r.severity for r in pager.page(higher, MON + timedelta(minutes=41))] == ["SEV1"]
     assert pager.page(higher, MON + timedelta(minutes=42)) == []
     titles = [r.json["title"] for r in receiver.at("/oncall")]
-    assert len(titles) == 2 and titles[1].startswith(f"[SEV1] blastwall #{incident['id']}:")
+    assert len(titles) == 2 and titles[1].startswith(f"[SEV1] blastwall {incident['ref']}:")
     assert [(p.severity, p.state) for p in pager.pages(incident["id"])] == [("SEV2", "sent"), ("SEV1", "sent")]
     assert pager.pages(incident["id"])[0].at == MON
 
@@ -120,15 +120,15 @@ def test_unacknowledged_incident_escalates_once_per_level(client: Client, receiv
     assert [(r.incident_id, r.level, r.channel, r.state) for r in first] == [(ignored["id"], 1, "secops", "sent")]
     assert pager.escalate(MON + timedelta(minutes=30)) == []  # level 1 only once
     [page] = receiver.at("/secops")
-    assert page.json["title"] == f"[SEV1] blastwall #{ignored['id']}: bulk export by alice (escalation 1)"
+    assert page.json["title"] == f"[SEV1] blastwall {ignored['ref']}: bulk export by alice (escalation 1)"
     assert "unacknowledged 15m" in page.json["message"]
 
     second = pager.escalate(MON + timedelta(hours=1))
     assert [(r.incident_id, r.level, r.channel) for r in second] == [(ignored["id"], 2, "manager")]
     assert pager.escalate(MON + timedelta(hours=5)) == []
-    assert len(about(receiver.at("/manager"), ignored["id"])) == 1
+    assert len(about(receiver.at("/manager"), ignored)) == 1
     # The acknowledged incident was never escalated.
-    assert about(receiver.at("/secops") + receiver.at("/manager"), handled["id"]) == []
+    assert about(receiver.at("/secops") + receiver.at("/manager"), handled) == []
     assert [p.level for p in pager.pages(handled["id"])] == [0]
 
 
@@ -152,7 +152,7 @@ def test_working_hours_route_defers_to_monday_in_its_time_zone(client: Client, r
     done = pager.escalate(monday_nine)
     assert {(r.incident_id, r.state) for r in done} == {(kept["id"], "sent"), (dropped["id"], "cancelled")}
     [page] = receiver.at("/oncall")
-    assert page.json["title"].startswith(f"[SEV3] blastwall #{kept['id']}:") and page.json["type"] == "warning"
+    assert page.json["title"].startswith(f"[SEV3] blastwall {kept['ref']}:") and page.json["type"] == "warning"
     assert pager.escalate(monday_nine + timedelta(minutes=1)) == []
     assert [p.state for p in pager.pages(dropped["id"])] == ["deferred", "cancelled"]
 
@@ -190,7 +190,7 @@ def test_outage_is_recorded_then_caught_up(client: Client, receiver: Any) -> Non
     assert sent.state == "sent" and sent.attempts == 2
     assert pager.escalate(MON + timedelta(hours=1)) == []
     requests = receiver.at("/oncall")
-    assert len(requests) == 3 and requests[-1].json["title"].startswith(f"[SEV1] blastwall #{incident['id']}:")
+    assert len(requests) == 3 and requests[-1].json["title"].startswith(f"[SEV1] blastwall {incident['ref']}:")
     assert [p.state for p in pager.pages(incident["id"])] == ["failed", "sent"]
 
 
