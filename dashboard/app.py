@@ -29,5 +29,7 @@ pages = [
     st.Page("views/incident.py", title="Incident", icon=":material/crisis_alert:"),
     st.Page("views/overview.py", title="Overview", icon=":material/monitoring:"),
     st.Page("views/playbooks.py", title="Playbooks", icon=":material/menu_book:"),
+    st.Page("views/principal.py", title="Principal", icon=":material/person:", url_path="principal"),
+    st.Page("views/resource.py", title="Resource", icon=":material/database:", url_path="resource"),
 ]
 st.navigation(pages).run()

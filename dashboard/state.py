@@ -15,7 +15,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -122,6 +122,11 @@ def _cached_read(dsn: str, name: str, _function: Callable[..., T], *args: Any, *
         return _function(store_client(dsn), *args, **kwargs)
 
 
+def forget_reads() -> None:
+    """Drop every cached read (after an action; before a timed render in the benchmark)."""
+    _cached_read.clear()
+
+
 @st.cache_resource(show_spinner=False)
 def settings(config: Path | None) -> Settings:
     return load_settings(config)
@@ -174,7 +179,7 @@ def acting() -> Iterator[ConsoleActions]:
         with store_lock(options().dsn):
             yield actions()
     finally:
-        _cached_read.clear()  # what the action changed must show on the next read
+        forget_reads()  # what the action changed must show on the next read
 
 
 #: One sign-in back-off for the console process: every session shares it (kept in the
@@ -188,6 +193,16 @@ def client_address() -> str:
         return str(st.context.ip_address or "")
     except Exception:  # noqa: BLE001 - no request context (a test)
         return ""
+
+
+def viewer_zone() -> tzinfo:
+    """The viewer's time zone as the browser reports it (UTC in tests and when unknown)."""
+    from dashboard.style import viewer_zone as zone_named
+
+    try:
+        return zone_named(st.context.timezone)
+    except Exception:  # noqa: BLE001 - no browser context (AppTest)
+        return UTC
 
 
 def accounts_path() -> Path:

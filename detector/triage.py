@@ -8,7 +8,6 @@ the overview charts. The console caches their results briefly; they hold no stat
 
 from __future__ import annotations
 
-from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -16,7 +15,8 @@ from typing import Any
 import pandas as pd
 from clickhouse_connect.driver.client import Client
 
-from detector.incidents import STATUSES, _public, _read_rows, grant_of
+from detector.groups import membership_edges, reachable_members
+from detector.incidents import FINAL_STATUSES, STATUSES, _public, _read_rows, grant_of
 from detector.severity import SEVERITIES
 from features.registry import READING_ACTIONS
 from features.times import ms_param, to_epoch_ms
@@ -102,6 +102,37 @@ class QueueFilter:
             params["until"] = to_epoch_ms(self.until)
         return " AND ".join(clauses), params
 
+    @property
+    def default_statuses(self) -> bool:
+        """The status filter is the queue's default (the statuses still to work on)."""
+        return set(self.statuses) == set(ACTIVE_STATUSES)
+
+    def chosen(self) -> list[str]:
+        """The filters set beyond the default statuses, in words (``["severity SEV3", "assignee bob"]``).
+
+        Names come from the data (assignees, teams): the caller shows them as text.
+        """
+        def either(words: tuple[str, ...]) -> str:
+            words = tuple(w.replace("_", " ") for w in words)
+            return words[0] if len(words) == 1 else f"{', '.join(words[:-1])} or {words[-1]}"
+
+        words = []
+        if not self.default_statuses:
+            words.append(f"status {either(self.statuses)}" if self.statuses else "any status")
+        if self.severities:
+            words.append(f"severity {either(self.severities)}")
+        if self.detectors:
+            words.append(f"detector {either(self.detectors)}")
+        if self.assignee:
+            words.append(f"assignee {self.assignee}")
+        if self.team:
+            words.append(f"team {self.team}")
+        if self.since is not None or self.until is not None:
+            days = [f"{moment.day} {moment:%b %Y}" for moment in (self.since, self.until) if moment is not None]
+            words.append("detected " + (f"from {days[0]} to {days[1]}" if len(days) == 2
+                                        else ("since " if self.since else "until ") + days[0]))
+        return words
+
 
 def queue(client: Client, filters: QueueFilter = QueueFilter(), limit: int = 200) -> list[dict[str, Any]]:
     """Incidents matching the filters, most severe first, then by score, then newest."""
@@ -118,6 +149,15 @@ def queue_counts(client: Client, filters: QueueFilter = QueueFilter()) -> dict[s
                         parameters=params).result_rows
     counts = {severity: 0 for severity in SEVERITIES}
     counts.update({severity: int(n) for severity, n in rows})
+    return counts
+
+
+def closed_counts(client: Client) -> dict[str, int]:
+    """How many incidents are closed, per final status (``resolved``, ``false_positive``; 0 if none)."""
+    rows = client.query("SELECT status, count() FROM incidents FINAL WHERE status IN {s:Array(String)}"
+                        " GROUP BY status", parameters={"s": list(FINAL_STATUSES)}).result_rows
+    counts = {status: 0 for status in FINAL_STATUSES}
+    counts.update({status: int(n) for status, n in rows})
     return counts
 
 
@@ -205,26 +245,7 @@ def blast_radius(client: Client, incident: dict[str, Any], limit: int = 1000) ->
 
 def _audience(client: Client, grantee: str) -> list[tuple[str, list[str]]]:
     """Every non-group principal reachable from ``grantee``, with the group chain (breadth first)."""
-    edges: dict[str, list[str]] = {}
-    for group, member in client.query(
-            "SELECT `group`, member FROM memberships FINAL WHERE NOT removed ORDER BY `group`, member").result_rows:
-        edges.setdefault(group, []).append(member)
-    if grantee not in edges:
-        return [(grantee, [grantee])]  # a principal, not a group
-    found: list[tuple[str, list[str]]] = []
-    seen = {grantee}
-    todo: deque[tuple[str, list[str]]] = deque([(grantee, [grantee])])
-    while todo:
-        node, path = todo.popleft()
-        for member in edges.get(node, []):
-            if member in seen:
-                continue  # cycles and diamonds: the shortest chain explains it
-            seen.add(member)
-            if member in edges:
-                todo.append((member, [*path, member]))
-            else:
-                found.append((member, path))
-    return found
+    return reachable_members(membership_edges(client), grantee)
 
 
 def incidents_per_day(client: Client, days: int = 30, now: datetime | None = None) -> pd.DataFrame:
@@ -254,5 +275,6 @@ def detector_quality(client: Client) -> pd.DataFrame:
         " ORDER BY i.incidents DESC")
 
 
-__all__ = ["ACTIVE_STATUSES", "BlastRadius", "QueueFilter", "blast_radius", "detector_quality", "evidence_events",
+__all__ = ["ACTIVE_STATUSES", "BlastRadius", "QueueFilter", "blast_radius", "closed_counts", "detector_quality",
+           "evidence_events",
            "filter_choices", "incidents_per_day", "queue", "queue_counts"]

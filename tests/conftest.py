@@ -37,3 +37,7 @@ def receiver() -> Iterator[Any]:
 
     with Receiver() as running:
         yield running
+
+
+# The console's test organisation (`org`), shared by the console's AppTest files.
+from console_org import org  # noqa: E402, F401

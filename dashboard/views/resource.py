@@ -1,0 +1,69 @@
+"""Resource: what it is, who can read it and through which groups, who read it and when, its incidents
+and the containment in force on it."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from dashboard import entity_page as page
+from dashboard import links, style
+from dashboard.state import read, viewer_zone
+from detector.entities import resource_profile
+
+name = links.requested_entity("resource")
+if not name:
+    st.title("Resource")
+    st.info("No resource is chosen. Find one below, or open one from an incident or a principal's page.")
+    page.picker("resource")
+    st.stop()
+now, zone = page.now(), viewer_zone()
+profile = read(resource_profile, name, page.window_end())
+if profile is None:
+    st.title("Resource")
+    st.warning(f"No resource named {style.text(name)} is in the resources catalogue, the access log or any "
+               "incident. Check the spelling (names are as the logs spell them), or find one below.")
+    page.picker("resource")
+    st.stop()
+
+st.title(style.text(name))
+st.markdown(page.resource_summary(profile.catalogue))
+left, middle, right = st.columns(3)
+left.metric("able to read (through grants)", style.human_count(profile.audience_size))
+middle.metric("read it", style.human_count(profile.reader_count),
+              help=f"principals over the last {profile.window.days} days")
+right.metric("incidents", style.human_count(profile.incident_count))
+
+st.subheader("Who can read it")
+if len(profile.grants):
+    st.caption("The grants in force on it (recorded in the access log), and everyone they reach through groups.")
+    st.markdown("\n".join(page.grant_lines(profile.grants, now, zone)))
+    st.dataframe(page.audience_table(profile.audience), hide_index=True, width="stretch")
+    if profile.audience_size > len(profile.audience):
+        st.caption(f"The first {len(profile.audience):,} of {profile.audience_size:,} are listed.")
+    page.entity_picker("principal", list(profile.audience["principal"]), "Open the page of someone who can read it",
+                       "resource_member")
+else:
+    st.caption("No grant on it is in force in the access log: only those its platform lets in by default can read it.")
+
+st.subheader("Who read it")
+if len(profile.readers):
+    st.caption(f"{style.plural(profile.reader_count, 'principal')} read it over the last {profile.window.days} days; "
+               "the latest first.")
+    st.dataframe(page.readers_table(profile.readers, now, zone), hide_index=True, width="stretch")
+    page.entity_picker("principal", list(profile.readers["principal"]), "Open a reader's page", "resource_reader")
+else:
+    st.caption(f"Nobody read it over the last {profile.window.days} days.")
+
+st.subheader("Incidents")
+if profile.incidents:
+    st.caption(page.incidents_caption(profile.incident_count, len(profile.incidents)))
+    st.dataframe(page.incident_table(profile.incidents, now, zone), hide_index=True, width="stretch")
+    page.incident_picker(profile.incidents, "resource_incident")
+else:
+    st.caption("No incident names it.")
+
+st.subheader("Containment")
+if profile.containment:
+    st.markdown("\n".join(page.containment_lines(profile.containment, now, zone)))
+else:
+    st.markdown(f"No containment is in force on {style.text(name)}.")
