@@ -45,7 +45,7 @@ def test_overview_shows_an_empty_store(console_dsn: str) -> None:
     assert not app.exception
     assert app.title[0].value == "Overview"
     metrics = {m.label: m.value for m in app.metric}
-    assert metrics["access log"] == "0" and metrics["rejected rows"] == "0"
+    assert metrics["Access events"] == "0" and metrics["Rejected rows"] == "0"
     assert any("No events yet" in info.value for info in app.info)
 
 
@@ -65,7 +65,7 @@ def test_overview_counts_events_and_lists_rejections(console_dsn: str, tmp_path:
 
     assert not app.exception
     metrics = {m.label: m.value for m in app.metric}
-    assert metrics["access log"] == "3" and metrics["rejected rows"] == "1"
-    assert "2026-10-05 09:00" in app.caption[0].value
-    table = next(t.value for t in app.dataframe if "reason" in t.value.columns)
-    assert list(table["reason"]) == ["unparsable event_time (want ISO-8601)"] and list(table["line"]) == [4]
+    assert metrics["Access events"] == "3" and metrics["Rejected rows"] == "1"
+    assert "5 Oct" in app.caption[0].value and "09:00 UTC" in app.caption[0].value  # the viewer's zone: UTC here
+    table = next(t.value for t in app.dataframe if "Reason" in t.value.columns)
+    assert list(table["Reason"]) == ["unparsable event_time (want ISO-8601)"] and list(table["Line"]) == [4]
