@@ -18,6 +18,7 @@ import pandas as pd
 from detector.incidents import Alert
 from detector.severity import SeverityInputs, severity, severity_points
 from features.engine import FeatureSet
+from features.registry import BY_NAME
 from features.times import from_epoch_ms
 
 if TYPE_CHECKING:
@@ -156,7 +157,11 @@ def _explanation(violation: PolicyViolation, points: dict[str, int],
     rule: dict[str, Any] = {"rule": violation.rule, "severity_points": points}
     if grant is not None:
         rule["grant"] = grant  # the structured pair: names may contain " -> " themselves
-    return [{"feature": name, "value": value, "baseline": 0, "weight": round(1 / len(violation.evidence), 4)}
+    # A policy is decided by one event: its evidence has no weights, and a baseline only where
+    # one exists (the audience after a grant against the audience before it).
+    before = violation.evidence.get("audience_before")
+    return [{"feature": name, "description": BY_NAME[name].description if name in BY_NAME else name, "value": value,
+             "baseline": before if name == "audience_after" else None, "weight": None}
             for name, value in violation.evidence.items()] + [rule]
 
 

@@ -1,10 +1,11 @@
-"""One real-browser test: headless Chromium signs in, opens the top incident, acknowledges it.
+"""One real-browser test: headless Chromium walks the analyst's path, from sign-in to an approved containment.
 
 The console runs as its own process (``streamlit run``) on a real embedded store; Selenium
 drives Debian's ``chromium`` through ``chromedriver``. When either is missing, the test
 installs them with apt-get (``chromium``, ``chromium-driver``) — CI has no other way to get
-a browser — and fails, never skips, if that is impossible. The screenshot goes to
-``$BLASTWALL_ARTIFACTS`` (default: the test's temporary folder).
+a browser — and fails, never skips, if that is impossible. The screenshots go to
+``$BLASTWALL_ARTIFACTS`` (default: the test's temporary folder; ``docs/screenshots/`` holds the
+ones the README shows: ``BLASTWALL_ARTIFACTS=docs/screenshots pytest tests/test_browser.py``).
 """
 
 from __future__ import annotations
@@ -81,11 +82,27 @@ def _wait_healthy(url: str, process: subprocess.Popen, timeout: float = 90) -> N
     raise AssertionError("the console did not become healthy")
 
 
-def test_sign_in_open_the_top_incident_and_acknowledge_it(tmp_path: Path) -> None:
+def _shot(driver, folder: Path, name: str, top: bool = False) -> None:  # noqa: ANN001 - a selenium driver
+    """A screenshot of the page as it is now, or of its top (the walk's screenshots go to docs/screenshots/)."""
+    time.sleep(1.0)  # let Streamlit finish painting what it just received
+    if top:
+        from selenium.webdriver.common.by import By
+
+        driver.execute_script("arguments[0].scrollIntoView(true);", driver.find_element(By.TAG_NAME, "h1"))
+        time.sleep(0.3)
+    shot = folder / name
+    assert driver.save_screenshot(str(shot)) and shot.stat().st_size > 10_000
+
+
+def test_the_analysts_path_from_sign_in_to_an_approved_containment(tmp_path: Path) -> None:
+    """Sign in, open the top incident, read the four answers, open the actor's page, acknowledge,
+    note, approve the pending containment step, and see its outcome (issue 17)."""
     browser, driver_path = _browser()
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ready
     from selenium.webdriver.support.ui import WebDriverWait
+
+    from blastwall.config import load_settings
 
     now = datetime.now(UTC)
     dsn = f"chdb://{tmp_path / 'store'}"
@@ -96,19 +113,27 @@ def test_sign_in_open_the_top_incident_and_acknowledge_it(tmp_path: Path) -> Non
         write_to_store(client, OrgSpec(principals=60, days=5, start=midnight - timedelta(days=5)))
         person = client.query("SELECT principal FROM principals FINAL WHERE principal_type = 'human'"
                               " ORDER BY principal LIMIT 1").result_rows[0][0]
+        embedding = client.query("SELECT resource FROM resources FINAL WHERE kind = 'embedding'"
+                                 " ORDER BY resource LIMIT 1").result_rows[0][0]
         top = record_alert(client, Alert(
-            alert_id="browser-top", detector="runaway_agent", entity="principal", entity_key="agent-x",
-            title="agent-x: 900 operations over 400 resources", severity="SEV1", score=0.9999,
-            principals=("agent-x",), resources=(), first_seen=now - timedelta(hours=1),
-            last_seen=now - timedelta(minutes=30), detected_at=now - timedelta(minutes=20))).incident_id
+            alert_id="browser-top", detector="bulk_export", entity="principal", entity_key=person,
+            title=f"{person} exported 41 GB of embeddings to an unknown destination", severity="SEV2",
+            score=0.99999, principals=(person,), resources=(embedding,), first_seen=now - timedelta(hours=2),
+            last_seen=now - timedelta(minutes=40), detected_at=now - timedelta(minutes=30),
+            explanation=[{"feature": "bytes_exported", "value": 4.1e10, "baseline": 1.2e8, "weight": 0.7},
+                         {"feature": "exports", "value": 38, "baseline": 2, "weight": 0.3},
+                         {"severity_points": {"evidence": 3, "data": 2, "blast_radius": 0, "actor": 0}}])).incident_id
         record_alert(client, Alert(
-            alert_id="browser-other", detector="bulk_export", entity="principal", entity_key=person,
-            title=f"{person} exported 2 GB", severity="SEV3", score=0.99, principals=(person,), resources=(),
-            first_seen=now - timedelta(hours=1), last_seen=now, detected_at=now))
+            alert_id="browser-other", detector="runaway_agent", entity="principal", entity_key="agent-x",
+            title="agent-x: 900 operations over 400 resources", severity="SEV3", score=0.99,
+            principals=("agent-x",), resources=(), first_seen=now - timedelta(hours=1), last_seen=now,
+            detected_at=now))
+        # The respond job already ran: below SEV1 its containment step waits for a person's approval.
+        load_settings(None).responder(client).run("embedding_export", top, now, "blastwall")
     finally:
         close_store(client)
     accounts = tmp_path / "accounts.yaml"
-    add_account(accounts, "ana", "analyst", "s3cret-pass", name="Ana Analyst")
+    add_account(accounts, "ana", "responder", "s3cret-pass", name="Ana Responder")
 
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -121,6 +146,16 @@ def test_sign_in_open_the_top_incident_and_acknowledge_it(tmp_path: Path) -> Non
     artifacts = Path(os.environ.get("BLASTWALL_ARTIFACTS") or tmp_path)
     artifacts.mkdir(parents=True, exist_ok=True)
     driver = None
+
+    def button(label: str):  # noqa: ANN202
+        return wait.until(ready.element_to_be_clickable((By.XPATH, f"//button[.//p[text()='{label}']]")))
+
+    def shown(text: str) -> None:
+        # Markdown splits a line into several text nodes (at escaped characters): match whole paragraphs.
+        wait.until(ready.presence_of_element_located(
+            (By.XPATH, f"//*[(self::p or self::li) and contains(normalize-space(.), \"{text}\")]"
+                       f" | //*[contains(text(), \"{text}\")]")))
+
     try:
         _wait_healthy(url, console)
         driver = chrome(browser, driver_path)
@@ -128,15 +163,41 @@ def test_sign_in_open_the_top_incident_and_acknowledge_it(tmp_path: Path) -> Non
         driver.get(url)
         wait.until(ready.presence_of_element_located((By.CSS_SELECTOR, "input[aria-label='User']"))).send_keys("ana")
         driver.find_element(By.CSS_SELECTOR, "input[aria-label='Password']").send_keys("s3cret-pass")
-        driver.find_element(By.XPATH, "//button[.//p[text()='Sign in']]").click()
+        button("Sign in").click()
         wait.until(ready.presence_of_element_located((By.XPATH, "//h1[contains(., 'Queue')]")))
-        wait.until(ready.element_to_be_clickable((By.XPATH, "//button[.//p[text()='Open']]"))).click()
-        wait.until(ready.presence_of_element_located((By.XPATH, "//h1[contains(., 'agent-x: 900 operations')]")))
-        wait.until(ready.element_to_be_clickable((By.XPATH, "//*[@role='tab' and contains(., 'Respond')]"))).click()
-        wait.until(ready.element_to_be_clickable((By.XPATH, "//button[.//p[text()='Acknowledge']]"))).click()
-        wait.until(ready.presence_of_element_located((By.XPATH, "//*[contains(text(), 'acknowledged: done')]")))
-        shot = artifacts / "console-acknowledged.png"
-        assert driver.save_screenshot(str(shot)) and shot.stat().st_size > 10_000
+        shown("INC-1")
+        _shot(driver, artifacts, "01-queue.png")
+
+        button("Open").click()
+        wait.until(ready.presence_of_element_located((By.XPATH, "//h1[contains(., 'exported 41 GB')]")))
+        for answer in ("What happened", "How bad it is", "What was already done", "What to do next"):
+            shown(answer)
+        shown("waits for approval to")
+        shown("bytes exported: 41 GB; normally 120 MB")
+        _shot(driver, artifacts, "02-incident-four-answers.png", top=True)
+
+        link = wait.until(ready.element_to_be_clickable((By.XPATH, f"//a[contains(., '{person.split('@')[0]}')]")))
+        link.click()
+        wait.until(ready.presence_of_element_located((By.XPATH, f"//h1[contains(., '{person.split('@')[0]}')]")))
+        _shot(driver, artifacts, "03-principal-page.png")
+        driver.back()
+        wait.until(ready.presence_of_element_located((By.XPATH, "//h1[contains(., 'exported 41 GB')]")))
+
+        button("Acknowledge").click()
+        shown("acknowledged: done")
+        wait.until(ready.element_to_be_clickable((By.XPATH, "//*[contains(., 'Assign, note, false positive')]"
+                                                            "/ancestor-or-self::summary"))).click()
+        note = wait.until(ready.element_to_be_clickable((By.CSS_SELECTOR, "textarea[aria-label='Note']")))
+        note.send_keys("Export destination is not ours; approving the suspension.")
+        button("Add note").click()
+        shown("noted: done")
+        assert note.get_attribute("value") == ""  # the note was used up; the page kept its place
+        _shot(driver, artifacts, "04-acknowledged-and-noted.png")
+
+        button("Approve suspend_identity").click()
+        shown("approved suspend_identity: done")
+        shown(f"suspended {person.split('@')[0]}")  # names are shown as text: a zero-width space breaks "@"
+        _shot(driver, artifacts, "05-approved-contained.png", top=True)
     except Exception:
         if driver is not None:
             driver.save_screenshot(str(artifacts / "console-failure.png"))
@@ -149,8 +210,10 @@ def test_sign_in_open_the_top_incident_and_acknowledge_it(tmp_path: Path) -> Non
 
     client = open_store(dsn)
     try:
-        assert get_incident(client, top)["status"] == "acknowledged"
-        last = incident_timeline(client, top)[-1]
-        assert (last["action"], last["actor"]) == ("acknowledge", "ana")
+        incident = get_incident(client, top)
+        assert incident["status"] == "contained"
+        trail = [(e["action"], e["actor"]) for e in incident_timeline(client, top)]
+        assert ("acknowledge", "ana") in trail and ("note", "ana") in trail
+        assert trail[-1][0] == "contain"
     finally:
         close_store(client)

@@ -6,91 +6,17 @@ the server: what a role may not do shows an error and changes nothing.
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from builders import alert
+from console_org import APP, ROLES, _plain, console, open_incident
 from streamlit.testing.v1 import AppTest
 
-from blastwall.access import User, add_account
-from blastwall.schema import init_schema
-from blastwall.simulation import OrgSpec, write_to_store
-from blastwall.store import close_store, is_open, open_store
+from blastwall.access import add_account
 from dashboard import style
-from dashboard.state import ConsoleOptions, store_client
-from detector.incidents import get_incident, incident_timeline, record_alert
+from dashboard.state import ConsoleOptions
+from detector.incidents import get_incident, incident_timeline
 from playbooks.actions import controls_in_force
-
-APP = str(Path(__file__).resolve().parent.parent / "dashboard" / "app.py")
-NOW = datetime.now(UTC).replace(microsecond=0)
-MIDNIGHT = NOW.replace(hour=0, minute=0, second=0)
-ROLES = ("viewer", "analyst", "responder", "admin")
-
-
-def _plain(markdown: str) -> str:
-    """What a reader sees of Markdown whose data was escaped (see dashboard.style.text)."""
-    return re.sub(r"\\(.)", r"\1", markdown)
-
-
-@pytest.fixture
-def org(store_dsn: str, tmp_path: Path) -> Iterator[dict]:
-    """A generated organisation with three incidents, and one account per role."""
-    client = open_store(store_dsn)
-    init_schema(client)
-    write_to_store(client, OrgSpec(principals=60, days=5, start=MIDNIGHT - timedelta(days=5)))
-    restricted = client.query("SELECT resource FROM resources FINAL WHERE sensitivity = 'restricted'"
-                              " AND kind = 'dataset' ORDER BY resource LIMIT 1").result_rows[0][0]
-    embedding = client.query("SELECT resource FROM resources FINAL WHERE kind = 'embedding' ORDER BY resource"
-                             " LIMIT 1").result_rows[0][0]
-    person = client.query("SELECT principal FROM principals FINAL WHERE principal_type = 'human' ORDER BY principal"
-                          " LIMIT 1").result_rows[0][0]
-    seen = MIDNIGHT - timedelta(hours=14)  # inside the generated period: there is evidence
-
-    def incident(detector: str, key: str, severity: str, entity: str, principals: tuple, resources: tuple,
-                 explanation: list) -> int:
-        return record_alert(client, alert(
-            detector, key, severity, at=seen, entity=entity, principals=principals, resources=resources,
-            explanation=explanation, last_seen=seen + timedelta(hours=6),
-            detected_at=NOW - timedelta(minutes=5))).incident_id
-
-    ids = {
-        "fanout": incident("permission_fanout", f"{restricted} -> all-staff", "SEV1", "grant", (person,),
-                           (restricted,), [{"feature": "audience_gain", "value": 55, "baseline": 0, "weight": 1.0},
-                                           {"rule": "grant.mass_audience", "severity_points": {"policy": 4}}]),
-        "export": incident("bulk_export", person, "SEV2", "principal", (person,), (embedding,),
-                           [{"feature": "export_bytes", "value": 9e9, "baseline": 1e6, "weight": 0.9}]),
-        "outlier": incident("behaviour_outlier", "svc-x", "SEV4", "principal", ("svc-x",), (), []),
-    }
-    accounts = tmp_path / "accounts.yaml"
-    for role in ROLES:
-        add_account(accounts, role, role, f"{role}-password", name=role.title())
-    try:
-        yield {"dsn": store_dsn, "client": client, "ids": ids, "accounts": accounts, "person": person,
-               "restricted": restricted}
-    finally:
-        store_client.clear()
-        while is_open(store_dsn):
-            close_store(client)
-
-
-def console(org: dict, role: str | None = "analyst", incident: int | None = None) -> AppTest:
-    app = AppTest.from_file(APP, default_timeout=90)
-    app.session_state["options"] = ConsoleOptions(org["dsn"], None, org["accounts"], False, False)
-    if role is not None:
-        app.session_state["user"] = User(role, role.title(), role)
-    if incident is not None:
-        app.session_state["incident_id"] = incident
-    return app.run()
-
-
-def open_incident(org: dict, role: str, incident: int) -> AppTest:
-    app = console(org, role, incident)
-    app.switch_page("views/incident.py").run()
-    assert not app.exception, app.exception
-    return app
 
 
 def test_repeated_failed_sign_ins_are_held_back(org: dict) -> None:
@@ -131,13 +57,14 @@ def test_queue_ranks_by_severity_and_filters(org: dict) -> None:
     metrics = {m.label: m.value for m in app.metric}
     assert metrics == {"SEV1": "1", "SEV2": "1", "SEV3": "0", "SEV4": "1"}
     table = app.dataframe[0].value
-    assert list(table["severity"]) == ["SEV1", "SEV2", "SEV4"]
+    assert list(table["Severity"]) == ["SEV1", "SEV2", "SEV4"]
     app.multiselect(key="q_severity").set_value(["SEV2"]).run()
-    assert list(app.dataframe[0].value["detector"]) == ["bulk_export"]
+    assert list(app.dataframe[0].value["Detector"]) == ["bulk_export"]
     assert {m.label: m.value for m in app.metric}["SEV1"] == "0"
     app.multiselect(key="q_severity").set_value(["SEV3"]).run()
-    assert any("Nothing to work on" in i.value for i in app.info)
-    assert any("Detection has not processed a step yet" in c.value for c in app.caption)
+    assert any("No open, acknowledged or contained incident matches severity SEV3" in _plain(i.value)
+               for i in app.info)
+    assert any("Detection has not processed a step yet" in i.value for i in app.info)
 
 
 def test_opening_an_incident_from_the_queue(org: dict) -> None:
@@ -152,16 +79,17 @@ def test_opening_an_incident_from_the_queue(org: dict) -> None:
 def test_incident_view_explains_shows_evidence_radius_and_timeline(org: dict) -> None:
     app = open_incident(org, "viewer", org["ids"]["fanout"])
     assert app.title[0].value.startswith(style.text("permission_fanout on"))
-    labels = {m.label: m.value for m in app.metric}
-    assert labels["status"] == "open" and labels["able to read (through the grant)"] != "0"
-    tables = [t.value for t in app.dataframe]
-    audience = next(t for t in tables if "through" in t.columns)
-    assert audience["through"].str.startswith("all-staff").all()
-    timeline = next(t for t in tables if "actor" in t.columns)
-    assert list(timeline["action"]) == ["opened"]
-    evidence = next(t for t in tables if "event_id" in t.columns)
-    assert len(evidence) > 0 and set(evidence["resource"]) & {org["restricted"]} | set(evidence["principal"]) & {
-        org["person"]}
+    radius = open_incident(org, "viewer", org["ids"]["fanout"], "Blast radius")
+    labels = {m.label: m.value for m in radius.metric}
+    assert labels["Able to read (through the grant)"] != "0"
+    audience = next(t.value for t in radius.dataframe if "Through groups" in t.value.columns)
+    assert audience["Through groups"].astype(str).str.startswith("all-staff").all()
+    timeline = open_incident(org, "viewer", org["ids"]["fanout"], "Timeline")
+    rows = next(t.value for t in timeline.dataframe if "Did" in t.value.columns)
+    assert list(rows["Did"]) == ["opened"]
+    evidence = open_incident(org, "viewer", org["ids"]["fanout"], "Evidence")
+    table = next(t.value for t in evidence.dataframe if "Event" in t.value.columns)
+    assert len(table) > 0 and set(table["Data"]) & {org["restricted"]} | set(table["Who"]) & {org["person"]}
 
 
 @pytest.mark.parametrize("role", ROLES)
@@ -201,12 +129,12 @@ def test_assign_note_false_positive_and_resolve(org: dict) -> None:
 
 def test_run_approve_and_roll_back_need_a_responder(org: dict) -> None:
     incident = org["ids"]["export"]
-    analyst = open_incident(org, "analyst", incident)
+    analyst = open_incident(org, "analyst", incident, "Respond")
     analyst.selectbox(key="do_playbook").set_value("embedding_export")
     analyst.button(key="do_run").click().run()
     assert any("may not run_playbook" in _plain(e.value) for e in analyst.error)
 
-    responder = open_incident(org, "responder", incident)
+    responder = open_incident(org, "responder", incident, "Respond")
     responder.selectbox(key="do_playbook").set_value("embedding_export")
     responder.button(key="do_run").click().run()
     assert not responder.exception, responder.exception
@@ -217,7 +145,7 @@ def test_run_approve_and_roll_back_need_a_responder(org: dict) -> None:
     assert any("may not approve" in _plain(e.value) for e in analyst.error)
     assert controls_in_force(org["client"]) == []
 
-    responder = open_incident(org, "responder", incident)
+    responder = open_incident(org, "responder", incident, "Respond")
     responder.button(key=f"approve_{run_id}_suspend_identity").click().run()
     assert [c["target"] for c in controls_in_force(org["client"])] == [org["person"]]
     assert get_incident(org["client"], incident)["status"] == "contained"
@@ -228,7 +156,7 @@ def test_run_approve_and_roll_back_need_a_responder(org: dict) -> None:
 
 def test_deny_a_pending_step(org: dict) -> None:
     incident = org["ids"]["export"]
-    app = open_incident(org, "responder", incident)
+    app = open_incident(org, "responder", incident, "Respond")
     app.selectbox(key="do_playbook").set_value("embedding_export")
     app.button(key="do_run").click().run()
     run_id = f"{incident}.embedding_export"
@@ -244,10 +172,10 @@ def test_overview_shows_health_trends_and_detector_quality(org: dict) -> None:
     app.switch_page("views/overview.py").run()
     assert not app.exception, app.exception
     metrics = {m.label: m.value for m in app.metric}
-    assert int(metrics["access log"].replace(",", "")) > 1000
-    assert metrics["last step ended"] == "never"
-    quality = next(t.value for t in app.dataframe if "false_positive_rate" in t.value.columns)
-    assert set(quality["detector"]) == {"permission_fanout", "bulk_export", "behaviour_outlier"}
+    assert int(metrics["Access events"].replace(",", "")) > 1000
+    assert metrics["Last step ended"] == "never"
+    quality = next(t.value for t in app.dataframe if "False-positive share" in t.value.columns)
+    assert set(quality["Detector"]) == {"permission_fanout", "bulk_export", "behaviour_outlier"}
 
 
 def test_playbooks_catalogue_controls_and_dry_run(org: dict) -> None:
@@ -256,12 +184,12 @@ def test_playbooks_catalogue_controls_and_dry_run(org: dict) -> None:
     assert not app.exception, app.exception
     assert len(app.expander) >= 11
     assert any("Nothing is contained" in m.value for m in app.markdown)
+    app.text_input(key="dry_incident").input(str(org["ids"]["fanout"])).run()
     app.selectbox(key="dry_playbook").set_value("restricted_fanout")
-    app.text_input(key="dry_incident").input(str(org["ids"]["fanout"]))
     app.button(key="dry_run").click().run()
     assert any("4 steps would run at SEV1" in _plain(s.value) for s in app.success)
-    plan = next(t.value for t in app.dataframe if "does" in t.value.columns)
-    assert list(plan["step"]) == ["snapshot_readers", "revoke_grant", "notify_owner", "page"]
+    plan = next(t.value for t in app.dataframe if "Does" in t.value.columns)
+    assert list(plan["Step"]) == ["snapshot_readers", "revoke_grant", "notify_owner", "page"]
     assert controls_in_force(org["client"]) == []  # a dry run changes nothing
 
 

@@ -1,23 +1,29 @@
-"""Incident: why it scored high, the evidence, the blast radius, the timeline, and what to do."""
+"""Incident: the four answers first (what happened, how bad, what was done, what next), then the detail tabs."""
 
 from __future__ import annotations
+
+from datetime import UTC, datetime
 
 import pandas as pd
 import streamlit as st
 
 from blastwall.access import AccessDenied
-from dashboard import style
-from dashboard.state import acting, library, options, read
-from detector.incidents import IncidentError, get_incident, incident_timeline
+from dashboard import briefing, links, style
+from dashboard.state import acting, library, options, read, viewer_zone
+from detector.incidents import IncidentError, allowed_actions, get_incident, incident_timeline
 from detector.triage import blast_radius, evidence_events
 from playbooks.context import incident_context
 from playbooks.engine import EngineError, runs_for_incidents
 
 PAGE = 50
+TABS = ["Why", "Evidence", "Blast radius", "Timeline", "Respond"]
+now, zone = datetime.now(UTC), viewer_zone()
+
 incident_id = st.session_state.get("incident_id") or st.query_params.get("id")
 if not incident_id:
     st.title("Incident")
-    st.info("Pick an incident in the queue.")
+    st.info("No incident is open. Pick one in the Queue, or on a principal's or a resource's page.")
+    st.page_link("views/queue.py", label="Go to the queue", icon=":material/inbox:")
     st.stop()
 try:
     incident_id = int(incident_id)
@@ -28,12 +34,20 @@ except ValueError:
 incident = read(get_incident, incident_id)
 if incident is None:
     st.title("Incident")
-    st.error(f"No incident {incident_id}.")
+    st.error(f"No incident {incident_id} in this store.")
     st.stop()
+ref = incident.get("ref") or f"#{incident_id}"
 
 
-def act(label: str, call, *args, **kwargs) -> None:
-    """Run one role-checked action as the signed-in user; say what happened."""
+for typed in st.session_state.pop("clear_after_action", []):  # before the widgets exist again
+    st.session_state[typed] = ""
+
+
+def act(label: str, call: str, *args, clear: tuple[str, ...] = (), **kwargs) -> None:
+    """Run one role-checked action as the signed-in user; say what happened (the tab stays where it was).
+
+    ``clear`` names the text boxes whose text the action used up (emptied once it succeeded).
+    """
     try:
         with acting() as actions:
             getattr(actions, call)(*args, **kwargs)
@@ -41,112 +55,169 @@ def act(label: str, call, *args, **kwargs) -> None:
         st.session_state["flash"] = ("error", str(error))
     else:
         st.session_state["flash"] = ("success", f"{label}: done")
+        st.session_state["clear_after_action"] = list(clear)
     st.rerun()
 
 
 st.title(style.text(incident["title"]))
 st.markdown(f":{style.SEVERITY_BADGE[incident['severity']]}-badge[{incident['severity']}] "
-            f":violet-badge[{incident['status']}] :gray-badge[{incident['detector']}]")
+            f":violet-badge[{incident['status'].replace('_', ' ')}] :gray-badge[{ref}] "
+            f":gray-badge[{incident['detector'].replace('_', ' ')}]")
 kind, message = st.session_state.pop("flash", (None, None))
 if kind:
     getattr(st, kind)(style.text(message))
-cols = st.columns(4)
-cols[0].metric("status", incident["status"])
-cols[1].metric("score", f"{incident['score']:.3f}")
-cols[2].metric("assignee", style.text(incident["assignee"] or "—"))
-cols[3].metric("alerts", incident["alerts"])
-st.caption(f"#{incident['id']} · evidence {incident['first_seen']:%Y-%m-%d %H:%M} – {incident['last_seen']:%H:%M} UTC"
-           f" · detected {incident['detected_at']:%Y-%m-%d %H:%M} UTC · techniques "
-           f"{', '.join(incident['techniques']) or '—'} · principals {style.text(', '.join(incident['principals']))}"
-           f" · resources {style.text(', '.join(incident['resources']))}")
 
-why, evidence, radius, timeline, respond = st.tabs(["Why", "Evidence", "Blast radius", "Timeline", "Respond"])
+runs = read(runs_for_incidents, [incident_id]).get(incident_id, [])
+context = read(incident_context, incident_id)
+books = library(options().config)
+matching = books.matching(context) if context else []
+ran = [books.playbooks[run["playbook"]] for run in runs if run["playbook"] in books.playbooks]
+done = read(briefing.what_was_done, incident, now, zone)
+pages = read(briefing.page_outcomes, incident_id)
+if any(page.state == "unrouted" for page in pages):
+    st.warning(f"Nobody was paged for {ref}: its {incident['severity']} page has no channel to go to. "
+               "Configure `paging:` channels (apprise URLs) and routes in the settings file "
+               "(`blastwall --config FILE`; see the README, \"Playbooks and paging\").")
 
-with why:
-    features = pd.DataFrame([e for e in incident["explanation"] if "feature" in e])
-    if len(features):
-        numeric = features[pd.to_numeric(features["value"], errors="coerce").notna()].copy()
-        if len(numeric):
-            numeric["value"] = pd.to_numeric(numeric["value"])
-            numeric["baseline"] = pd.to_numeric(numeric["baseline"], errors="coerce").fillna(0)
-            st.bar_chart(numeric.set_index("feature")[["value", "baseline"]], horizontal=True, stack=False)
-        st.dataframe(features, hide_index=True, width="stretch")
+# ---- the four answers
+what, bad = st.columns(2)
+with what.container(border=True):
+    st.markdown("**What happened**")
+    st.write(style.text(briefing.what_happened(incident, read(briefing.catalogue, incident["resources"]))))
+    st.caption(f"Evidence {style.when(incident['first_seen'], now, zone)} to "
+               f"{style.when(incident['last_seen'], now, zone)} · "
+               f"detected {style.when(incident['detected_at'], now, zone)} · "
+               f"techniques {style.text(', '.join(incident['techniques']) or '—')}")
+    links.entity_links("principal", incident["principals"])
+    links.entity_links("resource", incident["resources"])
+with bad.container(border=True):
+    st.markdown("**How bad it is**")
+    st.write(style.text(briefing.how_bad(incident)))
+    st.caption(f"{style.plural(incident['alerts'], 'alert')} · score {incident['score']:.2f} · "
+               f"assigned to {style.text(incident['assignee'] or 'nobody')}")
+already, nxt = st.columns(2)
+with already.container(border=True):
+    st.markdown("**What was already done**")
+    if done:
+        st.markdown("\n".join(f"- {style.text(item.sentence)}" for item in done))
     else:
-        st.write("No feature explanation was recorded for this incident.")
-    points = [e for e in incident["explanation"] if "severity_points" in e]
-    if points:
-        st.caption(f"severity points: {points[0]['severity_points']}")
+        st.write("Nothing yet: no playbook has acted on this incident and nobody has been paged.")
+with nxt.container(border=True):
+    st.markdown("**What to do next**")
+    steps = briefing.what_next([*matching, *[p for p in ran if p not in matching]], runs)
+    for pending in steps.pending:
+        if pending.state == "interrupted":
+            st.warning(f"{style.text(pending.step)}: its outcome is unknown (the process stopped or timed out "
+                       "during it). Check the system, then Approve if it took effect or Deny if it did not.")
+        else:
+            st.write(f"**{style.text(pending.playbook)}** waits for approval to "
+                     f"**{style.text(pending.step.replace('_', ' '))}** ({style.text(pending.action)}).")
+        key = f"{pending.run_id}_{pending.step}"
+        reason = st.text_input("Reason (optional)", key=f"reason_{key}")
+        left, right = st.columns(2)
+        if left.button(f"Approve {pending.step}", key=f"approve_{key}", type="primary"):
+            act(f"approved {pending.step}", "approve", pending.run_id, pending.step, reason=reason)
+        if right.button(f"Deny {pending.step}", key=f"deny_{key}"):
+            act(f"denied {pending.step}", "deny", pending.run_id, pending.step, reason=reason)
+    for playbook_id, runbook in steps.runbooks.items():
+        st.markdown(f"Runbook of **{style.text(playbook_id)}**:\n\n"
+                    + "\n".join(f"{n}. {style.text(line)}" for n, line in enumerate(runbook, 1)))
+    if not steps.runbooks and not steps.pending:
+        st.write("No playbook matches this incident: follow your team's runbook, and note what you did.")
 
-with evidence:
-    page = st.number_input("Page", min_value=1, value=1, step=1, key="ev_page")
-    events, total = read(evidence_events, incident, offset=(page - 1) * PAGE, limit=PAGE)
-    st.caption(f"{total:,} events · page {page} of {max(1, -(-total // PAGE))}")
-    st.dataframe(events, hide_index=True, width="stretch")
-    if len(events):
-        chosen = st.selectbox("Drill down into an event", list(events["event_id"]), key="ev_pick")
-        st.json(events[events["event_id"] == chosen].iloc[0].to_dict(), expanded=True)
-
-with radius:
-    found = read(blast_radius, incident)
-    cols = st.columns(4)
-    cols[0].metric("able to read (through the grant)", f"{found.audience_size:,}")
-    first_time = int(found.readers["first_time"].sum()) if len(found.readers) else 0
-    cols[1].metric("actually read", f"{len(found.readers):,}")
-    cols[2].metric("first-time readers", f"{first_time:,}")
-    cols[3].metric("records read", f"{found.records:,}")
-    if len(found.audience):
-        st.subheader("Who gained access, through which groups")
-        st.dataframe(found.audience, hide_index=True, width="stretch")
-    st.subheader("Who read the data since")
-    st.dataframe(found.readers, hide_index=True, width="stretch")
-
-with timeline:
-    events = read(incident_timeline, incident_id)
-    st.dataframe(pd.DataFrame([{"at": e["at"], "actor": e["actor"], "action": e["action"],
-                                "status": f"{e['from_status']} → {e['to_status']}", "what": e["reason"]}
-                               for e in events]), hide_index=True, width="stretch")
-
-with respond:
-    st.subheader("Lifecycle")
+# ---- lifecycle: only what the incident's status allows
+allowed = allowed_actions(incident["status"])
+buttons = [("acknowledge", "Acknowledge", "do_ack"), ("contain", "Mark contained", "do_contain"),
+           ("resolve", "Resolve", "do_resolve")]
+offered = [(action, text, key) for action, text, key in buttons if action in allowed]
+if offered:
+    for column, (action, text, key) in zip(st.columns(len(offered) + 2), offered):
+        if column.button(text, key=key, type="primary" if action == "acknowledge" else "secondary"):
+            act({"acknowledge": "acknowledged", "contain": "contained", "resolve": "resolved"}[action], action,
+                incident_id)
+else:
+    st.caption(f"This incident is {incident['status'].replace('_', ' ')}: no further lifecycle step.")
+with st.expander("Assign, note, false positive", expanded=False):
     left, right = st.columns(2)
-    if left.button("Acknowledge", key="do_ack"):
-        act("acknowledged", "acknowledge", incident_id)
-    if left.button("Mark contained", key="do_contain"):
-        act("contained", "contain", incident_id)
-    if left.button("Resolve", key="do_resolve"):
-        act("resolved", "resolve", incident_id)
-    assignee = right.text_input("Assign to", key="do_assignee")
-    if right.button("Assign", key="do_assign"):
-        act("assigned", "assign", incident_id, assignee)
+    if "assign" in allowed:
+        assignee = left.text_input("Assign to", key="do_assignee")
+        if left.button("Assign", key="do_assign"):
+            act("assigned", "assign", incident_id, assignee, clear=("do_assignee",))
     note = right.text_area("Note", key="do_note")
     if right.button("Add note", key="do_add_note"):
-        act("noted", "note", incident_id, note)
-    reason = st.text_input("Why it is a false positive", key="do_fp_reason")
-    if st.button("False positive", key="do_fp"):
-        act("marked false positive", "false_positive", incident_id, reason)
+        act("noted", "note", incident_id, note, clear=("do_note",))
+    if "false_positive" in allowed:
+        reason = st.text_input("Why it is a false positive", key="do_fp_reason")
+        if st.button("False positive", key="do_fp"):
+            act("marked false positive", "false_positive", incident_id, reason)
 
-    st.subheader("Playbooks")
-    runs = read(runs_for_incidents, [incident_id]).get(incident_id, [])
-    for run in runs:
-        st.markdown(f"**{run['playbook']}** · {run['state']} · `{run['run_id']}`")
-        st.dataframe(pd.DataFrame(run["steps"]), hide_index=True, width="stretch")
-        for step in [s for s in run["steps"] if s["state"] in ("awaiting_approval", "interrupted")]:
-            if step["state"] == "interrupted":
-                st.warning(f"{step['step']}: its outcome is unknown (the process stopped or timed out during it). "
-                           "Check the system, then Approve if it took effect or Deny if it did not.")
-            c1, c2, c3 = st.columns([1, 1, 3])
-            why_not = c3.text_input("Reason", key=f"reason_{run['run_id']}_{step['step']}")
-            if c1.button(f"Approve {step['step']}", key=f"approve_{run['run_id']}_{step['step']}"):
-                act(f"approved {step['step']}", "approve", run["run_id"], step["step"], reason=why_not)
-            if c2.button(f"Deny {step['step']}", key=f"deny_{run['run_id']}_{step['step']}"):
-                act(f"denied {step['step']}", "deny", run["run_id"], step["step"], reason=why_not)
-    context = read(incident_context, incident_id)
-    matching = [p.id for p in library(options().config).matching(context)] if context else []
-    if matching:
-        chosen = st.selectbox("Run a playbook", matching, key="do_playbook")
-        if st.button("Run playbook", key="do_run"):
-            act(f"ran {chosen}", "run_playbook", chosen, incident_id)
+why, evidence, radius, timeline, respond = st.tabs(TABS, key="incident_tab", on_change="rerun")
+
+with why:
+    found = briefing.reasons(incident["explanation"])
+    if found:
+        st.markdown("\n".join(f"- {style.text(reason.sentence)}"
+                              + (f" (weight {reason.weight:.0%})" if reason.weight is not None else "")
+                              for reason in found))
+        ratios = briefing.chart_rows(found)
+        if ratios:
+            st.caption("Each value as a multiple of its baseline (1 = normal)")
+            st.bar_chart(pd.DataFrame(ratios), x="evidence", y="times normal", horizontal=True)
     else:
-        st.caption("No playbook matches this incident.")
-    if runs and st.button("Roll back containment", key="do_rollback"):
-        act("rolled back", "rollback", incident_id)
+        st.write("No feature explanation was recorded for this incident.")
+
+with evidence:
+    if evidence.open:
+        page = st.number_input("Page", min_value=1, value=1, step=1, key="ev_page")
+        events, total = read(evidence_events, incident, offset=(page - 1) * PAGE, limit=PAGE)
+        st.caption(f"{style.plural(total, 'event')} · page {page} of {max(1, -(-total // PAGE))}")
+        if len(events):
+            st.dataframe(style.readable_table(events, now, zone), hide_index=True, width="stretch")
+            chosen = st.selectbox("Drill down into an event", list(events["event_id"]), key="ev_pick")
+            row = events[events["event_id"] == chosen].iloc[0]
+            st.json({style.label(column): style.plain_value(value) for column, value in row.items()}, expanded=True)
+        else:
+            st.write("No events around this incident's evidence times: they may have expired (retention).")
+
+with radius:
+    if radius.open:
+        blast = read(blast_radius, incident)
+        cols = st.columns(4)
+        cols[0].metric("Able to read (through the grant)", style.human_count(blast.audience_size))
+        first_time = int(blast.readers["first_time"].sum()) if len(blast.readers) else 0
+        cols[1].metric("Actually read", style.human_count(len(blast.readers)))
+        cols[2].metric("First-time readers", style.human_count(first_time))
+        cols[3].metric("Records read", style.human_count(blast.records))
+        if len(blast.audience):
+            st.subheader("Who gained access, through which groups")
+            st.dataframe(style.readable_table(blast.audience, now, zone), hide_index=True, width="stretch")
+        st.subheader("Who read the data since")
+        if len(blast.readers):
+            st.dataframe(style.readable_table(blast.readers, now, zone), hide_index=True, width="stretch")
+        else:
+            st.write("Nobody has read it since.")
+
+with timeline:
+    if timeline.open:
+        # Newest first (the analyst's own steps on top), with what each page really did.
+        rows = pd.DataFrame(briefing.timeline_rows(read(incident_timeline, incident_id), pages, now, zone))
+        st.dataframe(rows, hide_index=True, width="stretch", height=min(38 + 35 * len(rows), 2000),
+                     column_config={"What": st.column_config.TextColumn(width="large")})
+
+with respond:
+    if respond.open:
+        for run in runs:
+            st.markdown(f"**{style.text(run['playbook'])}** · {run['state'].replace('_', ' ')}")
+            st.dataframe(pd.DataFrame([{"Step": s["step"].replace("_", " "), "Action": s["action"],
+                                        "State": briefing.pages_in_words(pages)
+                                        if s["action"] == "page" and s["state"] == "succeeded"
+                                        else s["state"].replace("_", " "), "Error": s["error"] or ""}
+                                       for s in run["steps"]]), hide_index=True, width="stretch")
+        if matching:
+            chosen = st.selectbox("Run a playbook", [p.id for p in matching], key="do_playbook")
+            if st.button("Run playbook", key="do_run"):
+                act(f"ran {chosen}", "run_playbook", chosen, incident_id)
+        else:
+            st.caption("No playbook matches this incident.")
+        if runs and st.button("Roll back containment", key="do_rollback"):
+            act("rolled back", "rollback", incident_id)
