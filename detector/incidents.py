@@ -101,6 +101,9 @@ _MOVES: dict[str, tuple[tuple[str, ...], str]] = {
     "false_positive": (("open", "acknowledged", "contained"), "false_positive"),
 }
 SYSTEM_ACTOR = "blastwall"
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+#: ``INC-12``, ``inc-12``, ``INC 12``: the short reference as people type it.
+_REF_PATTERN = re.compile(r"INC\s*-?\s*(\d{1,19})", re.IGNORECASE)
 
 
 def allowed_actions(status: str) -> tuple[str, ...]:
@@ -110,9 +113,6 @@ def allowed_actions(status: str) -> tuple[str, ...]:
     """
     moves = tuple(a for a, (sources, _) in _MOVES.items() if status in sources and a != "release")
     return moves + (("assign", "note") if status not in FINAL_STATUSES else ("note",))
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-#: ``INC-12``, ``inc-12``, ``INC 12``: the short reference as people type it.
-_REF_PATTERN = re.compile(r"INC\s*-?\s*(\d{1,19})", re.IGNORECASE)
 
 
 class IncidentError(Exception):
