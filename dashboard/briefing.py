@@ -246,6 +246,12 @@ def timeline_rows(events: Sequence[dict[str, Any]], pages: Sequence[PageOutcome]
         page_step = event["action"] == "playbook_step" and details.get("action") == "page"
         if page_step and details.get("state") == "succeeded":
             what = f"{what.rsplit(':', 1)[0]}: ran — {pages_in_words(pages)}"
+        elif event["action"] == "opened" and not what:
+            what = f"opened at {details.get('severity', '?')} by {event.get('alert_id', '').split('|')[0] or 'hand'}"
+        elif event["action"] == "updated" and not what:
+            rose = details.get("severity_from") != details.get("severity_to")
+            what = (f"a new alert raised it from {details.get('severity_from')} to {details.get('severity_to')}"
+                    if rose else "a new alert added evidence")
         status = f"{event['from_status'] or '—'} → {event['to_status']}"
         rows.append((event["at"], order, {"When": style.when(event["at"], now, zone), "Who": event["actor"],
                                           "Did": str(event["action"]).replace("_", " "), "Status": status,

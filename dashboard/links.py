@@ -28,15 +28,15 @@ def entity_link(kind: Kind, name: str, container: Any = st, label: str | None = 
 
 
 def entity_links(kind: Kind, names: Sequence[str], container: Any = st, limit: int = 6) -> None:
-    """Links to several entities side by side (the first ``limit``; how many more, in words)."""
+    """Links to several entities in a row that wraps (the first ``limit``; how many more, in words)."""
     shown = list(names)[:limit]
     if not shown:
         return
-    columns = container.columns(len(shown) + (1 if len(names) > limit else 0))
-    for column, name in zip(columns, shown):
-        entity_link(kind, name, column)
+    row = container.container(horizontal=True, wrap=True, gap="small")
+    for name in shown:
+        entity_link(kind, name, row)
     if len(names) > limit:
-        columns[-1].caption(f"and {len(names) - limit:,} more")
+        row.caption(f"and {len(names) - limit:,} more")
 
 
 def open_entity(kind: Kind, name: str) -> None:

@@ -152,6 +152,8 @@ def readable_table(table: pd.DataFrame, now: datetime, zone: tzinfo = UTC,
         elif pd.api.types.is_datetime64_any_dtype(series) or (
                 len(series) and isinstance(series.iloc[0], datetime)):
             shown[column] = [when(v, now, zone) for v in series]
+        elif pd.api.types.is_integer_dtype(series) and not pd.api.types.is_bool_dtype(series):
+            shown[column] = [human_count(v) for v in series]
         elif pd.api.types.is_float_dtype(series):
             shown[column] = [human_count(v) if pd.notna(v) else "—" for v in series]
         elif series.dtype == object:

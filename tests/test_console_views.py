@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from builders import alert
-from console_org import NOW, _plain, console
+from console_org import _plain, console
 from streamlit.testing.v1 import AppTest
 
 from blastwall.access import User
@@ -85,7 +85,7 @@ def test_counts_filters_and_progress_in_words() -> None:
 
 def test_queue_counts_in_words_and_shows_reference_age_and_whole_titles(org: dict) -> None:
     record_alert(org["client"], alert("bulk_export", "svc-long", "SEV3", title=LONG_TITLE,
-                                                detected_at=NOW - timedelta(minutes=12)))
+                                                detected_at=datetime.now(UTC) - timedelta(minutes=12, seconds=5)))
     app = console(org, "viewer")
     assert not app.exception, app.exception
     assert any("4 incidents match" in c.value for c in app.caption)

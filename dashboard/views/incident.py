@@ -10,7 +10,7 @@ import streamlit as st
 from blastwall.access import AccessDenied
 from dashboard import briefing, links, style
 from dashboard.state import acting, library, options, read, viewer_zone
-from detector.incidents import IncidentError, allowed_actions, get_incident, incident_timeline
+from detector.incidents import IncidentError, allowed_actions, get_incident, grant_of, incident_timeline
 from detector.triage import blast_radius, evidence_events
 from playbooks.context import incident_context
 from playbooks.engine import EngineError, runs_for_incidents
@@ -182,12 +182,12 @@ with evidence:
 with radius:
     if radius.open:
         blast = read(blast_radius, incident)
-        cols = st.columns(4)
-        cols[0].metric("Able to read (through the grant)", style.human_count(blast.audience_size))
         first_time = int(blast.readers["first_time"].sum()) if len(blast.readers) else 0
-        cols[1].metric("Actually read", style.human_count(len(blast.readers)))
-        cols[2].metric("First-time readers", style.human_count(first_time))
-        cols[3].metric("Records read", style.human_count(blast.records))
+        figures = {"Actually read": len(blast.readers), "First-time readers": first_time, "Records read": blast.records}
+        if grant_of(incident) is not None:  # a grant widened the audience: how far
+            figures = {"Able to read (through the grant)": blast.audience_size, **figures}
+        for column, (label, figure) in zip(st.columns(len(figures)), figures.items()):
+            column.metric(label, style.human_count(figure))
         if len(blast.audience):
             st.subheader("Who gained access, through which groups")
             st.dataframe(style.readable_table(blast.audience, now, zone), hide_index=True, width="stretch")
