@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
@@ -388,10 +389,15 @@ class NextSteps:
     pending: list[Pending] = field(default_factory=list)
 
 
-def what_next(matching: Iterable[Any], runs: Iterable[dict[str, Any]]) -> NextSteps:
-    """Runbooks of the matching playbooks (and of those that ran), and every step awaiting a decision."""
+def what_next(matching: Iterable[Any], runs: Iterable[dict[str, Any]], ref: str = "INCIDENT") -> NextSteps:
+    """Runbooks of the matching playbooks (and of those that ran), and every step awaiting a decision.
+
+    A runbook's ``INCIDENT`` and ``RUN`` placeholders become this incident's reference and its
+    run of that playbook, so a command can be copied as it is.
+    """
     runs = list(runs)
-    books = {p.id: list(p.spec.runbook) for p in matching}
+    books = {p.id: [re.sub(r"\bRUN\b", f"{ref}.{p.id}", re.sub(r"\bINCIDENT\b", ref, line))
+                    for line in p.spec.runbook] for p in matching}
     pending = [Pending(run["run_id"], run["playbook"], step["step"], step["action"], step["state"])
                for run in runs for step in run["steps"] if step["state"] in ("awaiting_approval", "interrupted")]
     return NextSteps(books, pending)

@@ -216,13 +216,23 @@ def risk_alerts(step: Step, new: list[RiskEvent], config: RiskConfig | None = No
         drivers = [Driver(e.source, e.text, e.points, 0.0, w / sum(weights), w)
                    for e, w in sorted(zip(events, weights), key=lambda item: (-item[1], item[0].signal_id))]
         resources = tuple(dict.fromkeys(r for e in reversed(events) for r in e.resources))[:20]
-        days = (at - events[0].at_ms) / 86_400_000
+        span = _span_words(at - events[0].at_ms)
         alerts.append(Alert(
             alert_id=alert_id("entity_risk", "principal", principal, from_epoch_ms(at)), detector="entity_risk",
             entity="principal", entity_key=principal,
-            title=f"{principal}: {len(signals)} weak signals over {max(days, 0.0):.1f} days add up to risk {total:.1f}",
+            title=f"{principal}: {len(signals)} weak signals {span} add up to risk {total:.1f}",
             severity=level, score=min(1.0, total / (2 * config.page)), principals=(principal,), resources=resources,
             first_seen=from_epoch_ms(min(e.first_ms for e in events)),
             last_seen=from_epoch_ms(max(e.last_ms for e in events)), detected_at=from_epoch_ms(at),
             explanation=explanation(drivers, {"accumulated_risk": int(total)})))
     return alerts
+
+
+def _span_words(span_ms: int) -> str:
+    """How long the signals took, in words: ``"within 40 min"``, ``"over 5 h"``, ``"over 2.5 days"``."""
+    minutes = max(span_ms, 0) / 60_000
+    if minutes < 60:
+        return f"within {max(1, round(minutes))} min"
+    if minutes < 48 * 60:
+        return f"over {minutes / 60:.0f} h"
+    return f"over {minutes / 1440:.1f} days"

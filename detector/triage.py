@@ -135,10 +135,10 @@ class QueueFilter:
 
 
 def queue(client: Client, filters: QueueFilter = QueueFilter(), limit: int = 200) -> list[dict[str, Any]]:
-    """Incidents matching the filters, most severe first, then by score, then newest."""
+    """Incidents matching the filters, most severe first, then by score as shown (two places), then newest."""
     where, params = filters.where()
     rows = _read_rows(client, where, {**params, "limit": int(limit)},
-                      "ORDER BY severity ASC, score DESC, detected_at DESC, id LIMIT {limit:UInt32}")
+                      "ORDER BY severity ASC, round(score, 2) DESC, detected_at DESC, id LIMIT {limit:UInt32}")
     return [_public(r) for r in rows]
 
 

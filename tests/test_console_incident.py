@@ -80,6 +80,8 @@ def test_the_four_answers_come_first_in_words(org: dict) -> None:
     assert "SEV1 (page now): 4 points — +4 for a policy violation." in text
     assert f"revoked the grant of {org['restricted']} to all-staff at" in text and "reads denied since" in text
     assert "Runbook of restricted_fanout" in text
+    ref = get_incident(org["client"], org["ids"]["fanout"])["ref"]
+    assert f"blastwall rollback {ref}" in text and "INCIDENT" not in text  # commands to copy as they are
     assert "{'" not in text  # no raw Python dict
 
 

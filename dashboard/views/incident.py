@@ -104,7 +104,7 @@ with already.container(border=True):
         st.write("Nothing yet: no playbook has acted on this incident and nobody has been paged.")
 with nxt.container(border=True):
     st.markdown("**What to do next**")
-    steps = briefing.what_next([*matching, *[p for p in ran if p not in matching]], runs)
+    steps = briefing.what_next([*matching, *[p for p in ran if p not in matching]], runs, ref)
     for pending in steps.pending:
         if pending.state == "interrupted":
             st.warning(f"{style.text(pending.step)}: its outcome is unknown (the process stopped or timed out "
