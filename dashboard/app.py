@@ -20,6 +20,7 @@ if opts.scheduler:
 
 user = login.signed_in_user()
 if user is None:
+    login.remember_destination()
     login.form()
     st.stop()
 
@@ -32,4 +33,6 @@ pages = [
     st.Page("views/principal.py", title="Principal", icon=":material/person:", url_path="principal"),
     st.Page("views/resource.py", title="Resource", icon=":material/database:", url_path="resource"),
 ]
-st.navigation(pages).run()
+navigation = st.navigation(pages)
+login.go_to_destination(pages)
+navigation.run()

@@ -6,6 +6,8 @@ its role on the server (:class:`blastwall.access.ConsoleActions`).
 
 from __future__ import annotations
 
+from urllib.parse import urlparse
+
 import streamlit as st
 
 from blastwall.access import AccessDenied, AccountsError, User, load_accounts
@@ -85,3 +87,22 @@ def sidebar(user: User) -> None:
             if _oidc_configured() and getattr(st.user, "is_logged_in", False):
                 st.logout()
             st.rerun()
+
+
+def remember_destination() -> None:
+    """Keep the page and query a visitor asked for (a link from a page, a bookmark) across signing in."""
+    if "after_sign_in" in st.session_state:
+        return
+    try:
+        path = urlparse(st.context.url or "").path.strip("/").rsplit("/", 1)[-1]
+    except Exception:  # noqa: BLE001 - no browser context (AppTest)
+        path = ""
+    st.session_state["after_sign_in"] = (path, st.query_params.to_dict())
+
+
+def go_to_destination(pages: list) -> None:  # list of st.Page
+    """Right after signing in, open the page the visitor asked for (once), with its query."""
+    path, query = st.session_state.pop("after_sign_in", ("", {}))
+    page = next((p for p in pages if path and p.url_path == path), None)
+    if page is not None:
+        st.switch_page(page, query_params=query)

@@ -198,6 +198,14 @@ def test_the_analysts_path_from_sign_in_to_an_approved_containment(tmp_path: Pat
         shown("approved suspend_identity: done")
         shown(f"suspended {person.split('@')[0]}")  # names are shown as text: a zero-width space breaks "@"
         _shot(driver, artifacts, "05-approved-contained.png", top=True)
+
+        # A link someone shared (a page, a chat message) opens its page once the reader has signed in.
+        driver.delete_all_cookies()
+        driver.get(f"{url}/incident?id=INC-1")
+        wait.until(ready.presence_of_element_located((By.CSS_SELECTOR, "input[aria-label='User']"))).send_keys("ana")
+        driver.find_element(By.CSS_SELECTOR, "input[aria-label='Password']").send_keys("s3cret-pass")
+        button("Sign in").click()
+        wait.until(ready.presence_of_element_located((By.XPATH, "//h1[contains(., 'exported 41 GB')]")))
     except Exception:
         if driver is not None:
             driver.save_screenshot(str(artifacts / "console-failure.png"))

@@ -50,7 +50,7 @@ def test_a_live_attack_is_detected_paged_and_contained(client: Client, receiver)
     fanout = [i for i in list_incidents(client) if i["detector"] == "permission_fanout"]
     assert fanout and fanout[0]["severity"] == "SEV1" and fanout[0]["status"] == "contained"
     pages = receiver.at("/oncall")
-    assert len(pages) >= 1 and any(str(fanout[0]["id"]) in page.json["title"] for page in pages)
+    assert len(pages) >= 1 and any(fanout[0]["ref"] in page.json["title"] for page in pages)
 
     # From here on the organisation honours the revoke: the exposure reads come back denied.
     later = traffic.tick(now + timedelta(hours=3))

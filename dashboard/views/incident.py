@@ -10,7 +10,14 @@ import streamlit as st
 from blastwall.access import AccessDenied
 from dashboard import briefing, links, style
 from dashboard.state import acting, library, options, read, viewer_zone
-from detector.incidents import IncidentError, allowed_actions, get_incident, grant_of, incident_timeline
+from detector.incidents import (
+    IncidentError,
+    allowed_actions,
+    get_incident,
+    grant_of,
+    incident_timeline,
+    resolve_incident,
+)
 from detector.triage import blast_radius, evidence_events
 from playbooks.context import incident_context
 from playbooks.engine import EngineError, runs_for_incidents
@@ -19,17 +26,17 @@ PAGE = 50
 TABS = ["Why", "Evidence", "Blast radius", "Timeline", "Respond"]
 now, zone = datetime.now(UTC), viewer_zone()
 
-incident_id = st.session_state.get("incident_id") or st.query_params.get("id")
+incident_id = st.query_params.get("id") or st.session_state.get("incident_id")  # a link's id wins
 if not incident_id:
     st.title("Incident")
     st.info("No incident is open. Pick one in the Queue, or on a principal's or a resource's page.")
     st.page_link("views/queue.py", label="Go to the queue", icon=":material/inbox:")
     st.stop()
 try:
-    incident_id = int(incident_id)
-except ValueError:
+    incident_id = read(resolve_incident, str(incident_id))  # INC-n (a link people share) or the id
+except IncidentError as error:
     st.title("Incident")
-    st.error(f"{style.text(repr(incident_id))} is not an incident id.")
+    st.error(style.text(error))
     st.stop()
 incident = read(get_incident, incident_id)
 if incident is None:
