@@ -68,4 +68,4 @@ def test_overview_counts_events_and_lists_rejections(console_dsn: str, tmp_path:
     assert metrics["Access events"] == "3" and metrics["Rejected rows"] == "1"
     assert "5 Oct" in app.caption[0].value and "09:00 UTC" in app.caption[0].value  # the viewer's zone: UTC here
     table = next(t.value for t in app.dataframe if "Reason" in t.value.columns)
-    assert list(table["Reason"]) == ["unparsable event_time (want ISO-8601)"] and list(table["Line"]) == [4]
+    assert list(table["Reason"]) == ["unparsable event_time (want ISO-8601)"] and list(table["Line"]) == ["4"]
