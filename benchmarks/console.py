@@ -4,8 +4,9 @@ In one run, in one embedded store:
 
 - a generated organisation (default 300 principals x 5 days) gives the views real
   events, catalogue and memberships to read;
-- ``baseline``: the queue, incident and principal views rendered with 1,000 stored incidents
-  (the principal is the first of the catalogue, named by one incident in 200);
+- ``baseline``: the queue, incident, principal and resource views rendered with 1,000 stored
+  incidents (the principal and the resource are the first of their catalogues, each named
+  by one incident in 200);
 - ``loaded``: the same views after the store holds ``--incidents`` (default 100,000)
   incidents, written in one ``INSERT … SELECT`` over ``numbers()``;
 
@@ -100,12 +101,13 @@ def render(dsn: str, page: str | None, state: dict[str, object], expected: str, 
     return statistics.median(times[1:])
 
 
-def measure(dsn: str, top: int, principal: str, repeat: int) -> dict[str, float]:
-    """The queue, the incident (its four answers and first tab) and the principal named by the most incidents."""
+def measure(dsn: str, top: int, principal: str, resource: str, repeat: int) -> dict[str, float]:
+    """The queue, the incident (its four answers and first tab), and a principal's and a resource's page."""
     return {"queue_s": render(dsn, None, {}, "Queue", repeat),
             "incident_s": render(dsn, "views/incident.py", {"incident_id": top}, "synthetic incident", repeat),
             "principal_s": render(dsn, "views/principal.py", {"principal_name": principal},
-                                  style.text(principal), repeat)}
+                                  style.text(principal), repeat),
+            "resource_s": render(dsn, "views/resource.py", {"resource_name": resource}, style.text(resource), repeat)}
 
 
 def main() -> None:
@@ -126,12 +128,13 @@ def main() -> None:
                                        start=midnight - timedelta(days=args.days)))
         add_incidents(client, args.baseline, 1, now)
         principal = client.query("SELECT principal FROM principals FINAL LIMIT 1").result_rows[0][0]
-        baseline = measure(dsn, 1, principal, args.repeat)
+        resource = client.query("SELECT resource FROM resources FINAL LIMIT 1").result_rows[0][0]
+        baseline = measure(dsn, 1, principal, resource, args.repeat)
         started = time.perf_counter()
         add_incidents(client, args.incidents - args.baseline, args.baseline + 1, now)
         loading = time.perf_counter() - started
         stored = int(client.query("SELECT count() FROM incidents FINAL").result_rows[0][0])
-        loaded = measure(dsn, 1, principal, args.repeat)
+        loaded = measure(dsn, 1, principal, resource, args.repeat)
         store_client.clear()
         close_store(client)
     result = {

@@ -1102,7 +1102,8 @@ def _decide(ctx: click.Context, run_id: str, step: str, reason: str, approve: bo
             decide = responder.approve if approve else responder.deny
             report = decide(engine_run_id, step, _actor(), datetime.now(UTC), reason=reason)
         except EngineError as exc:
-            raise BlastwallCliError(str(exc)) from None
+            # Say it with the run as it was typed (INC-n.playbook), not the engine's long id.
+            raise BlastwallCliError(str(exc).replace(engine_run_id, run_id)) from None
         names = _names(client, [report.incident_id])
     _echo_run(report, names)
 

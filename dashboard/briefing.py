@@ -20,6 +20,8 @@ from typing import Any
 from clickhouse_connect.driver.client import Client
 
 from dashboard import style
+from detector.groups import membership_edges, reachable_members
+from detector.triage import READ_ACTIONS
 from features.registry import BY_NAME
 from features.times import from_epoch_ms, to_epoch_ms
 
@@ -283,17 +285,31 @@ class Done:
     in_force: bool | None = None  # a control: still in force?
 
 
-_DENIED_SINCE = {
-    # control kind -> (access-log column the target is matched on, what was denied)
-    "grant": ("resource", "read"), "resource": ("resource", "access"), "identity": ("principal", "action"),
-}
-
-
-def _denied_since(client: Client, column: str, target: str, since: datetime) -> int:
+def _denied(client: Client, where: str, parameters: dict[str, Any], since: datetime, until: datetime | None) -> int:
+    """Denied access-log rows matching ``where`` while a control held (``until`` None: still holds)."""
+    bounds = " AND event_time >= fromUnixTimestamp64Milli({since:Int64}, 'UTC')"
+    if until is not None:
+        bounds += " AND event_time <= fromUnixTimestamp64Milli({until:Int64}, 'UTC')"
     return int(client.query(
-        f"SELECT count() FROM access_log WHERE {column} = {{t:String}} AND status = 'denied'"
-        " AND event_time >= fromUnixTimestamp64Milli({since:Int64}, 'UTC')",
-        parameters={"t": target, "since": to_epoch_ms(since)}).result_rows[0][0])
+        f"SELECT count() FROM access_log WHERE status = 'denied' AND {where}{bounds}",
+        parameters={**parameters, "since": to_epoch_ms(since),
+                    "until": to_epoch_ms(until) if until is not None else 0}).result_rows[0][0])
+
+
+def denied_by_control(client: Client, kind: str, target: str, since: datetime, until: datetime | None) -> int:
+    """What a control has denied while it held: reads of a revoked grant's resource by those the
+    grant reached, any action on a quarantined resource, any action of a suspended identity."""
+    if kind == "grant" and " -> " in target:
+        resource, grantee = target.rsplit(" -> ", 1)
+        reached = [member for member, _ in reachable_members(membership_edges(client), grantee)]
+        return _denied(client, "resource = {r:String} AND action IN {reads:Array(String)}"
+                       " AND principal IN {who:Array(String)}",
+                       {"r": resource, "reads": list(READ_ACTIONS), "who": reached}, since, until)
+    if kind == "resource":
+        return _denied(client, "(resource = {r:String} OR has(related, {r:String}))", {"r": target}, since, until)
+    if kind == "identity":
+        return _denied(client, "principal = {p:String}", {"p": target}, since, until)
+    return 0
 
 
 def _steps(client: Client, incident_id: int) -> list[dict[str, Any]]:
@@ -348,19 +364,18 @@ def _control_sentence(client: Client, kind: str, target: str, in_force: bool, st
                       now: datetime, zone: tzinfo) -> str:
     if kind == "grant" and " -> " in target:
         resource, grantee = target.rsplit(" -> ", 1)
-        head, column, matched = f"revoked the grant of {resource} to {grantee}", "resource", resource
+        head, what = f"revoked the grant of {resource} to {grantee}", "read"
     elif kind == "identity":
-        head, column, matched = f"suspended {target}", "principal", target
+        head, what = f"suspended {target}", "action"
     elif kind == "resource":
-        head, column, matched = f"quarantined {target}", "resource", target
+        head, what = f"quarantined {target}", "access"
     elif kind == "training_run":
-        head, column, matched = f"paused the training run {target}", "", target
+        head, what = f"paused the training run {target}", ""
     else:
-        head, column, matched = f"applied {kind} control on {target}", "", target
+        head, what = f"applied {kind} control on {target}", ""
     sentence = f"{head} at {style.when(started, now, zone)}"
-    if column:
-        what = _DENIED_SINCE.get(kind, (column, "access"))[1]
-        denied = _denied_since(client, column, matched, started)
+    if what:
+        denied = denied_by_control(client, kind, target, started, None if in_force else last)
         sentence += f"; {style.plural(denied, f'{what} denied', f'{what}s denied')} since"
     if not in_force:
         sentence += f" — rolled back {style.when(last, now, zone)}"
@@ -387,6 +402,11 @@ class NextSteps:
 
     runbooks: dict[str, list[str]] = field(default_factory=dict)
     pending: list[Pending] = field(default_factory=list)
+
+
+def can_roll_back(runs: Iterable[dict[str, Any]]) -> bool:
+    """Whether a rollback would undo anything: some run of the incident is not rolled back yet."""
+    return any(run["state"] not in ("rolled_back", "rollback_failed") for run in runs)
 
 
 def what_next(matching: Iterable[Any], runs: Iterable[dict[str, Any]], ref: str = "INCIDENT") -> NextSteps:

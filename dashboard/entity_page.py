@@ -74,9 +74,9 @@ def groups_table(groups: pd.DataFrame) -> pd.DataFrame:
 
 def incident_table(incidents: Sequence[dict[str, Any]], now: datetime, zone: tzinfo) -> pd.DataFrame:
     """Incidents as rows: severity, title, status, when detected."""
-    rows = [{"severity": i["severity"], "title": i["title"], "status": i["status"],
-             "detected": style.when(i["detected_at"], now, zone), "id": str(i["id"])} for i in incidents]
-    return _shown(pd.DataFrame(rows, columns=["severity", "title", "status", "detected", "id"]), now, zone)
+    rows = [{"ref": style.incident_ref(i), "severity": i["severity"], "title": i["title"], "status": i["status"],
+             "detected": style.when(i["detected_at"], now, zone)} for i in incidents]
+    return _shown(pd.DataFrame(rows, columns=["ref", "severity", "title", "status", "detected"]), now, zone)
 
 
 def incidents_caption(count: int, listed: int) -> str:
@@ -87,7 +87,7 @@ def incidents_caption(count: int, listed: int) -> str:
 
 def incident_choice(incident: dict[str, Any]) -> str:
     """One incident as a choice in a list (plain text: a selectbox shows no Markdown)."""
-    return f"{incident['severity']} · {incident['title'][:90]} · {incident['status']}"
+    return f"{style.incident_ref(incident)} · {incident['severity']} · {incident['title']} · {incident['status']}"
 
 
 def activity_chart(activity: pd.DataFrame) -> pd.DataFrame:

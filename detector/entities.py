@@ -33,7 +33,7 @@ Readings:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 import pandas as pd
@@ -43,6 +43,7 @@ from detector.groups import containing_groups, membership_edges, reachable_membe
 from detector.incidents import _public, _read_rows
 from detector.triage import READ_ACTIONS
 from features.contract import SENSITIVITIES
+from features.history import history_end
 from features.times import from_epoch_ms, ms_param, to_epoch_ms
 from playbooks.actions import controls_in_force
 
@@ -77,6 +78,7 @@ class Window:
         """The ``days`` UTC calendar days ending with ``now``'s, up to ``now``."""
         if days < 1:
             raise ValueError(f"days must be at least 1, got {days}")
+        now = now.astimezone(UTC) if now.tzinfo is not None else now.replace(tzinfo=UTC)  # naive means UTC
         midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
         return cls(midnight - timedelta(days=days - 1), now, days)
 
@@ -375,15 +377,36 @@ def _resource_row(client: Client, name: str) -> dict[str, Any] | None:
 
 
 def _grants_in_force(client: Client, name: str) -> pd.DataFrame:
-    """Grantees whose newest ok grant/revoke on the resource (whole log) is a grant, oldest grant first."""
-    return _query_frame(
-        client, "SELECT grantee, granted_by, granted_at FROM ("
-        " SELECT grantee, argMax(action, (event_time, event_id)) AS last,"
-        "  argMax(principal, (event_time, event_id)) AS granted_by, max(event_time) AS granted_at"
-        " FROM access_log WHERE resource = {name:String} AND action IN ('grant', 'revoke') AND status = 'ok'"
-        "  AND grantee != '' GROUP BY grantee)"
-        " WHERE last = 'grant' ORDER BY granted_at, grantee", {"name": name}, ["grantee", "granted_by", "granted_at"],
-        ("granted_at",))
+    """Grantees whose newest ok grant/revoke on the resource is a grant, oldest grant first.
+
+    The state up to the history's end comes from ``history_grant_state`` (sorted by resource:
+    no scan of the log); only the events since are read from the log, within their hours.
+    A store whose history was never built (nothing detected yet) is read from the whole log.
+    """
+    end = history_end(client)
+    log_where = ("resource = {name:String} AND action IN ('grant', 'revoke') AND status = 'ok' AND grantee != ''"
+                 + (" AND event_time > fromUnixTimestamp64Milli({end:Int64}, 'UTC')" if end is not None else ""))
+    params = {"name": name, "end": to_epoch_ms(end) if end is not None else 0}
+    history = ("SELECT grantee, action, event_time, event_id FROM history_grant_state WHERE resource = {name:String}"
+               " UNION ALL " if end is not None else "")
+    latest = client.query(
+        "SELECT grantee, argMax(action, (event_time, event_id)) AS last, max(event_time) AS at,"
+        " argMax(event_id, (event_time, event_id)) AS id FROM ("
+        f"{history}SELECT grantee, action, event_time, event_id FROM access_log WHERE {log_where})"
+        " GROUP BY grantee HAVING last = 'grant'", parameters=params).result_rows
+    if not latest:
+        return pd.DataFrame(columns=["grantee", "granted_by", "granted_at"])
+    # Who granted: the grant events themselves, found by their times (the log's sort key).
+    granted_by = dict(client.query(
+        "SELECT event_id, any(principal) FROM access_log WHERE event_time IN {times:Array(DateTime64(3, 'UTC'))}"
+        " AND event_id IN {ids:Array(String)} GROUP BY event_id",
+        parameters={"times": [at for _, _, at, _ in latest], "ids": [i for _, _, _, i in latest]}).result_rows)
+    frame = pd.DataFrame([(grantee, granted_by.get(event_id, ""), at) for grantee, _, at, event_id in latest],
+                         columns=["grantee", "granted_by", "granted_at"])
+    frame["granted_at"] = pd.to_datetime(frame["granted_at"]).dt.as_unit("ms")
+    frame["granted_at"] = (frame["granted_at"].dt.tz_localize("UTC") if frame["granted_at"].dt.tz is None
+                           else frame["granted_at"].dt.tz_convert("UTC"))
+    return frame.sort_values(["granted_at", "grantee"], kind="stable").reset_index(drop=True)
 
 
 def _audience(client: Client, grantees: list[str]) -> tuple[pd.DataFrame, int, dict[str, tuple[int, bool]]]:

@@ -233,8 +233,11 @@ def resolve_incident(client: Client, text: str) -> int:
         raise IncidentError(f"{given!r} is not an incident reference (like INC-12, or a numeric incident id)")
     ref = int(match.group(1))
     rows = client.query(
-        "SELECT id FROM incidents FINAL WHERE ref = {ref:UInt64} LIMIT 1", parameters={"ref": ref}
+        "SELECT id FROM incidents FINAL WHERE ref = {ref:UInt64} ORDER BY id LIMIT 2", parameters={"ref": ref}
     ).result_rows
+    if len(rows) > 1:  # two writers against one server took the same number: never guess which
+        raise IncidentError(f"{format_ref(ref)} names two incidents ({rows[0][0]} and {rows[1][0]});"
+                            " use the numeric id")
     if rows:
         return int(rows[0][0])
     newest = int(client.query("SELECT max(ref) FROM incidents").result_rows[0][0])

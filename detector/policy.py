@@ -157,11 +157,11 @@ def _explanation(violation: PolicyViolation, points: dict[str, int],
     rule: dict[str, Any] = {"rule": violation.rule, "severity_points": points}
     if grant is not None:
         rule["grant"] = grant  # the structured pair: names may contain " -> " themselves
-    # A policy is decided by one event: its evidence has no weights, and a baseline only where
-    # one exists (the audience after a grant against the audience before it).
+    # A policy is decided by one event: its evidence weighs nothing (0, as a rule's), and has a
+    # baseline only where one exists (the audience after a grant against the audience before it).
     before = violation.evidence.get("audience_before")
     return [{"feature": name, "description": BY_NAME[name].description if name in BY_NAME else name, "value": value,
-             "baseline": before if name == "audience_after" else None, "weight": None}
+             "baseline": before if name == "audience_after" else "", "weight": 0.0}
             for name, value in violation.evidence.items()] + [rule]
 
 

@@ -11,6 +11,7 @@ from console_org import MIDNIGHT, _plain, console
 from streamlit.testing.v1 import AppTest
 
 from dashboard import style
+from detector.incidents import get_incident
 from features.contract import arrow_schema
 
 HOSTILE = "**bold** [click](http://evil.example) <b>x</b>"
@@ -80,7 +81,7 @@ def test_the_principal_page_shows_team_peers_activity_data_and_incidents(org: di
                                          parameters={"p": person}).result_rows}
     assert logged <= set(touched["Data"])
     incidents = _table(app, "Incident")
-    assert set(incidents["Id"]) == {str(org["ids"]["fanout"]), str(org["ids"]["export"])}
+    assert set(incidents["Ref"]) == {_ref(org, "fanout"), _ref(org, "export")}
     assert sorted(incidents["Severity"]) == ["SEV1", "SEV2"] and set(incidents["Status"]) == {"open"}
     assert any(f"No containment is in force on {style.text(person)}" in m.value for m in app.markdown)
 
@@ -98,7 +99,7 @@ def test_the_resource_page_shows_who_can_read_it_who_read_it_and_its_incident(or
     readers = _table(app, "Reads")
     assert len(readers) > 0
     incidents = _table(app, "Incident")
-    assert list(incidents["Id"]) == [str(org["ids"]["fanout"])]
+    assert list(incidents["Ref"]) == [_ref(org, "fanout")]
 
 
 def test_an_unknown_name_says_so_and_offers_the_picker(org: dict) -> None:
@@ -148,3 +149,8 @@ def test_from_the_data_a_principal_touched_to_its_readers_and_back(org: dict) ->
     app.button(key="resource_reader_button").click().run()
     assert not app.exception, app.exception
     assert app.title[0].value == style.text(readers[-1])
+
+
+def _ref(org: dict, name: str) -> str:
+    """The short reference of one of the organisation's incidents."""
+    return get_incident(org["client"], org["ids"][name])["ref"]

@@ -7,13 +7,14 @@ SEV1 grant of restricted data to all-staff, a SEV2 export and a SEV4 outlier.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
+from builders import alert
 from console_org import _plain, open_incident
 
 from blastwall.config import load_settings
 from dashboard import briefing
-from detector.incidents import allowed_actions, get_incident, incident_timeline
+from detector.incidents import allowed_actions, get_incident, incident_timeline, record_alert
 
 
 def _respond(org: dict) -> None:
@@ -53,11 +54,55 @@ def test_a_contained_incident_offers_no_transition_it_would_refuse(org: dict) ->
     keys = {b.key for b in app.button}
     assert "do_ack" not in keys and "do_contain" not in keys
     assert "do_resolve" in keys
-    for status in ("open", "acknowledged", "contained", "resolved", "false_positive"):
-        for action in allowed_actions(status):  # everything offered is accepted from that status
-            assert action in ("acknowledge", "contain", "resolve", "false_positive", "assign", "note")
     assert allowed_actions("contained") == ("resolve", "false_positive", "assign", "note")
     assert allowed_actions("resolved") == ("note",)
+
+
+def test_every_action_offered_is_accepted_and_nothing_else_is(org: dict) -> None:
+    from detector.incidents import ACTIONS, IncidentError, transition
+
+    paths = {"open": [], "acknowledged": ["acknowledge"], "contained": ["contain"], "resolved": ["resolve"],
+             "false_positive": ["false_positive"]}
+    for status, path in paths.items():
+        for action in ACTIONS:
+            if action == "release":
+                continue
+            incident = record_alert(org["client"], alert("bulk_export", f"{status}-{action}", "SEV3")).incident_id
+            for step in path:
+                transition(org["client"], incident, step, actor="ana", reason="why")
+            offered = action in allowed_actions(status)
+            try:
+                transition(org["client"], incident, action, actor="ana", reason="why", assignee="bob")
+            except IncidentError:
+                assert not offered, f"{action} is offered on a {status} incident but refused"
+            else:
+                assert offered, f"{action} is accepted on a {status} incident but not offered"
+
+
+def test_a_closed_incident_offers_no_approval_run_or_rollback(org: dict) -> None:
+    from dashboard.state import forget_reads
+    from detector.incidents import transition
+
+    incident = org["ids"]["export"]
+    app = open_incident(org, "responder", incident, "Respond")
+    app.selectbox(key="do_playbook").set_value("embedding_export")
+    app.button(key="do_run").click().run()
+    transition(org["client"], incident, "resolve", actor="ana")
+    forget_reads()  # as 5 s later: the console's reads are cached that long
+    closed = open_incident(org, "responder", incident, "Respond")
+    keys = {b.key for b in closed.button}
+    assert not {k for k in keys if k.startswith(("approve_", "deny_"))} and "do_run" not in keys
+    assert "still awaited a decision when the incident was resolved" in _text(closed)
+
+
+def test_rollback_is_offered_only_while_there_is_something_to_undo(org: dict) -> None:
+    incident = org["ids"]["export"]
+    app = open_incident(org, "responder", incident, "Respond")
+    app.selectbox(key="do_playbook").set_value("embedding_export")
+    app.button(key="do_run").click().run()
+    app.button(key="do_rollback").click().run()
+    assert not app.exception and "rolled back: done" in _text(app)
+    assert "do_rollback" not in {b.key for b in app.button}
 
 
 def test_an_action_keeps_the_tab_the_analyst_was_on(org: dict) -> None:
@@ -154,3 +199,34 @@ def test_the_timeline_is_newest_first_and_not_cut(org: dict) -> None:
     rows = next(t.value for t in app.dataframe if "Did" in t.value.columns)
     assert len(rows) == len(incident_timeline(org["client"], incident)) == 13
     assert rows.iloc[0]["What"] == "note 11"
+
+
+def test_what_a_revoked_grant_denied_counts_only_its_readers_while_it_held(client) -> None:  # noqa: ANN001
+    import pyarrow as pa
+    from builders import MONDAY, event_row, membership_row
+
+    from features.contract import arrow_schema
+
+    def at(minutes: int) -> datetime:
+        return MONDAY + timedelta(minutes=minutes)
+
+    memberships = [membership_row("ml", "ana"), membership_row("ml", "ml-leads"), membership_row("ml-leads", "bo")]
+    events = [event_row(at(m), who, action, resource, status=status, event_id=f"e{n}") for n, (m, who, action,
+              resource, status) in enumerate([
+                  (5, "ana", "read", "ds.x", "denied"),    # reached through ml: counts
+                  (6, "bo", "query", "ds.x", "denied"),    # reached through ml -> ml-leads: counts
+                  (7, "cy", "read", "ds.x", "denied"),     # never reached by the grant: not its doing
+                  (8, "ana", "write", "ds.x", "denied"),   # not a read
+                  (9, "ana", "read", "ds.y", "denied"),    # another resource
+                  (10, "ana", "read", "ds.x", "ok"),       # allowed
+                  (1, "ana", "read", "ds.x", "denied"),    # before the revoke
+                  (30, "bo", "read", "ds.x", "denied"),    # after it was rolled back
+              ])]
+    client.insert_arrow("memberships", pa.Table.from_pylist(memberships, schema=arrow_schema("memberships")))
+    client.insert_arrow("access_log", pa.Table.from_pylist(
+        [{**e, "attributes": list(e["attributes"].items())} for e in events], schema=arrow_schema("access_log")))
+    assert briefing.denied_by_control(client, "grant", "ds.x -> ml", at(2), None) == 3
+    assert briefing.denied_by_control(client, "grant", "ds.x -> ml", at(2), at(20)) == 2
+    assert briefing.denied_by_control(client, "identity", "ana", at(0), None) == 4
+    assert briefing.denied_by_control(client, "resource", "ds.x", at(2), at(20)) == 4
+    assert briefing.denied_by_control(client, "training_run", "run.x", at(0), None) == 0

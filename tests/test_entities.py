@@ -310,6 +310,17 @@ def test_a_resources_catalogue_row(org: dict[str, Any]) -> None:
         "dataset", "restricted", ["pii", "health"], "dave", "finance")
 
 
+@pytest.mark.parametrize("days_ago", [10, 3.5, 2.5, 1])
+def test_grants_in_force_read_from_the_history_agree_with_the_whole_log(org: dict[str, Any], days_ago: float) -> None:
+    """Once detection has built its history, the grants come from it plus the log since: the same answer."""
+    from features.history import advance_history
+
+    whole_log = resource_profile(org["client"], "ds.train", NOW, DAYS).grants
+    advance_history(org["client"], NOW - timedelta(days=days_ago))  # history ends among the grants
+    from_history = resource_profile(org["client"], "ds.train", NOW, DAYS).grants
+    pd.testing.assert_frame_equal(from_history[whole_log.columns], whole_log)
+
+
 def test_who_can_read_a_resource_and_through_which_groups(org: dict[str, Any]) -> None:
     profile = resource_profile(org["client"], "ds.train", NOW, DAYS)
     assert profile is not None
@@ -367,6 +378,11 @@ def test_the_window_and_the_picker(org: dict[str, Any]) -> None:
     assert (window.since, window.until) == (SINCE, NOW)
     with pytest.raises(ValueError):
         Window.ending(NOW, 0)
+    from zoneinfo import ZoneInfo
+
+    # The same moment, naive (read as UTC) or in another zone, is the same window of UTC days.
+    assert Window.ending(NOW.replace(tzinfo=None), DAYS) == window
+    assert Window.ending(NOW.astimezone(ZoneInfo("America/Los_Angeles")), DAYS) == window
     client = org["client"]
     assert entity_names(client, "principal", "AL") == ["alice"]
     assert entity_names(client, "principal")[:2] == ["alice", "bob"]

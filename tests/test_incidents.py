@@ -251,6 +251,17 @@ def test_resolve_incident_reads_a_reference_or_an_id(client: Client) -> None:
             resolve_incident(client, junk)
 
 
+def test_a_reference_two_writers_both_took_is_refused_not_guessed(client: Client) -> None:
+    first = record_alert(client, alert(key="a")).incident_id
+    # A second process against the same server numbered its incident before seeing the first one's.
+    _old_incident(client, "b", 5, "from the other writer")
+    client.command("ALTER TABLE incidents UPDATE ref = 1 WHERE id = {id:UInt64}",
+                   parameters={"id": incident_id_for("b")}, settings={"mutations_sync": 1})
+    with pytest.raises(IncidentError, match=r"^INC-1 names two incidents \(\d+ and \d+\); use the numeric id$"):
+        resolve_incident(client, "INC-1")
+    assert resolve_incident(client, str(first)) == first
+
+
 def test_resolve_incident_on_an_empty_store_says_so(client: Client) -> None:
     with pytest.raises(IncidentError, match=r"^no incident INC-1 in this store \(it holds no incidents\)$"):
         resolve_incident(client, "INC-1")

@@ -11,10 +11,12 @@ from blastwall.access import AccessDenied
 from dashboard import briefing, links, style
 from dashboard.state import acting, library, options, read, viewer_zone
 from detector.incidents import (
+    FINAL_STATUSES,
     IncidentError,
     allowed_actions,
     get_incident,
     grant_of,
+    incident_label,
     incident_timeline,
     resolve_incident,
 )
@@ -43,7 +45,7 @@ if incident is None:
     st.title("Incident")
     st.error(f"No incident {incident_id} in this store.")
     st.stop()
-ref = incident.get("ref") or f"#{incident_id}"
+ref = incident_label(incident)
 
 
 for typed in st.session_state.pop("clear_after_action", []):  # before the widgets exist again
@@ -112,7 +114,11 @@ with already.container(border=True):
 with nxt.container(border=True):
     st.markdown("**What to do next**")
     steps = briefing.what_next([*matching, *[p for p in ran if p not in matching]], runs, ref)
-    for pending in steps.pending:
+    closed = incident["status"] in FINAL_STATUSES  # the engine contains nothing on a closed incident
+    if closed and steps.pending:
+        st.caption(f"{style.plural(len(steps.pending), 'step')} still awaited a decision when the incident was "
+                   f"{incident['status'].replace('_', ' ')}; nothing more runs on it.")
+    for pending in [] if closed else steps.pending:
         if pending.state == "interrupted":
             st.warning(f"{style.text(pending.step)}: its outcome is unknown (the process stopped or timed out "
                        "during it). Check the system, then Approve if it took effect or Deny if it did not.")
@@ -220,11 +226,13 @@ with respond:
                                         if s["action"] == "page" and s["state"] == "succeeded"
                                         else s["state"].replace("_", " "), "Error": s["error"] or ""}
                                        for s in run["steps"]]), hide_index=True, width="stretch")
-        if matching:
+        if closed:
+            st.caption(f"The incident is {incident['status'].replace('_', ' ')}: no playbook runs on it.")
+        elif matching:
             chosen = st.selectbox("Run a playbook", [p.id for p in matching], key="do_playbook")
             if st.button("Run playbook", key="do_run"):
                 act(f"ran {chosen}", "run_playbook", chosen, incident_id)
         else:
             st.caption("No playbook matches this incident.")
-        if runs and st.button("Roll back containment", key="do_rollback"):
+        if briefing.can_roll_back(runs) and st.button("Roll back containment", key="do_rollback"):
             act("rolled back", "rollback", incident_id)
