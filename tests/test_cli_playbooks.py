@@ -82,6 +82,8 @@ def test_dry_run_run_approve_rollback_and_json(capsys, monkeypatch, store_dsn: s
 
     code, out, _ = run(capsys, monkeypatch, *base, "approve", run_id, "snapshot_evidence")
     assert code == 2
+    code, _, err = run(capsys, monkeypatch, *base, "approve", "INC-1.embedding_export", "snapshot_evidence")
+    assert code == 2 and "INC-1.embedding_export" in err and str(incident_id) not in err  # named as typed
     code, out, _ = run(capsys, monkeypatch, *base, "approve", "INC-1.embedding_export", "suspend_identity",
                        "--reason", "checked")
     assert code == 0 and "run INC-1.embedding_export: succeeded" in out

@@ -123,8 +123,9 @@ with nxt.container(border=True):
             st.warning(f"{style.text(pending.step)}: its outcome is unknown (the process stopped or timed out "
                        "during it). Check the system, then Approve if it took effect or Deny if it did not.")
         else:
+            action = "" if pending.action == pending.step else f" ({style.text(pending.action)})"
             st.write(f"**{style.text(pending.playbook)}** waits for approval to "
-                     f"**{style.text(pending.step.replace('_', ' '))}** ({style.text(pending.action)}).")
+                     f"**{style.text(pending.step.replace('_', ' '))}**{action}.")
         key = f"{pending.run_id}_{pending.step}"
         reason = st.text_input("Reason (optional)", key=f"reason_{key}")
         left, right = st.columns(2)
