@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from builders import free_port
 
+from blastwall.schema import init_schema
 from blastwall.store import close_store, open_store
 
 #: Real processes (a demo, a console): outside the fast subset, still in CI.
@@ -71,6 +72,15 @@ def _store_opens_at_once(dsn: str) -> None:
     close_store(client)
 
 
+def _new_store(tmp_path: Path) -> str:
+    """An initialised embedded store (``console`` opens only a store that exists)."""
+    dsn = f"chdb://{tmp_path / 'store'}"
+    client = open_store(dsn)
+    init_schema(client)
+    close_store(client)
+    return dsn
+
+
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_stopping_the_demo_stops_its_console(tmp_path: Path, signum: int) -> None:
     dsn = f"chdb://{tmp_path / 'demo'}"
@@ -88,7 +98,7 @@ def test_stopping_the_demo_stops_its_console(tmp_path: Path, signum: int) -> Non
 
 def test_a_killed_console_command_takes_its_child_along(tmp_path: Path) -> None:
     """SIGKILL cannot be forwarded: the kernel's parent-death signal ends the child."""
-    dsn = f"chdb://{tmp_path / 'store'}"
+    dsn = _new_store(tmp_path)
     port = free_port()
     command, console = _start(["--dsn", dsn, "console", "--port", str(port)], tmp_path, port)
 
@@ -104,7 +114,7 @@ def test_a_killed_console_command_takes_its_child_along(tmp_path: Path) -> None:
 
 def test_the_console_child_gets_no_password_on_its_command_line(tmp_path: Path) -> None:
     """The DSN travels in the child's environment, so ``ps`` never shows a server password."""
-    dsn = f"chdb://{tmp_path / 'store'}"
+    dsn = _new_store(tmp_path)
     port = free_port()
     command, console = _start(["--dsn", dsn, "console", "--port", str(port)], tmp_path, port)
     try:

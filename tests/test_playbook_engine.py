@@ -398,7 +398,7 @@ def test_respond_pages_once_per_incident_over_http_and_the_page_step_adds_none(c
     report = _responder(client, routing=routing).respond(NOW).runs[0]
     assert report.state == "succeeded"
     pages = receiver.at("/oncall")
-    assert len(pages) == 1 and str(incident_id) in pages[0].json["title"]
+    assert len(pages) == 1 and get_incident(client, incident_id)["ref"] in pages[0].json["title"]
     assert len(receiver.at("/owners")) == 1  # notify_owner reached the owner's contact channel
     assert "ds.telemetry" in receiver.at("/owners")[0].json["message"]
     _responder(client, routing=routing).respond(NOW + timedelta(minutes=1))
