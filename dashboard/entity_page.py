@@ -181,3 +181,20 @@ def entity_picker(kind: links.Kind, names: Sequence[str], label: str, key: str) 
     chosen = st.selectbox(label, list(dict.fromkeys(names)), key=key)
     if st.button(f"Open this {kind}'s page", key=f"{key}_button"):
         links.open_entity(kind, chosen)
+
+
+def incidents_and_containment(incidents: Sequence[dict[str, Any]], count: int, containment: Sequence[dict[str, Any]],
+                              name: str, now: datetime, zone: tzinfo, key: str) -> None:
+    """The two sections every entity page ends with: its incidents (one can be opened) and its containment."""
+    st.subheader("Incidents")
+    if incidents:
+        st.caption(incidents_caption(count, len(incidents)))
+        st.dataframe(incident_table(incidents, now, zone), hide_index=True, width="stretch")
+        incident_picker(incidents, key)
+    else:
+        st.caption("No incident names it.")
+    st.subheader("Containment")
+    if containment:
+        st.markdown("\n".join(containment_lines(containment, now, zone)))
+    else:
+        st.markdown(f"No containment is in force on {style.text(name)}.")

@@ -57,16 +57,5 @@ if len(profile.touched):
 else:
     st.caption(f"It touched no data over the last {profile.window.days} days.")
 
-st.subheader("Incidents")
-if profile.incidents:
-    st.caption(page.incidents_caption(profile.incident_count, len(profile.incidents)))
-    st.dataframe(page.incident_table(profile.incidents, now, zone), hide_index=True, width="stretch")
-    page.incident_picker(profile.incidents, "principal_incident")
-else:
-    st.caption("No incident names it.")
-
-st.subheader("Containment")
-if profile.containment:
-    st.markdown("\n".join(page.containment_lines(profile.containment, now, zone)))
-else:
-    st.markdown(f"No containment is in force on {style.text(name)}.")
+page.incidents_and_containment(profile.incidents, profile.incident_count, profile.containment, name,
+                               now, zone, "principal_incident")
