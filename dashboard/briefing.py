@@ -323,8 +323,12 @@ def _steps(client: Client, incident_id: int) -> list[dict[str, Any]]:
     return [dict(zip(result.column_names, row)) for row in result.result_rows]
 
 
-def what_was_done(client: Client, incident: dict[str, Any], now: datetime, zone: tzinfo) -> list[Done]:
-    """Each containment step, notification and page of an incident in plain words, oldest first."""
+def what_was_done(client: Client, incident: dict[str, Any], pages: Sequence[PageOutcome], now: datetime,
+                  zone: tzinfo) -> list[Done]:
+    """Each containment step, notification and page of an incident in plain words, oldest first.
+
+    ``pages`` is :func:`page_outcomes` of the incident (the page reads it once for several uses).
+    """
     incident_id = int(incident["id"])
     done: list[Done] = []
     controls = client.query(
@@ -354,7 +358,7 @@ def what_was_done(client: Client, incident: dict[str, Any], now: datetime, zone:
                 done.append(Done(at, f"could not notify {whom}: no contact channel is configured ({when})"))
         else:
             done.append(Done(at, f"called the {step['step']} webhook (status {result.get('status', '?')}) at {when}"))
-    for page in page_outcomes(client, incident_id):
+    for page in pages:
         done.append(Done(page.at, page.words(now, zone)))
     done.sort(key=lambda item: item.at)
     return done

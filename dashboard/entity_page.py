@@ -7,7 +7,7 @@ through :func:`dashboard.style.text` (names from logs are hostile).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
@@ -17,17 +17,12 @@ import streamlit as st
 from dashboard import links, style
 from dashboard.state import read
 from detector.entities import entity_names
+from detector.incidents import incident_label
 
 INCIDENT_PAGE = "views/incident.py"
 #: What each kind of control does to its target, in words.
 CONTROL_WORDS = {"identity": "identity suspended", "grant": "grant revoked", "resource": "quarantined",
                  "training_run": "training run paused"}
-#: Column names of the entity pages in words (beside :data:`dashboard.style.LABELS`).
-_LABELS = {"owner_team": "Owner's team", "events": "Events", "reads": "Reads", "denied": "Denied",
-           "first_seen": "First", "last_seen": "Last", "first_read": "First read", "last_read": "Last read",
-           "granted_to": "Granted to", "principal": "Who", "detected": "Detected", "title": "Incident"}
-
-
 def now() -> datetime:
     """Now (UTC), for the pages' "when" columns."""
     return datetime.now(UTC)
@@ -40,9 +35,8 @@ def window_end() -> datetime:
 
 def _shown(table: pd.DataFrame, now: datetime, zone: tzinfo) -> pd.DataFrame:
     """A table as people read it, with the entity pages' labels."""
-    renamed = {column: _LABELS[column] for column in table.columns if column in _LABELS}
-    return style.readable_table(table.rename(columns=renamed), now, zone,
-                                bytes_columns=("bytes", "Size"))
+    # An entity page lists incidents by title: the column reads "Incident" there.
+    return style.readable_table(table.rename(columns={"title": "Incident"}), now, zone)
 
 
 def touched_table(touched: pd.DataFrame, now: datetime, zone: tzinfo) -> pd.DataFrame:
@@ -74,7 +68,7 @@ def groups_table(groups: pd.DataFrame) -> pd.DataFrame:
 
 def incident_table(incidents: Sequence[dict[str, Any]], now: datetime, zone: tzinfo) -> pd.DataFrame:
     """Incidents as rows: severity, title, status, when detected."""
-    rows = [{"ref": style.incident_ref(i), "severity": i["severity"], "title": i["title"], "status": i["status"],
+    rows = [{"ref": incident_label(i), "severity": i["severity"], "title": i["title"], "status": i["status"],
              "detected": style.when(i["detected_at"], now, zone)} for i in incidents]
     return _shown(pd.DataFrame(rows, columns=["ref", "severity", "title", "status", "detected"]), now, zone)
 
@@ -87,7 +81,7 @@ def incidents_caption(count: int, listed: int) -> str:
 
 def incident_choice(incident: dict[str, Any]) -> str:
     """One incident as a choice in a list (plain text: a selectbox shows no Markdown)."""
-    return f"{style.incident_ref(incident)} · {incident['severity']} · {incident['title']} · {incident['status']}"
+    return f"{incident_label(incident)} · {incident['severity']} · {incident['title']} · {incident['status']}"
 
 
 def activity_chart(activity: pd.DataFrame) -> pd.DataFrame:
@@ -152,6 +146,27 @@ def containment_lines(controls: Sequence[dict[str, Any]], now: datetime, zone: t
             f"{style.text(c['actor'])} {style.text(style.when(c['at'], now, zone))} · {style.text(c['reason'])}"
             for c in controls]
 
+
+
+def requested_profile(kind: links.Kind, profile_of: Callable[..., Any], elsewhere: str) -> tuple[str, Any]:
+    """The entity a page was opened for and its profile; without one, the empty state, and the page stops.
+
+    ``elsewhere`` names the other pages an entity of this kind can be opened from.
+    """
+    name = links.requested_entity(kind)
+    if not name:
+        st.title(kind.capitalize())
+        st.info(f"No {kind} is chosen. Find one below, or open one from {elsewhere}.")
+        picker(kind)
+        st.stop()
+    profile = read(profile_of, name, window_end())
+    if profile is None:
+        st.title(kind.capitalize())
+        st.warning(f"No {kind} named {style.text(name)} is in the {kind}s catalogue, the access log or any "
+                   "incident. Check the spelling (names are as the logs spell them), or find one below.")
+        picker(kind)
+        st.stop()
+    return name, profile
 
 
 def picker(kind: links.Kind) -> None:

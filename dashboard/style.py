@@ -130,6 +130,8 @@ LABELS: Mapping[str, str] = {
     "via": "Through", "destination": "Destination", "first_time": "First time", "false_positive_rate":
     "False-positive share", "detector": "Detector", "grantee": "Granted to", "through": "Through groups",
     "sensitivity": "Sensitivity", "owner": "Owner", "team": "Team", "at": "When", "actor": "Who",
+    "owner_team": "Owner's team", "events": "Events", "reads": "Reads", "denied": "Denied", "first_seen": "First",
+    "last_seen": "Last", "first_read": "First read", "last_read": "Last read", "granted_to": "Granted to",
 }
 
 
@@ -214,14 +216,9 @@ def matching(count: int) -> str:
     return f"{plural(count, 'incident')} {'matches' if count == 1 else 'match'}"
 
 
-def incident_ref(incident: Mapping[str, Any]) -> str:
-    """An incident's short reference (``INC-12``), or its id when it has none."""
-    return incident_label(dict(incident))
-
-
 def incident_option(incident: Mapping[str, Any]) -> str:
     """An incident in a pick list, its title whole: ``"INC-12 · SEV1 · permission_fanout on …"``."""
-    return f"{incident_ref(incident)} · {incident['severity']} · {incident['title']}"
+    return f"{incident_label(incident)} · {incident['severity']} · {incident['title']}"
 
 
 def incident_row(incident: Mapping[str, Any], now: datetime, zone: tzinfo = UTC) -> dict[str, Any]:
@@ -230,7 +227,7 @@ def incident_row(incident: Mapping[str, Any], now: datetime, zone: tzinfo = UTC)
     Its reference first, labels in words, its age and detection time, the score to two places.
     """
     principals = list(incident["principals"])
-    return {label("ref"): incident_ref(incident), label("severity"): incident["severity"],
+    return {label("ref"): incident_label(incident), label("severity"): incident["severity"],
             label("title"): incident["title"], label("status"): str(incident["status"]).replace("_", " "),
             label("age"): age(incident["detected_at"], now),
             label("detected"): when(incident["detected_at"], now, zone),

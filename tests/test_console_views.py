@@ -23,7 +23,7 @@ from blastwall.schema import init_schema
 from blastwall.store import close_store, is_open, open_store
 from dashboard import style
 from dashboard.state import ConsoleOptions, _cached_read, store_client
-from detector.incidents import get_incident, incident_refs, record_alert, transition
+from detector.incidents import get_incident, incident_label, incident_refs, record_alert, transition
 from detector.runs import StepRecord, record
 from detector.triage import ACTIVE_STATUSES, QueueFilter, closed_counts
 from playbooks.actions import write_control
@@ -35,7 +35,7 @@ LONG_TITLE = "bulk_export on " + "svc-nightly-embedding-refresh-" * 5 + "end"
 
 
 def _ref(org: dict, name: str) -> str:
-    return style.incident_ref(get_incident(org["client"], org["ids"][name]))
+    return incident_label(get_incident(org["client"], org["ids"][name]))
 
 
 def _shown(app: AppTest) -> list[str]:

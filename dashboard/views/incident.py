@@ -81,8 +81,8 @@ context = read(incident_context, incident_id)
 books = library(options().config)
 matching = books.matching(context) if context else []
 ran = [books.playbooks[run["playbook"]] for run in runs if run["playbook"] in books.playbooks]
-done = read(briefing.what_was_done, incident, now, zone)
 pages = read(briefing.page_outcomes, incident_id)
+done = read(briefing.what_was_done, incident, pages, now, zone)
 if any(page.state == "unrouted" for page in pages):
     st.warning(f"Nobody was paged for {ref}: its {incident['severity']} page has no channel to go to. "
                "Configure `paging:` channels (apprise URLs) and routes in the settings file "

@@ -10,7 +10,7 @@ import streamlit as st
 from dashboard import style
 from dashboard.banners import paging_banner
 from dashboard.state import library, options, read, responder, settings, store, viewer_zone
-from detector.incidents import IncidentError, get_incident, incident_refs, resolve_incident
+from detector.incidents import IncidentError, get_incident, incident_label, incident_refs, resolve_incident
 from features.redaction import redact_text
 from playbooks.actions import controls_in_force
 from playbooks.context import incident_context
@@ -47,7 +47,7 @@ st.subheader("Dry run")
 st.caption("What a playbook would do on an incident, step by step; nothing is executed.")
 last = st.session_state.get("incident_id")  # the incident last opened
 last_incident = read(get_incident, int(last)) if str(last or "").isdigit() else None
-typed = st.text_input("Incident", value=style.incident_ref(last_incident) if last_incident else "",
+typed = st.text_input("Incident", value=incident_label(last_incident) if last_incident else "",
                       placeholder="INC-12 (or an incident id)", key="dry_incident").strip()
 incident = None
 if typed:
@@ -59,7 +59,7 @@ if typed:
         if incident is None:
             st.error(f"No incident {style.text(typed)} in this store.")
 if incident is not None:
-    named = f"{style.incident_ref(incident)} ({incident['severity']}, {incident['title']})"
+    named = f"{incident_label(incident)} ({incident['severity']}, {incident['title']})"
     context = read(incident_context, incident["id"])
     matching = [p.id for p in books.matching(context)] if context else []
     every = st.toggle("Show every playbook", key="dry_every",
@@ -82,7 +82,7 @@ if incident is not None:
                 st.info(style.text(f"{chosen} does not match {named}: nothing would run."))
             else:
                 st.success(style.text(f"{style.plural(len(steps), 'step')} would run at {planned.severity} on "
-                                      f"{style.incident_ref(incident)}; nothing was executed."))
+                                      f"{incident_label(incident)}; nothing was executed."))
                 st.dataframe(pd.DataFrame([{"Step": s.planned.name, "Does": s.planned.description,
                                             "Needs approval": "yes" if s.planned.needs_approval else "no",
                                             "Reversible": "yes" if s.planned.reversible else "no",

@@ -7,23 +7,11 @@ import streamlit as st
 
 from dashboard import entity_page as page
 from dashboard import links, style
-from dashboard.state import read, viewer_zone
+from dashboard.state import viewer_zone
 from detector.entities import principal_profile
 
-name = links.requested_entity("principal")
-if not name:
-    st.title("Principal")
-    st.info("No principal is chosen. Find one below, or open one from an incident or a resource's page.")
-    page.picker("principal")
-    st.stop()
+name, profile = page.requested_profile("principal", principal_profile, "an incident or a resource's page")
 now, zone = page.now(), viewer_zone()
-profile = read(principal_profile, name, page.window_end())
-if profile is None:
-    st.title("Principal")
-    st.warning(f"No principal named {style.text(name)} is in the principals catalogue, the access log or any "
-               "incident. Check the spelling (names are as the logs spell them), or find one below.")
-    page.picker("principal")
-    st.stop()
 
 st.title(style.text(name))
 st.markdown(page.principal_summary(profile))

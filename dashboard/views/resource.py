@@ -6,24 +6,12 @@ from __future__ import annotations
 import streamlit as st
 
 from dashboard import entity_page as page
-from dashboard import links, style
-from dashboard.state import read, viewer_zone
+from dashboard import style
+from dashboard.state import viewer_zone
 from detector.entities import resource_profile
 
-name = links.requested_entity("resource")
-if not name:
-    st.title("Resource")
-    st.info("No resource is chosen. Find one below, or open one from an incident or a principal's page.")
-    page.picker("resource")
-    st.stop()
+name, profile = page.requested_profile("resource", resource_profile, "an incident or a principal's page")
 now, zone = page.now(), viewer_zone()
-profile = read(resource_profile, name, page.window_end())
-if profile is None:
-    st.title("Resource")
-    st.warning(f"No resource named {style.text(name)} is in the resources catalogue, the access log or any "
-               "incident. Check the spelling (names are as the logs spell them), or find one below.")
-    page.picker("resource")
-    st.stop()
 
 st.title(style.text(name))
 st.markdown(page.resource_summary(profile.catalogue))
