@@ -34,6 +34,7 @@ from blastwall.access import (
 from blastwall.config import Settings, load_settings
 from blastwall.environment import environment
 from blastwall.store import open_store, parse_dsn, resolve_dsn
+from dashboard import style
 from playbooks.engine import Responder
 from playbooks.model import Library, load_library
 
@@ -197,10 +198,8 @@ def client_address() -> str:
 
 def viewer_zone() -> tzinfo:
     """The viewer's time zone as the browser reports it (UTC in tests and when unknown)."""
-    from dashboard.style import viewer_zone as zone_named
-
     try:
-        return zone_named(st.context.timezone)
+        return style.viewer_zone(st.context.timezone)
     except Exception:  # noqa: BLE001 - no browser context (AppTest)
         return UTC
 
