@@ -98,6 +98,7 @@ def test_the_analysts_path_from_sign_in_to_an_approved_containment(tmp_path: Pat
     """Sign in, open the top incident, read the four answers, open the actor's page, acknowledge,
     note, approve the pending containment step, and see its outcome (issue 17)."""
     browser, driver_path = _browser()
+    from selenium.common.exceptions import ElementClickInterceptedException, StaleElementReferenceException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ready
     from selenium.webdriver.support.ui import WebDriverWait
@@ -147,8 +148,21 @@ def test_the_analysts_path_from_sign_in_to_an_approved_containment(tmp_path: Pat
     artifacts.mkdir(parents=True, exist_ok=True)
     driver = None
 
-    def button(label: str):  # noqa: ANN202
-        return wait.until(ready.element_to_be_clickable((By.XPATH, f"//button[.//p[text()='{label}']]")))
+    def press(locator: tuple[str, str]) -> None:
+        # Streamlit's sticky header covers the page's top strip: centre the element before clicking it,
+        # and try again if a rerun moved it under something between the scroll and the click.
+        for attempt in range(3):
+            element = wait.until(ready.element_to_be_clickable(locator))
+            driver.execute_script("arguments[0].scrollIntoView({block: 'center'});", element)
+            try:
+                element.click()
+                return
+            except (ElementClickInterceptedException, StaleElementReferenceException):
+                if attempt == 2:
+                    raise
+
+    def button(label: str) -> None:
+        press((By.XPATH, f"//button[.//p[text()='{label}']]"))
 
     def shown(text: str) -> None:
         # Markdown splits a line into several text nodes (at escaped characters): match whole paragraphs.
@@ -163,12 +177,12 @@ def test_the_analysts_path_from_sign_in_to_an_approved_containment(tmp_path: Pat
         driver.get(url)
         wait.until(ready.presence_of_element_located((By.CSS_SELECTOR, "input[aria-label='User']"))).send_keys("ana")
         driver.find_element(By.CSS_SELECTOR, "input[aria-label='Password']").send_keys("s3cret-pass")
-        button("Sign in").click()
+        button("Sign in")
         wait.until(ready.presence_of_element_located((By.XPATH, "//h1[contains(., 'Queue')]")))
         shown("INC-1")
         _shot(driver, artifacts, "01-queue.png")
 
-        button("Open").click()
+        button("Open")
         wait.until(ready.presence_of_element_located((By.XPATH, "//h1[contains(., 'exported 41 GB')]")))
         for answer in ("What happened", "How bad it is", "What was already done", "What to do next"):
             shown(answer)
@@ -176,25 +190,23 @@ def test_the_analysts_path_from_sign_in_to_an_approved_containment(tmp_path: Pat
         shown("bytes exported: 41 GB; normally 120 MB")
         _shot(driver, artifacts, "02-incident-four-answers.png", top=True)
 
-        link = wait.until(ready.element_to_be_clickable((By.XPATH, f"//a[contains(., '{person.split('@')[0]}')]")))
-        link.click()
+        press((By.XPATH, f"//a[contains(., '{person.split('@')[0]}')]"))
         wait.until(ready.presence_of_element_located((By.XPATH, f"//h1[contains(., '{person.split('@')[0]}')]")))
         _shot(driver, artifacts, "03-principal-page.png")
         driver.back()
         wait.until(ready.presence_of_element_located((By.XPATH, "//h1[contains(., 'exported 41 GB')]")))
 
-        button("Acknowledge").click()
+        button("Acknowledge")
         shown("acknowledged: done")
-        wait.until(ready.element_to_be_clickable((By.XPATH, "//*[contains(., 'Assign, note, false positive')]"
-                                                            "/ancestor-or-self::summary"))).click()
+        press((By.XPATH, "//*[contains(., 'Assign, note, false positive')]/ancestor-or-self::summary"))
         note = wait.until(ready.element_to_be_clickable((By.CSS_SELECTOR, "textarea[aria-label='Note']")))
         note.send_keys("Export destination is not ours; approving the suspension.")
-        button("Add note").click()
+        button("Add note")
         shown("noted: done")
         assert note.get_attribute("value") == ""  # the note was used up; the page kept its place
         _shot(driver, artifacts, "04-acknowledged-and-noted.png")
 
-        button("Approve suspend_identity").click()
+        button("Approve suspend_identity")
         shown("approved suspend_identity: done")
         shown(f"suspended {person.split('@')[0]}")  # names are shown as text: a zero-width space breaks "@"
         _shot(driver, artifacts, "05-approved-contained.png", top=True)
@@ -204,7 +216,7 @@ def test_the_analysts_path_from_sign_in_to_an_approved_containment(tmp_path: Pat
         driver.get(f"{url}/incident?id=INC-1")
         wait.until(ready.presence_of_element_located((By.CSS_SELECTOR, "input[aria-label='User']"))).send_keys("ana")
         driver.find_element(By.CSS_SELECTOR, "input[aria-label='Password']").send_keys("s3cret-pass")
-        button("Sign in").click()
+        button("Sign in")
         wait.until(ready.presence_of_element_located((By.XPATH, "//h1[contains(., 'exported 41 GB')]")))
     except Exception:
         if driver is not None:
