@@ -182,6 +182,7 @@ def ingest(ctx: click.Context, table: str, source_name: str | None, files: tuple
                 raise BlastwallCliError(str(exc)) from None
     failed = False
     with _client(ctx) as client:
+        checked_from = _store_now(client)
         for path in files:
             size = path.stat().st_size if not path.name.endswith(".gz") else None
             with tqdm(total=size, unit="B", unit_scale=True, desc=path.name, leave=False,
@@ -204,8 +205,40 @@ def ingest(ctx: click.Context, table: str, source_name: str | None, files: tuple
             if summary.broken:  # the rows before the break are loaded; the file still failed
                 click.echo(f"blastwall: {path}: {summary.broken}", err=True)
                 failed = True
+        if table == "access_log":
+            _certain_detections(ctx, client, checked_from)
     if failed:
         sys.exit(EXIT_USAGE)
+
+
+def _store_now(client: Client):  # -> datetime
+    """The store's clock (it stamps ``ingested_at``)."""
+    from features.times import from_epoch_ms
+
+    return from_epoch_ms(int(client.query("SELECT toUnixTimestamp64Milli(now64(3))").result_rows[0][0]))
+
+
+def _certain_detections(ctx: click.Context, client: Client, since) -> None:  # since: datetime
+    """The fast path over what was just loaded (recent events only), then paging and containment."""
+    from blastwall.jobs import DetectionJobs
+    from detector.fastpath import FastPath
+
+    settings = _settings(ctx)
+    jobs = DetectionJobs(client, settings.live.live_settings(config=_detect_config(ctx),
+                                                             respond_max_age=settings.respond_max_age),
+                         responder=_responder(ctx, client))
+    jobs.fast = FastPath(jobs.settings.step, jobs.settings.config, jobs.settings.fast, since=since)
+    result = jobs.tick()
+    if result is None:  # the events are in; the step loop still judges them
+        click.echo(f"blastwall: warning: the certain detections over the new events failed ({jobs.fast_error}); "
+                   "the events are loaded and the next detect step judges them", err=True)
+        return
+    if result.opened:
+        from detector.incidents import incident_refs
+
+        refs = incident_refs(client, [o.incident_id for o in result.outcomes if o.outcome == "opened"])
+        click.echo(f"certain detections: {result.opened} incident{'s' if result.opened != 1 else ''} opened "
+                   f"({', '.join(refs.values())}), paged and handed to the playbooks")
 
 
 @cli.command()
@@ -295,12 +328,11 @@ def _replay_demo_history(ctx: click.Context, client) -> None:  # client: clickho
     """
     from datetime import UTC, datetime
 
-    from blastwall.jobs import LiveSettings
     from detector import runs
     from detector.replay import StepFailed, align, run_batches
     from features.times import from_epoch_ms
 
-    live = LiveSettings()
+    live = _settings(ctx).live
     until = align(datetime.now(UTC) - live.lateness, live.step)
     mark = runs.watermark(client)
     first, events = client.query("SELECT min(toUnixTimestamp64Milli(event_time)), count() FROM access_log"
@@ -564,7 +596,8 @@ class _Duration(click.ParamType):
 @cli.command()
 @click.option("--since", type=_Moment(), help="Start of the replay (when nothing was processed yet, or later).")
 @click.option("--until", type=_Moment(), required=True, help="No step ends after this.")
-@click.option("--step", type=_Duration(), default="5m", show_default=True, help="Window per step.")
+@click.option("--step", type=_Duration(),
+              help="Window per step (default: the settings' live.step, 5m, so the baselines fit the live loop).")
 @click.option("--reset", is_flag=True, help="Forget history, baselines and progress first (incidents are kept).")
 @click.option("--respond", "respond_too", is_flag=True,
               help="After each step, page and run playbooks as the live loop would at that step's end "
@@ -586,6 +619,7 @@ def detect(ctx: click.Context, since, until, step, reset: bool, respond_too: boo
 
     if since is not None and since >= until:
         raise BlastwallCliError(f"--since {since.isoformat()} is not before --until {until.isoformat()}")
+    step = step or _settings(ctx).live.step
     with _client(ctx) as client:
         if reset:
             reset_detection(client)
@@ -660,35 +694,40 @@ class _ReplayProgress:
 
 
 @cli.command()
-@click.option("--step", type=_Duration(), default="5m", show_default=True, help="Window per step.")
-@click.option("--lateness", type=_Duration(), default="2m", show_default=True,
-              help="Process a step only this long after it ended.")
+@click.option("--step", type=_Duration(), help="Window per step (default: the settings' live.step, 5m).")
+@click.option("--lateness", type=_Duration(),
+              help="Process a step only this long after it ended (default: the settings' live.lateness, 2m).")
 @click.pass_context
 def run(ctx: click.Context, step, lateness) -> None:
-    """The live scheduler: detect, page, contain and escalate every minute, until Ctrl-C."""
+    """The live scheduler: certain detections every few seconds, steps every minute, paging,
+    containment and escalation, until Ctrl-C."""
     import logging
 
     from apscheduler.schedulers.blocking import BlockingScheduler
 
-    from blastwall.jobs import DetectionJobs, LiveSettings, schedule
+    from blastwall.jobs import DetectionJobs, schedule
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     with _client(ctx) as client:
         settings = _settings(ctx)
-        jobs = DetectionJobs(client, LiveSettings(step=step, lateness=lateness, config=_detect_config(ctx),
-                                                  respond_max_age=settings.respond_max_age),
+        cadence = settings.live.model_copy(update={k: v for k, v in (("step", step), ("lateness", lateness))
+                                                   if v is not None})
+        jobs = DetectionJobs(client, cadence.live_settings(config=_detect_config(ctx),
+                                                           respond_max_age=settings.respond_max_age),
                              responder=_responder(ctx, client))
-        scheduler = schedule(BlockingScheduler(timezone="UTC"), jobs)
+        scheduler = schedule(BlockingScheduler(timezone="UTC"), jobs, detect_every=cadence.detect_every)
         pulling = settings.sources.clickhouse_query_log
         if pulling is not None:  # the same lock: the jobs never use the store client at once
             from blastwall.pulling import PullJob, schedule_pull
 
             schedule_pull(scheduler, PullJob(client, resolve_dsn(ctx.obj["dsn"]), pulling.from_dsn,
-                                             pulling.pull_settings(), lock=jobs.lock), pulling.every)
+                                             pulling.pull_settings(), lock=jobs.lock, after_pull=jobs.tick),
+                          pulling.every)
             click.echo(f"blastwall run: pulling the ClickHouse query log every {pulling.every}")
         if settings.unsigned_webhooks:
             click.echo(f"blastwall: warning: {settings.unsigned_webhooks}", err=True)
-        click.echo(f"blastwall run: detecting every minute in {step} steps, {lateness} behind now; "
+        click.echo(f"blastwall run: certain detections every {cadence.tick}; steps of {cadence.step}, "
+                   f"{cadence.lateness} behind now, looked for every {cadence.detect_every}; "
                    f"{len(jobs.responder.library.playbooks)} playbooks (Ctrl-C to stop)")
         try:
             scheduler.start()

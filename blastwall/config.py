@@ -13,6 +13,11 @@ delivered (pages are recorded as unrouted) and only the built-in playbooks run::
     playbooks: [./our-playbooks] # searched after the built-in library
     rules: [./our-rules]         # detection rules, run after the built-in ones (detector.rules)
     respond_max_age: 6h          # older incidents (a backfill) are not contained or paged
+    live:                        # the live loop (blastwall run and the console): defaults shown
+      step: 5m                   # window per detect step (detect and the demo replay use it too)
+      lateness: 2m               # a step is processed this long after it ends (late events)
+      tick: 5s                   # the fast path: certain detections on new events, between steps
+      detect_every: 1m           # how often the detect job looks for due steps
     sources:                     # scheduled pulls (blastwall run, and the console)
       clickhouse_query_log:      # ClickHouse's own system.query_log (blastwall.pulling)
         from: clickhouse://auditor:pass@ch:8123/default   # default: the store itself
@@ -91,6 +96,47 @@ class SourcesSettings(BaseModel):
     clickhouse_query_log: QueryLogPull | None = None
 
 
+class LiveCadence(BaseModel):
+    """``live``: the live loop's cadence (``blastwall run``, the console's hosted jobs, and the
+    step length ``detect`` and the demo replay with, so their baselines fit the live loop's).
+
+    The defaults come from ``benchmarks/latency.py`` (see the README's "Detection").
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    step: timedelta = timedelta(minutes=5)
+    lateness: timedelta = timedelta(minutes=2)
+    tick: timedelta = timedelta(seconds=5)
+    detect_every: timedelta = timedelta(minutes=1)
+
+    @field_validator("step", "lateness", "tick", "detect_every", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> timedelta:
+        return parse_duration(value)
+
+    @field_validator("step")
+    @classmethod
+    def _step(cls, value: timedelta) -> timedelta:
+        if not timedelta(minutes=1) <= value <= timedelta(hours=1):
+            raise ValueError("step must be between 1m and 1h")
+        if timedelta(days=1) % value:
+            raise ValueError("step must divide a day (1m, 2m, 5m, 10m, 15m, 30m, 1h …)")
+        return value
+
+    @field_validator("tick", "detect_every")
+    @classmethod
+    def _often(cls, value: timedelta) -> timedelta:
+        if not timedelta(seconds=1) <= value <= timedelta(hours=1):
+            raise ValueError("must be between 1s and 1h")
+        return value
+
+    def live_settings(self, **changes: Any) -> Any:
+        """The :class:`blastwall.jobs.LiveSettings` of this cadence, with ``changes`` (config, …)."""
+        from blastwall.jobs import LiveSettings
+
+        return LiveSettings(step=self.step, lateness=self.lateness, tick=self.tick, **changes)
+
+
 class Settings(BaseModel):
     """The response settings (see the module docstring)."""
 
@@ -102,6 +148,7 @@ class Settings(BaseModel):
     rules: list[Path] = Field(default_factory=list)
     respond_max_age: timedelta = timedelta(hours=6)
     sources: SourcesSettings = Field(default_factory=SourcesSettings)
+    live: LiveCadence = Field(default_factory=LiveCadence)
 
     @field_validator("respond_max_age", mode="before")
     @classmethod

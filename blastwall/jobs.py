@@ -7,7 +7,10 @@ re-run opens nothing twice. Baselines are refitted inside the detect step when d
 event time, so a replay and the live loop fit alike) and the feature history is compacted
 at each day boundary by the same loop. After detecting, the same job hands new incidents
 (and incidents whose severity rose) to the playbook engine, which pages by severity and
-contains (:class:`playbooks.engine.Responder`). ``escalate`` re-pages unacknowledged
+contains (:class:`playbooks.engine.Responder`). ``fast_path`` runs every few seconds
+(:attr:`LiveSettings.tick`): certain detections (policy violations, ``realtime`` rules)
+on what arrived since its last run, with the step's own incident ids, then the same
+paging and containment (:meth:`DetectionJobs.tick`). ``escalate`` re-pages unacknowledged
 incidents and delivers deferred or failed pages. ``retention`` drops baseline rows older
 than twice the lookback. Jobs have stable ids, ``coalesce=True``, ``max_instances=1`` and a misfire
 grace, and share one lock so they never use the store client at the same time (the
@@ -29,6 +32,7 @@ from clickhouse_connect.driver.client import Client
 from detector import runs
 from detector.baselines import ModelBook, drop_rows_before
 from detector.detect import DetectConfig
+from detector.fastpath import FastPath, FastPathResult, FastPathSettings
 from detector.incidents import Alert, record_alert
 from detector.replay import ReplaySummary, StepFailed, align, run_steps
 from features.times import bound_ms
@@ -55,6 +59,10 @@ class LiveSettings:
     config : DetectConfig
     respond_max_age : timedelta
         Incidents detected longer ago than this (a backfill) are neither paged nor contained.
+    tick : timedelta
+        How often the fast path (:mod:`detector.fastpath`) checks new events for certain
+        detections, between the steps.
+    fast : FastPathSettings
     """
 
     step: timedelta = timedelta(minutes=5)
@@ -63,6 +71,8 @@ class LiveSettings:
     max_steps_per_run: int = 60
     config: DetectConfig = field(default_factory=DetectConfig)
     respond_max_age: timedelta = timedelta(hours=6)
+    tick: timedelta = timedelta(seconds=5)
+    fast: FastPathSettings = field(default_factory=FastPathSettings)
 
 
 class DetectionJobs:
@@ -77,6 +87,9 @@ class DetectionJobs:
         self.book: ModelBook | None = None
         self.last: ReplaySummary | None = None
         self.last_error: str = ""
+        self.fast = FastPath(self.settings.step, self.settings.config, self.settings.fast)
+        self.last_fast: FastPathResult | None = None
+        self.fast_error: str = ""
 
     def start_point(self, now: datetime) -> datetime | None:
         """Where live detection starts when nothing was processed yet (None: no events at all)."""
@@ -111,6 +124,28 @@ class DetectionJobs:
                 self.last = None
             self._respond(now)  # also after a failure: incidents already open still get their response
             return self.last
+
+    def tick(self, now: datetime | None = None) -> FastPathResult | None:
+        """The fast path over what arrived since its last run, then paging and containment at once.
+
+        Runs every :attr:`LiveSettings.tick`, after each pull, and after an ingest; never
+        raises (a failure is logged and the next run checks the same events again).
+        """
+        now = now or datetime.now(UTC)
+        with self.lock:
+            try:
+                self.last_fast = self.fast.run(self.client, now)
+            except Exception as error:  # noqa: BLE001 - e.g. the store is down: the cursor did not move
+                log.error("fast path failed: %s", error)
+                self.fast_error = str(error).strip().splitlines()[0][:300] if str(error).strip() else repr(error)
+                self.last_fast = None
+                return None
+            self.fast_error = ""
+            for error in self.last_fast.errors:
+                log.error("fast path: %s", error)
+            if any(o.outcome == "opened" or o.severity_rose for o in self.last_fast.outcomes):
+                self._respond(now)
+            return self.last_fast
 
     def _respond(self, now: datetime) -> None:
         if self.responder is None:
@@ -167,6 +202,8 @@ def schedule(scheduler: BaseScheduler, jobs: DetectionJobs,
     """
     common = {"coalesce": True, "max_instances": 1, "misfire_grace_time": 120, "replace_existing": True}
     scheduler.add_job(jobs.detect, "interval", seconds=detect_every.total_seconds(), id="detect",
+                      next_run_time=datetime.now(UTC), **common)
+    scheduler.add_job(jobs.tick, "interval", seconds=jobs.settings.tick.total_seconds(), id="fast_path",
                       next_run_time=datetime.now(UTC), **common)
     scheduler.add_job(jobs.retention, "interval", hours=6, id="retention", **common)
     if jobs.responder is not None:

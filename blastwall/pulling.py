@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlparse
@@ -116,9 +117,17 @@ class PullJob:
     lock: threading.Lock | threading.RLock = field(default_factory=threading.Lock)
     last: PullSummary | None = None
     last_error: str = ""
+    #: Called (outside the lock) after a pull that loaded events: the fast path checks them at once.
+    after_pull: Callable[[], object] | None = None
 
     def run(self) -> PullSummary | None:
         """Pull once under the store lock; failures are logged and kept in ``last_error``."""
+        summary = self._pull()
+        if summary is not None and summary.loaded and self.after_pull is not None:
+            self.after_pull()
+        return summary
+
+    def _pull(self) -> PullSummary | None:
         with self.lock:
             try:
                 self.last = pull_once(self.store, self.store_dsn, self.from_dsn, self.settings)

@@ -89,6 +89,8 @@ def store_client(dsn: str) -> Client:
 # caches, and a second lock or a second scheduler over the one connection must never exist.
 _LOCKS: dict[str, threading.RLock] = {}
 _HOSTED: dict[str, HostedJobs | None] = {}
+#: How often the demo organisation's live traffic is written (each write is an ingest batch).
+LIVE_TRAFFIC_EVERY = timedelta(seconds=10)
 _GUARD = threading.RLock()  # hosted_jobs takes it, then store_lock again
 
 
@@ -240,21 +242,23 @@ def _start_jobs(dsn: str, config: Path | None, demo: bool) -> HostedJobs:
 
     client = store_client(dsn)
     conf = settings(config)
-    # Short, frequent runs: the lock is shared with every analyst's clicks. The demo starts
-    # detecting a few hours back, so its live attack is reached within minutes.
+    # The settings' cadence (as blastwall run), in short, frequent runs: the lock is shared
+    # with every analyst's clicks. The demo starts detecting a few hours back.
     detect_config, _ = conf.detect_config()  # a broken rule file is left out (`blastwall rule test` names it)
-    live = LiveSettings(max_steps_per_run=12, respond_max_age=conf.respond_max_age, config=detect_config,
-                        initial_backfill=timedelta(hours=6) if demo else LiveSettings().initial_backfill)
+    live = conf.live.live_settings(
+        max_steps_per_run=12, respond_max_age=conf.respond_max_age, config=detect_config,
+        initial_backfill=timedelta(hours=6) if demo else LiveSettings().initial_backfill)
     jobs = DetectionJobs(client, live, responder=conf.responder(client, library(config)))
     jobs.lock = store_lock(dsn)
-    scheduler = schedule(BackgroundScheduler(timezone="UTC", daemon=True), jobs, detect_every=timedelta(seconds=15))
+    scheduler = schedule(BackgroundScheduler(timezone="UTC", daemon=True), jobs,
+                         detect_every=min(conf.live.detect_every, timedelta(seconds=15)))
     hosted = HostedJobs(scheduler, jobs)
     if conf.sources.clickhouse_query_log is not None:  # the pull job, under the same store lock
         from blastwall.pulling import PullJob, schedule_pull
 
         pulling = conf.sources.clickhouse_query_log
         schedule_pull(scheduler, PullJob(client, dsn, pulling.from_dsn, pulling.pull_settings(),
-                                         lock=store_lock(dsn)), pulling.every)
+                                         lock=store_lock(dsn), after_pull=jobs.tick), pulling.every)
     if demo:
         try:
             _add_live_traffic(hosted, client, store_lock(dsn))
@@ -277,11 +281,15 @@ def _add_live_traffic(hosted: HostedJobs, client: Client, lock: threading.RLock)
     def tick() -> None:
         with lock:
             try:
-                traffic.tick(datetime.now(UTC))
+                written = traffic.tick(datetime.now(UTC)).written
                 hosted.traffic_error = ""
             except Exception as error:  # noqa: BLE001 - the next tick catches up
                 hosted.traffic_error = str(error)
                 log.error("live traffic failed: %s", error)
+                return
+        if written:  # what was just ingested gets the certain detections at once (never raises)
+            hosted.jobs.tick()
 
-    hosted.scheduler.add_job(tick, "interval", seconds=30, id="live_traffic", coalesce=True, max_instances=1,
+    hosted.scheduler.add_job(tick, "interval", seconds=LIVE_TRAFFIC_EVERY.total_seconds(), id="live_traffic",
+                             coalesce=True, max_instances=1,
                              next_run_time=datetime.now(UTC) + timedelta(seconds=5), replace_existing=True)

@@ -149,6 +149,10 @@ class Alert:
         ``{feature, value, baseline, weight}`` for the features that drove it.
     group_key : str, optional
         Alerts sharing it join one incident group (e.g. the granted resource).
+    provisional : bool
+        Raised by the fast path before its step is over (:mod:`detector.fastpath`): the
+        step loop's alert of the same id later folds into the incident it opened
+        (enriches it) instead of being skipped as a duplicate.
     """
 
     alert_id: str
@@ -165,6 +169,7 @@ class Alert:
     detected_at: datetime
     explanation: list[dict[str, Any]] = field(default_factory=list)
     group_key: str | None = None
+    provisional: bool = False
 
     def __post_init__(self) -> None:
         if self.severity not in SEVERITIES:
@@ -365,7 +370,14 @@ def record_alert(client: Client, alert: Alert, dedup_window: timedelta = timedel
         parameters={"a": alert.alert_id},
     ).result_rows
     if seen:
-        return RecordOutcome("duplicate", int(seen[0][1]))
+        outcome, incident_id = seen[0][0], int(seen[0][1])
+        if outcome == "provisional" and not alert.provisional:
+            # The fast path opened it before the step was over; the step's own alert completes it.
+            row = _raw_incident(client, incident_id)
+            if row is not None and row["status"] not in FINAL_STATUSES:
+                return _update(client, row, alert, to_epoch_ms(alert.first_seen), to_epoch_ms(alert.last_seen))
+            _mark_seen(client, alert, "duplicate", incident_id)
+        return RecordOutcome("duplicate", incident_id)
     # A crash between writing the incident and alerts_seen: the event is there, so the
     # alert was applied; finish the bookkeeping rather than apply it twice.
     applied = client.query(
@@ -424,7 +436,7 @@ def record_alert(client: Client, alert: Alert, dedup_window: timedelta = timedel
     _append_event(client, incident_id, detected_ms, SYSTEM_ACTOR, "opened", "", "open",
                   details={"severity": alert.severity, "score": alert.score, "group_id": group_id},
                   alert_id=alert.alert_id)
-    _mark_seen(client, alert, "opened", incident_id)
+    _mark_seen(client, alert, "provisional" if alert.provisional else "opened", incident_id)
     return RecordOutcome("opened", incident_id, False, group_id)
 
 
@@ -450,7 +462,7 @@ def _update(client: Client, row: dict[str, Any], alert: Alert, first_ms: int, la
                   row["status"],
                   details={"severity_from": old_severity, "severity_to": new["severity"], "score": alert.score},
                   alert_id=alert.alert_id)
-    _mark_seen(client, alert, "updated", int(row["id"]))
+    _mark_seen(client, alert, "provisional" if alert.provisional else "updated", int(row["id"]))
     return RecordOutcome("updated", int(row["id"]), rose, int(row["group_id"]))
 
 

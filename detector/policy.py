@@ -177,7 +177,7 @@ def violation_alerts(step: Step, entity: str) -> list[Alert]:
     found = (grant_violations(features.frame("grant"), config.thresholds, step.people) if entity == "grant"
              else training_violations(features.frame("training_run")))
     violations = [v for v in found if v.grade == "violation"]
-    grants = features.frame("grant").set_index("event_id") if violations else None
+    grants = features.frame("grant").set_index("event_id") if violations and entity == "grant" else None
     runs = context(client, TRAINING_CONTEXT, [v.key["resource"] for v in violations if v.entity == "training_run"],
                     params)
     alerts = []

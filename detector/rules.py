@@ -234,12 +234,23 @@ class RuleSpec(_Strict):
     #: of the window must meet for the query to find anything (``action = 'grant'``). Windows
     #: without such an event skip the query; replay checks a whole batch in one query.
     only_when: str | None = Field(None, min_length=1)
+    #: Decided by the events so far and the catalogue, with no baseline: the fast path
+    #: (:mod:`detector.fastpath`) runs the query every few seconds over the step so far, so
+    #: an incident opens (and pages and contains) before the step ends. Query rules only.
+    realtime: bool = False
     tests: list[RuleTest] = Field(default_factory=list)
 
     @field_validator("key", "dedup", "group", "title")
     @classmethod
     def _templates(cls, value: str | None) -> str | None:
         return value if value is None else _check_template(value)
+
+    @model_validator(mode="after")
+    def _realtime_needs_a_query(self) -> RuleSpec:
+        if self.realtime and self.condition is not None:
+            raise ValueError("realtime: true needs a query: a condition reads the step's features, "
+                             "which exist only once the step is over")
+        return self
 
     @field_validator("techniques")
     @classmethod
@@ -723,7 +734,7 @@ def _only_when_steps(client: Client, rule: Rule, batch: Batch) -> set[int]:
 
 def alerts_of_rule(client: Client, rule: Rule, start: datetime, end: datetime,
                    overrides: dict[str, Any] | None = None, features: FeatureSet | None = None,
-                   batch: Batch | None = None) -> list[Alert]:
+                   batch: Batch | None = None, until: datetime | None = None) -> list[Alert]:
     """One rule's alerts for ``[start, end)``; rows with the same dedup key make one alert.
 
     Parameters
@@ -742,6 +753,10 @@ def alerts_of_rule(client: Client, rule: Rule, start: datetime, end: datetime,
     batch : Batch, optional
         The batch of steps the window belongs to: a rule's ``only_when`` is checked for
         all of its steps at once. Without, ``only_when`` is checked for the window alone.
+    until : datetime, optional
+        The step is not over: its events so far end here (the fast path). The query reads
+        ``[start, until)`` while the alerts keep the step's ids, so the step loop finds the
+        same ones at the step's end.
 
     Raises
     ------
@@ -751,19 +766,19 @@ def alerts_of_rule(client: Client, rule: Rule, start: datetime, end: datetime,
         A template, severity condition, rule condition or the rule's module failed on a
         row, or a condition rule was given no feature set.
     """
-    parameters = _parameters(rule, start, end, overrides)
+    parameters = _parameters(rule, start, min(until, end) if until is not None else end, overrides)
     params = {k: v for k, v in parameters.items() if k not in WINDOW_PARAMETERS}
     if rule.spec.condition is not None:
         found = _condition_rows(rule, features, start, end, params)
         default_first: datetime = start
     else:
-        if rule.spec.only_when is not None:
+        if rule.spec.only_when is not None and until is None:  # the fast path checks only_when itself
             batch = batch or Batch(bound_ms(start), bound_ms(end), bound_ms(end) - bound_ms(start))
             run = batch.index(bound_ms(start)) in _only_when_steps(client, rule, batch)
         else:
             run = True
         found = _run_query(client, rule, parameters) if run else []
-        default_first = end
+        default_first = parameters["end"]
     merged: dict[str, Alert] = {}
     for row in _hooked(rule, found):
         extra = [k for k in row if k not in ENTITY_KEYS[rule.spec.entity] and k not in BY_NAME]  # enrich()'s

@@ -25,7 +25,7 @@ import pyarrow as pa
 from clickhouse_connect.driver.client import Client
 
 from features import _kernels
-from features.history import advance_history
+from features.history import advance_history, history_end
 from features.registry import (
     BURST_WINDOW_MS,
     ENTITY_KEYS,
@@ -168,9 +168,18 @@ FROM access_log AS a LEFT JOIN cat AS c ON a.resource = c.resource
 WHERE {WINDOW_SQL.replace('event_time', 'a.event_time')} AND a.action = 'grant'
 ORDER BY event_id"""
 
+# The grantees of some resources in force at ``state`` (epoch ms): the history's grant state
+# before it, plus the log's grants and revokes between the history's end and it. The step
+# loop asks at its window's start, where the history ends (the log part is empty); the fast
+# path (detector.fastpath) asks at the start of a step the history has not reached yet.
 _ACTIVE_GRANTEES = f"""SELECT resource, grantee FROM (
-    SELECT resource, grantee, argMax(action, (event_time, event_id)) AS last FROM history_grant_state
-    WHERE resource IN (SELECT resource FROM access_log WHERE {WINDOW_SQL} AND action = 'grant')
+    SELECT resource, grantee, argMax(action, (event_time, event_id)) AS last FROM (
+        SELECT resource, grantee, action, event_time, event_id FROM history_grant_state
+        WHERE resource IN {{resources:Array(String)}} AND event_time < {ms_param('state')}
+        UNION ALL
+        SELECT resource, grantee, action, event_time, event_id FROM access_log
+        WHERE event_time >= {ms_param('history_end')} AND event_time < {ms_param('state')}
+            AND action IN ('grant', 'revoke') AND status = 'ok' AND resource IN {{resources:Array(String)}})
     GROUP BY resource, grantee)
 WHERE last = 'grant'"""
 
@@ -338,14 +347,25 @@ class _Graph:
         return _kernels.grant_audiences(self.indptr, self.indices, self.is_group, base_offsets, base, targets)
 
 
-def _grant_features(client: Client, params: dict[str, int]) -> tuple[pd.DataFrame, pd.Series]:
-    """The grant matrix, and each granting principal's largest single-grantee audience."""
+def grant_features(client: Client, params: dict[str, int], state_ms: int | None = None
+                   ) -> tuple[pd.DataFrame, pd.Series]:
+    """The grant matrix of the window ``params`` (``lo``/``hi``, epoch ms), and each granting
+    principal's largest single-grantee audience.
+
+    Each grant's audience before is the resource's grantees in force at ``state_ms``
+    (default: the window's start, where the step loop's history ends); the fast path passes
+    the start of the step a grant belongs to, so both judge a grant alike.
+    """
     result = client.query(_GRANTS, parameters=params)
     grants = pd.DataFrame(result.result_rows, columns=result.column_names)
     if grants.empty:
         return _empty("grant"), pd.Series(dtype=np.int64)
+    state = params["lo"] if state_ms is None else state_ms
+    end = history_end(client)
     active: dict[str, list[str]] = {}
-    for resource, grantee in client.query(_ACTIVE_GRANTEES, parameters=params).result_rows:
+    for resource, grantee in client.query(_ACTIVE_GRANTEES, parameters={
+            "resources": sorted(set(grants["resource"])), "state": state,
+            "history_end": bound_ms(end.replace(tzinfo=UTC)) if end is not None else 0}).result_rows:
         active.setdefault(resource, []).append(grantee)
     per_grant = [sorted(active.get(resource, [])) for resource in grants["resource"]]
     names = list(grants["grantee"]) + [name for names in per_grant for name in names]
@@ -355,6 +375,12 @@ def _grant_features(client: Client, params: dict[str, int]) -> tuple[pd.DataFram
     _, alone = graph.audiences(list(grants["grantee"]), [[] for _ in per_grant])
     largest = pd.Series(alone, index=grants["principal"]).groupby(level=0).max()
     return _typed(grants, "grant"), largest
+
+
+def training_run_features(client: Client, params: dict[str, int]) -> pd.DataFrame:
+    """The training-run matrix of the window ``params`` (``lo``/``hi``, epoch ms)."""
+    runs = _query_frame(client, _TRAINING_RUNS, params)
+    return _typed(runs, "training_run") if not runs.empty else _empty("training_run")
 
 
 def _join_pair_rarity(client: Client, params: dict[str, int]) -> pd.DataFrame:
@@ -409,15 +435,14 @@ def extract(client: Client, start: datetime, end: datetime) -> FeatureSet:
 
     principals = _principal_pass(client, params)
     pairs = _query_frame(client, _WINDOW_PAIRS, params)
-    grants, largest_audience = _grant_features(client, params)
-    runs = _query_frame(client, _TRAINING_RUNS, params)
+    grants, largest_audience = grant_features(client, params)
     context = (principals[["principal", "principal_type", "history_events"]].sort_values("principal", kind="stable")
                .reset_index(drop=True) if not principals.empty else None)
     frames = {
         "principal": _principal_features(client, params, principals, pairs, largest_audience),
         "grant": grants,
         "resource": _resource_features(pairs),
-        "training_run": _typed(runs, "training_run") if not runs.empty else _empty("training_run"),
+        "training_run": training_run_features(client, params),
     }
     return FeatureSet(start, end, frames) if context is None else FeatureSet(start, end, frames, context)
 

@@ -24,9 +24,10 @@ def _events(client: Client, tmp_path, hours: int = 3) -> None:
 def test_jobs_have_stable_ids_and_never_pile_up(client: Client) -> None:
     scheduler = schedule(BackgroundScheduler(timezone="UTC"), DetectionJobs(client))
     jobs = {job.id: job for job in scheduler.get_jobs()}
-    assert set(jobs) == {"detect", "retention"}
+    assert set(jobs) == {"detect", "fast_path", "retention"}
     for job in jobs.values():
         assert job.coalesce is True and job.max_instances == 1 and job.misfire_grace_time == 120
+    assert jobs["fast_path"].trigger.interval == timedelta(seconds=5)  # the settings' live.tick
 
 
 def test_the_detect_job_catches_up_in_whole_steps_behind_lateness(client: Client, tmp_path) -> None:

@@ -83,6 +83,7 @@ matching = books.matching(context) if context else []
 ran = [books.playbooks[run["playbook"]] for run in runs if run["playbook"] in books.playbooks]
 pages = read(briefing.page_outcomes, incident_id)
 done = read(briefing.what_was_done, incident, pages, now, zone)
+exposure = read(briefing.exposure_window, incident, now)  # None unless the incident is about a grant
 if any(page.state == "unrouted" for page in pages):
     st.warning(f"Nobody was paged for {ref}: its {incident['severity']} page has no channel to go to. "
                "Configure `paging:` channels (apprise URLs) and routes in the settings file "
@@ -102,6 +103,8 @@ with what.container(border=True):
 with bad.container(border=True):
     st.markdown("**How bad it is**")
     st.write(style.text(briefing.how_bad(incident)))
+    if exposure is not None:
+        st.markdown(f"**Window of exposure:** {style.text(exposure.words(now, zone))}")
     st.caption(f"{style.plural(incident['alerts'], 'alert')} · score {incident['score']:.2f} · "
                f"assigned to {style.text(incident['assignee'] or 'nobody')}")
 already, nxt = st.columns(2)
