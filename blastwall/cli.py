@@ -29,6 +29,7 @@ from blastwall.store import (
     close_store,
     demo_dsn,
     open_store,
+    parse_dsn,
     require_store,
     reset_embedded,
     resolve_dsn,
@@ -205,7 +206,10 @@ def ingest(ctx: click.Context, table: str, source_name: str | None, files: tuple
             if summary.broken:  # the rows before the break are loaded; the file still failed
                 click.echo(f"blastwall: {path}: {summary.broken}", err=True)
                 failed = True
-        if table == "access_log":
+        if table == "access_log" and parse_dsn(resolve_dsn(ctx.obj["dsn"])).is_embedded:
+            # An embedded store has no live loop beside this process (one process owns it):
+            # the certain detections run here. On a server, `blastwall run` finds the events
+            # within its next tick.
             _certain_detections(ctx, client, checked_from)
     if failed:
         sys.exit(EXIT_USAGE)
@@ -219,7 +223,8 @@ def _store_now(client: Client):  # -> datetime
 
 
 def _certain_detections(ctx: click.Context, client: Client, since) -> None:  # since: datetime
-    """The fast path over what was just loaded (recent events only), then paging and containment."""
+    """The fast path over what was just loaded (recent events only), then paging and containment
+    of the incidents it opened."""
     from blastwall.jobs import DetectionJobs
     from detector.fastpath import FastPath
 
@@ -710,8 +715,13 @@ def run(ctx: click.Context, step, lateness) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     with _client(ctx) as client:
         settings = _settings(ctx)
-        cadence = settings.live.model_copy(update={k: v for k, v in (("step", step), ("lateness", lateness))
-                                                   if v is not None})
+        try:  # the options get the settings' checks (a step must divide a day …)
+            cadence = type(settings.live).model_validate(
+                {**settings.live.model_dump(), **{k: v for k, v in (("step", step), ("lateness", lateness))
+                                                  if v is not None}})
+        except ValueError as exc:
+            problem = exc.errors()[0]["msg"] if hasattr(exc, "errors") else str(exc)
+            raise BlastwallCliError(f"--step/--lateness: {problem}") from None
         jobs = DetectionJobs(client, cadence.live_settings(config=_detect_config(ctx),
                                                            respond_max_age=settings.respond_max_age),
                              responder=_responder(ctx, client))

@@ -131,8 +131,8 @@ class DetectionJobs:
         Runs every :attr:`LiveSettings.tick`, after each pull, and after an ingest; never
         raises (a failure is logged and the next run checks the same events again).
         """
-        now = now or datetime.now(UTC)
         with self.lock:
+            now = now or datetime.now(UTC)  # once the lock is ours: a long detect run may have held it
             try:
                 self.last_fast = self.fast.run(self.client, now)
             except Exception as error:  # noqa: BLE001 - e.g. the store is down: the cursor did not move
@@ -143,15 +143,16 @@ class DetectionJobs:
             self.fast_error = ""
             for error in self.last_fast.errors:
                 log.error("fast path: %s", error)
-            if any(o.outcome == "opened" or o.severity_rose for o in self.last_fast.outcomes):
-                self._respond(now)
+            found = {o.incident_id for o in self.last_fast.outcomes if o.outcome == "opened" or o.severity_rose}
+            if found:
+                self._respond(now, only=found)
             return self.last_fast
 
-    def _respond(self, now: datetime) -> None:
+    def _respond(self, now: datetime, only: set[int] | None = None) -> None:
         if self.responder is None:
             return
         try:
-            summary = self.responder.respond(now, max_age=self.settings.respond_max_age)
+            summary = self.responder.respond(now, max_age=self.settings.respond_max_age, only=only)
             for error in summary.errors:
                 log.error("respond: %s", error)
         except Exception as error:  # noqa: BLE001 - e.g. the store is down: the next run catches up

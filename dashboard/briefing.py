@@ -490,11 +490,19 @@ def exposure_window(client: Client, incident: dict[str, Any], now: datetime) -> 
     if grant is None:
         return None
     resource, grantee = grant["resource"], grant["grantee"]
-    params: dict[str, Any] = {"r": resource, "g": grantee, "last": to_epoch_ms(incident["last_seen"])}
+    # Hour bounds on the log's sorting key (toStartOfHour(event_time)): each read scans its hours only.
+    def hours(lo: str, hi: str | None = None) -> str:
+        upper = f" AND toStartOfHour(event_time) <= toStartOfHour({ms_param(hi)})" if hi else ""
+        return f" AND toStartOfHour(event_time) >= toStartOfHour({ms_param(lo)}){upper}"
+
+    # The grant is at most a dedup window (a day) before the incident's first evidence.
+    params: dict[str, Any] = {"r": resource, "g": grantee, "last": to_epoch_ms(incident["last_seen"]),
+                              "since": to_epoch_ms(incident["first_seen"] - timedelta(days=1))}
     found = client.query(
         "SELECT toUnixTimestamp64Milli(event_time), principal FROM access_log WHERE action = 'grant'"
         " AND status = 'ok' AND resource = {r:String} AND grantee = {g:String}"
-        f" AND event_time <= {ms_param('last')} ORDER BY event_time DESC, event_id DESC LIMIT 1",
+        f" AND event_time <= {ms_param('last')}{hours('since', 'last')}"
+        " ORDER BY event_time DESC, event_id DESC LIMIT 1",
         parameters=params).result_rows
     if not found:
         return None
@@ -505,7 +513,7 @@ def exposure_window(client: Client, incident: dict[str, Any], now: datetime) -> 
         f"  AND target = {{target:String}} AND in_force = 1 AND at > {ms_param('granted')}),"
         " (SELECT minOrNull(toUnixTimestamp64Milli(event_time)) FROM access_log WHERE action = 'revoke'"
         "  AND status = 'ok' AND resource = {r:String} AND grantee = {g:String}"
-        f"  AND event_time > {ms_param('granted')})",
+        f"  AND event_time > {ms_param('granted')}{hours('granted')})",
         parameters=params).result_rows[0]
     ends = [int(ms) for ms in (by_control, by_event) if ms is not None]
     revoked_ms = min(ends) if ends else None
@@ -518,7 +526,8 @@ def exposure_window(client: Client, incident: dict[str, Any], now: datetime) -> 
         " FROM (SELECT principal, count() AS n, sum(rows) AS r, sum(bytes) AS b FROM access_log"
         "  WHERE resource = {r:String} AND action IN {reads:Array(String)} AND status = 'ok'"
         "  AND principal IN {who:Array(String)} AND principal != {granter:String}"
-        f"  AND event_time >= {ms_param('granted')} AND event_time < {ms_param('end')} GROUP BY principal)",
+        f"  AND event_time >= {ms_param('granted')} AND event_time < {ms_param('end')}{hours('granted', 'end')}"
+        " GROUP BY principal)",
         parameters=params).result_rows[0]
     return ExposureWindow(resource, grantee, granter, from_epoch_ms(granted_ms),
                           from_epoch_ms(revoked_ms) if revoked_ms is not None else None, int(reads), int(readers),

@@ -34,13 +34,14 @@ from datetime import UTC, datetime, timedelta
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError
 
+from detector import runs
 from detector.alerting import error_alert
 from detector.detect import DetectConfig, organisation_size
 from detector.families import Batch, Step
 from detector.incidents import Alert, RecordOutcome, record_alert
 from detector.policy import violation_alerts
 from detector.rules import READ_ONLY, Rule, alerts_of_rule
-from features.engine import FeatureSet, grant_features, training_run_features
+from features.engine import WINDOW_SQL, FeatureSet, grant_features, training_run_features
 from features.times import from_epoch_ms, ms_param, to_epoch_ms
 
 
@@ -76,12 +77,14 @@ class FastPathResult:
         return sum(outcome.outcome == "opened" for outcome in self.outcomes)
 
 
-# Per step of the new events: how many grants, training events, and events in all.
-_NEW_EVENTS = f"""SELECT intDiv(toUnixTimestamp64Milli(event_time), {{step_ms:Int64}}) * {{step_ms:Int64}} AS step_lo,
+# Per step of the new events (steps on the step loop's grid: ``offset`` is its origin modulo
+# the step): how many grants, training events, and events in all.
+_NEW_EVENTS = f"""SELECT intDiv(toUnixTimestamp64Milli(event_time) - {{offset:Int64}}, {{step_ms:Int64}})
+        * {{step_ms:Int64}} + {{offset:Int64}} AS step_lo,
     min(toUnixTimestamp64Milli(event_time)) AS first_ms, max(toUnixTimestamp64Milli(event_time)) AS last_ms,
     countIf(action = 'grant') AS grants, countIf(action = 'train') AS trains, count() AS events
 FROM access_log
-WHERE event_time >= {ms_param('lo')} AND event_time < {ms_param('hi')} AND ingested_at >= {ms_param('since')}
+WHERE {WINDOW_SQL} AND ingested_at >= {ms_param('since')}
 GROUP BY step_lo ORDER BY step_lo"""
 
 
@@ -126,11 +129,14 @@ class FastPath:
         since = self.cursor - self.settings.overlap if self.cursor is not None else datetime(1970, 1, 1, tzinfo=UTC)
         result = FastPathResult()
         step_ms = int(self.step / timedelta(milliseconds=1))
+        # The step loop's grid: it continues from its watermark (an unaligned --since moves it).
+        mark = runs.watermark(client)
+        offset = to_epoch_ms(mark) % step_ms if mark is not None else 0
         lo = now - self.settings.horizon
         steps = client.query(_NEW_EVENTS, parameters={
-            "step_ms": step_ms, "lo": to_epoch_ms(lo), "hi": to_epoch_ms(now + self.step),
-            "since": to_epoch_ms(since)}).result_rows
-        if steps and self.people is None:
+            "step_ms": step_ms, "offset": offset, "lo": to_epoch_ms(lo),
+            "hi": to_epoch_ms(max(now, checked_at) + self.step), "since": to_epoch_ms(since)}).result_rows
+        if steps:  # as the step loop, which reads it for every run
             self.people = organisation_size(client)
         for step_lo, first_ms, last_ms, grants, trains, events in steps:
             result.events += int(events)
@@ -184,8 +190,7 @@ class FastPath:
         """Whether the step so far has a new event the rule could find something in (its ``only_when``)."""
         condition = f" AND ({rule.spec.only_when})" if rule.spec.only_when else ""
         return bool(client.query(
-            f"SELECT count() > 0 FROM access_log WHERE event_time >= {ms_param('lo')} AND event_time < {ms_param('hi')}"
-            f" AND ingested_at >= {ms_param('since')}{condition}",
+            f"SELECT count() > 0 FROM access_log WHERE {WINDOW_SQL} AND ingested_at >= {ms_param('since')}{condition}",
             parameters={"lo": to_epoch_ms(start), "hi": to_epoch_ms(until), "since": to_epoch_ms(since)},
             settings=READ_ONLY).result_rows[0][0])
 

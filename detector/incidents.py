@@ -35,6 +35,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -375,7 +376,8 @@ def record_alert(client: Client, alert: Alert, dedup_window: timedelta = timedel
             # The fast path opened it before the step was over; the step's own alert completes it.
             row = _raw_incident(client, incident_id)
             if row is not None and row["status"] not in FINAL_STATUSES:
-                return _update(client, row, alert, to_epoch_ms(alert.first_seen), to_epoch_ms(alert.last_seen))
+                return _update(client, row, alert, to_epoch_ms(alert.first_seen), to_epoch_ms(alert.last_seen),
+                               completes=True)
             _mark_seen(client, alert, "duplicate", incident_id)
         return RecordOutcome("duplicate", incident_id)
     # A crash between writing the incident and alerts_seen: the event is there, so the
@@ -440,13 +442,18 @@ def record_alert(client: Client, alert: Alert, dedup_window: timedelta = timedel
     return RecordOutcome("opened", incident_id, False, group_id)
 
 
-def _update(client: Client, row: dict[str, Any], alert: Alert, first_ms: int, last_ms: int) -> RecordOutcome:
-    """Fold an alert into an open incident: severity/score/last_seen max, principals/resources union."""
+def _update(client: Client, row: dict[str, Any], alert: Alert, first_ms: int, last_ms: int,
+            completes: bool = False) -> RecordOutcome:
+    """Fold an alert into an open incident: severity/score/last_seen max, principals/resources union.
+
+    ``completes``: the alert is the whole step's version of the fast path's provisional one
+    that opened the incident, so its title and evidence replace the partial ones at an equal score.
+    """
     old_severity = row["severity"]
     rose = severity_rank(alert.severity) < severity_rank(old_severity)
     new = dict(row)
     new["severity"] = alert.severity if rose else old_severity
-    if alert.score > row["score"]:
+    if alert.score > row["score"] or (completes and alert.score >= row["score"]):
         # The higher-scoring alert explains the incident best.
         new["score"] = float(alert.score)
         new["explanation"] = json.dumps(alert.explanation, default=str)
@@ -645,7 +652,8 @@ def grant_of(incident: dict[str, Any]) -> dict[str, str] | None:
     return None
 
 
-def unhandled_incidents(client: Client, ledger: str, limit: int = 200) -> list[tuple[int, str, datetime]]:
+def unhandled_incidents(client: Client, ledger: str, limit: int = 200, only: Collection[int] | None = None
+                        ) -> list[tuple[int, str, datetime]]:
     """Active incidents whose current severity is not yet in a caller's ledger table, most severe first.
 
     Parameters
@@ -655,6 +663,8 @@ def unhandled_incidents(client: Client, ledger: str, limit: int = 200) -> list[t
         A table of the caller's with ``incident_id`` and ``severity`` columns (the playbook
         engine's ``playbook_triggers``): what it has already handled.
     limit : int
+    only : collection of int, optional
+        Only these incidents (e.g. those a run just opened).
 
     Returns
     -------
@@ -662,11 +672,13 @@ def unhandled_incidents(client: Client, ledger: str, limit: int = 200) -> list[t
     """
     if not ledger.isidentifier():
         raise ValueError(f"{ledger!r} is not a table name")
+    among = " AND id IN {only:Array(UInt64)}" if only is not None else ""
     rows = client.query(
         "SELECT id, severity, toUnixTimestamp64Milli(detected_at) FROM incidents FINAL"
         " WHERE status NOT IN {final:Array(String)} AND (id, severity) NOT IN"
-        f" (SELECT incident_id, severity FROM {ledger}) ORDER BY severity, detected_at LIMIT {{limit:UInt32}}",
-        parameters={"limit": limit, "final": list(FINAL_STATUSES)}).result_rows
+        f" (SELECT incident_id, severity FROM {ledger}){among} ORDER BY severity, detected_at LIMIT {{limit:UInt32}}",
+        parameters={"limit": limit, "final": list(FINAL_STATUSES),
+                    "only": sorted(int(i) for i in only or ())}).result_rows
     return [(int(i), str(s), from_epoch_ms(ms)) for i, s, ms in rows]
 
 

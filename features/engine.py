@@ -179,6 +179,8 @@ _ACTIVE_GRANTEES = f"""SELECT resource, grantee FROM (
         UNION ALL
         SELECT resource, grantee, action, event_time, event_id FROM access_log
         WHERE event_time >= {ms_param('history_end')} AND event_time < {ms_param('state')}
+            AND toStartOfHour(event_time) >= toStartOfHour({ms_param('history_end')})
+            AND toStartOfHour(event_time) <= toStartOfHour({ms_param('state')})
             AND action IN ('grant', 'revoke') AND status = 'ok' AND resource IN {{resources:Array(String)}})
     GROUP BY resource, grantee)
 WHERE last = 'grant'"""

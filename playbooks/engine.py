@@ -26,7 +26,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -184,16 +184,18 @@ class Responder:
 
     # --- the scheduled entry point -------------------------------------------------------
 
-    def respond(self, now: datetime, max_age: timedelta = timedelta(hours=6), limit: int = 200) -> RespondSummary:
+    def respond(self, now: datetime, max_age: timedelta = timedelta(hours=6), limit: int = 200,
+                only: Collection[int] | None = None) -> RespondSummary:
         """Handle every incident opened, or risen in severity, since it was last handled.
 
         An incident detected more than ``max_age`` before ``now`` (a backfill of old data)
-        is recorded as ``too_old``: no page, no containment for history.
+        is recorded as ``too_old``: no page, no containment for history. ``only``: just
+        these incidents (those the fast path just opened).
         """
         summary = RespondSummary()
         self.recover(now)
         self._library_problems(now)
-        for incident_id, severity, detected_at in unhandled_incidents(self.client, "playbook_triggers", limit):
+        for incident_id, severity, detected_at in unhandled_incidents(self.client, "playbook_triggers", limit, only):
             summary.incidents += 1
             if now - detected_at > max_age:
                 self._trigger(int(incident_id), severity, "too_old", [], now)

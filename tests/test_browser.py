@@ -151,15 +151,16 @@ def test_the_analysts_path_from_sign_in_to_an_approved_containment(tmp_path: Pat
     def press(locator: tuple[str, str]) -> None:
         # Streamlit's sticky header covers the page's top strip: centre the element before clicking it,
         # and try again if a rerun moved it under something between the scroll and the click.
-        for attempt in range(3):
+        for attempt in range(5):
             element = wait.until(ready.element_to_be_clickable(locator))
-            driver.execute_script("arguments[0].scrollIntoView({block: 'center'});", element)
             try:
+                driver.execute_script("arguments[0].scrollIntoView({block: 'center'});", element)
                 element.click()
                 return
             except (ElementClickInterceptedException, StaleElementReferenceException):
-                if attempt == 2:
+                if attempt == 4:
                     raise
+                time.sleep(0.5)  # a rerun replaced or moved the element: find it again
 
     def button(label: str) -> None:
         press((By.XPATH, f"//button[.//p[text()='{label}']]"))

@@ -242,7 +242,7 @@ def test_the_console_hosts_one_scheduler_per_store_whatever_the_caches(org: dict
     hosted = state.hosted_jobs(org["dsn"], None, False)
     try:
         assert hosted is not None
-        assert {job.id for job in hosted.scheduler.get_jobs()} == {"detect", "retention", "escalate"}
+        assert {job.id for job in hosted.scheduler.get_jobs()} == {"detect", "fast_path", "retention", "escalate"}
         assert hosted.jobs.lock is state.store_lock(org["dsn"])
         st.cache_resource.clear()  # what any session can ask of Streamlit
         assert state.hosted_jobs(org["dsn"], None, False) is hosted

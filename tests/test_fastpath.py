@@ -7,14 +7,16 @@ is the step loop run afterwards over the same events: same incident, nothing twi
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from builders import event_row, ingest_rows, iso, membership_row, principal_row, resource_row
+from builders import event_row, ingest_rows, iso, membership_row, open_initialised, principal_row, resource_row
 from clickhouse_connect.driver.client import Client
 
 from blastwall.jobs import DetectionJobs, LiveSettings
+from blastwall.store import close_store
 from detector.detect import DetectConfig
 from detector.fastpath import FastPath
 from detector.incidents import list_incidents
@@ -156,14 +158,18 @@ def test_both_paths_on_the_same_events_page_once_and_contain_once(
                                               initial_backfill=2 * STEP),
                          responder=Responder(client, load_library(), Pager(client, routing), retry_wait=0.01))
     _grant(client, tmp_path)
-    # The live loop as it runs: fast-path ticks, and the step loop once the step is due.
-    now = GRANT_AT
+    # The live loop as it runs: a fast-path tick every 5 s, the detect job every minute.
+    now, ticks, steps = GRANT_AT, 0, 0
     while now < STEP_END + timedelta(minutes=2):
         now += timedelta(seconds=5)
+        ticks += 1
         jobs.tick(now)
-        if now.second == 0:
-            jobs.detect(now)
+        if ticks % 12 == 0:
+            steps += jobs.detect(now).steps
     assert jobs.last_error == "" and jobs.fast_error == ""
+    assert steps >= 1  # the step loop did judge the grant's step
+    assert dict(client.query("SELECT outcome, count() FROM alerts_seen FINAL GROUP BY outcome").result_rows) == {
+        "updated": 2}  # both of the fast path's alerts were completed by the step's
     incidents = list_incidents(client)
     assert sorted(i["detector"] for i in incidents) == ["ai_grant_without_approval", "permission_fanout"], [
         (i["detector"], i["title"]) for i in incidents]
@@ -187,3 +193,29 @@ def test_a_realtime_rule_needs_a_query() -> None:
     with pytest.raises(ValidationError, match="realtime: true needs a query"):
         RuleSpec(description="x", entity="principal", key="{{ principal }}", severity="SEV3", title="t",
                  condition="events > 1", realtime=True)
+
+
+def test_ingest_runs_the_certain_detections_over_what_it_loaded(tmp_path: Path, capsys, monkeypatch) -> None:
+    from builders import run_cli
+
+    dsn = f"chdb://{tmp_path / 'store'}"
+    client = open_initialised(tmp_path / "store")
+    try:
+        _organisation(client, tmp_path)
+    finally:
+        close_store(client)
+    grant = tmp_path / "grant.jsonl"
+    grant.write_text(json.dumps(_rows([event_row(datetime.now(UTC) - timedelta(seconds=20), PEOPLE[0], "grant",
+                                                 DATASET, grantee="all-staff", via="ai_assistant",
+                                                 event_id="g-now")])[0]) + "\n")
+    code, out, err = run_cli(capsys, monkeypatch, "--dsn", dsn, "ingest", str(grant))
+    assert code == 0, err
+    assert "certain detections: 2 incidents opened (INC-1, INC-2)" in out
+    client = open_initialised(tmp_path / "store")
+    try:
+        assert {i["detector"] for i in list_incidents(client)} == {"permission_fanout", "ai_grant_without_approval"}
+        # Handed to the playbooks at once: the grant is revoked (no paging is configured: recorded unrouted).
+        assert client.query("SELECT count() FROM control_log WHERE kind = 'grant' AND in_force = 1"
+                            ).result_rows[0][0] >= 1
+    finally:
+        close_store(client)

@@ -232,6 +232,12 @@ class LiveTraffic:
         The attack's first event is at ``started + attack_after``.
     attack : str or None
         Scenario family of ``attacks.SCENARIOS`` to inject, or None for benign traffic only.
+    benign : bool
+        Write the organisation's benign traffic too (False: the attack alone, so several
+        instances can each inject one attack beside one benign writer, as the latency
+        benchmark does).
+    attack_variant : int
+        Another draw of the scenario (its actors and data); 0 is the demo's.
 
     Attributes
     ----------
@@ -250,7 +256,8 @@ class LiveTraffic:
     """
 
     def __init__(self, client: Any, spec: OrgSpec | Organisation, started: datetime,
-                 attack_after: timedelta = timedelta(minutes=3), attack: str | None = DEFAULT_ATTACK) -> None:
+                 attack_after: timedelta = timedelta(minutes=3), attack: str | None = DEFAULT_ATTACK,
+                 benign: bool = True, attack_variant: int = 0) -> None:
         if started.tzinfo is None:
             raise ValueError("started must be timezone-aware")
         if attack_after < timedelta(0):
@@ -268,6 +275,8 @@ class LiveTraffic:
         self._grant_targets: list[str] = []
         self._new_resources: pa.Table | None = None
         self.attack_plan: LiveAttack | None = None
+        self.benign = benign
+        self.attack_variant = attack_variant
         self._attack = EventChunk.empty()
         self._attack_ids = pa.array([], pa.string())
         self._attack_grant = np.zeros(0, np.int64)
@@ -388,7 +397,7 @@ class LiveTraffic:
         chunks, ids, attack, grant = [], [], [], []
         if hi > lo:
             first, last = from_epoch_ms(lo + 1).date(), from_epoch_ms(hi).date()
-            for k in range((last - first).days + 1):
+            for k in range((last - first).days + 1) if self.benign else ():
                 day = self._day(first + timedelta(days=k))
                 a, b = np.searchsorted(day.events.time, [lo, hi], side="right")
                 if b > a:
@@ -470,7 +479,8 @@ class LiveTraffic:
         # Its own random stream, and the next instance of the family (another dataset for
         # the fan-out), so the live attack does not replay a seeded one.
         repeat = 1 + (spec.days - spec.warmup_days) // 14 if spec.attacks else 0
-        planner.rng = np.random.default_rng([spec.seed, 0x11FE, repeat])
+        planner.rng = np.random.default_rng([spec.seed, 0x11FE, repeat, *([self.attack_variant] if self.attack_variant
+                                                                          else [])])
         planner.first_ms, planner.end_ms = model.day_start_ms(0), model.day_start_ms(spec.days + 31)
         workdays = [d for d in range(spec.days) if not model.is_weekend(d)] or list(range(spec.days))
         n_resources = len(model.resources)
