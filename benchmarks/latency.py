@@ -26,8 +26,9 @@ its own (so peak RSS is per rate), from a copy of one prepared store:
      traffic, so its noise does not page;
    - the injected attacks: every simulated family but ``low_and_slow`` (it spans days),
      several draws each (other actors and data), each written by an attack-only
-     ``LiveTraffic`` that honours containment. Certain families start every 40 s;
-     statistical ones in the first minutes, so their steps are processed within the run.
+     ``LiveTraffic`` that honours containment. Certain families start every 40 s until a
+     minute before the end; statistical ones in the first minutes, so their steps are
+     processed within the run.
 4. **Measured per attack**, in wall-clock seconds after its decisive event (a grant family's
    grant, the first ``train`` event, else the attack's first event): when its incident was
    opened or updated (instrumented at ``record_alert``), when the first page naming the
@@ -104,7 +105,9 @@ def prepare(folder: Path, principals: int, days: int, seed: int) -> dict:
         live = Settings().live
         config, _ = Settings().detect_config()
         # Up to a step past now (the rates' runs start later; an empty gap is quick to catch up).
-        summary = run_batches(client, align(datetime.now(UTC) - live.lateness, live.step), live.step, config=config)
+        first = client.query("SELECT min(event_time) FROM access_log").result_rows[0][0].replace(tzinfo=UTC)
+        summary = run_batches(client, align(datetime.now(UTC) - live.lateness, live.step), live.step,
+                              since=align(first, live.step), config=config)
         events = int(client.query("SELECT count() FROM access_log").result_rows[0][0])
     finally:
         close_store(client)
@@ -174,21 +177,21 @@ def _filler_table(schema: pa.Schema, names: list[str], resources: list[str], cou
     return table.cast(pa.schema([schema.field(name) for name in table.column_names]))
 
 
-def _attacks(client, spec, start: datetime, minutes: float) -> list[Attack]:
+def _attacks(client, spec, start: datetime, minutes: float, cadence) -> list[Attack]:
     """The attack-only writers: certain families every 40 s, statistical ones early in the run."""
     from blastwall.simulation.attacks import SCENARIOS, detectors_of_scenario
     from blastwall.simulation.live import LiveTraffic
 
-    end = start + timedelta(minutes=minutes)
     attacks: list[Attack] = []
     families = [f for f in SCENARIOS if f not in NOT_MEASURED]
     for index, family in enumerate(families):
         certain = family in CERTAIN
-        offsets = ([30 + 40 * k + index for k in range(int((minutes - 2.5) * 60 - 30) // 40)] if certain
-                   else [45 + index, 95 + index, 145 + index])
+        # Certain ones need seconds (up to a minute before the end); statistical ones a step, its
+        # lateness and a detect run (they start in the first minutes).
+        slowest = (cadence.step + cadence.lateness + cadence.detect_every).total_seconds() + 60
+        offsets = (list(range(20 + index, int(minutes * 60) - 60, 40)) if certain
+                   else [o for o in (45 + index, 95 + index, 145 + index) if o + slowest < minutes * 60])
         for variant, offset in enumerate(offsets, start=1):
-            if start + timedelta(seconds=offset) >= end - timedelta(minutes=2):
-                break
             traffic = LiveTraffic(client, spec, start, attack_after=timedelta(seconds=offset), attack=family,
                                   benign=False, attack_variant=variant)
             plan = traffic.attack_plan
@@ -199,6 +202,8 @@ def _attacks(client, spec, start: datetime, minutes: float) -> list[Attack]:
                 rows = table.filter(pc.equal(table.column("action"), action[family]))
                 if rows.num_rows:
                     decisive = rows.column("event_time")[0].as_py()
+            if certain and decisive > start + timedelta(minutes=minutes) - timedelta(seconds=45):
+                continue  # its decisive event would come too late in the run to be checked
             attacks.append(Attack(family, variant, certain, traffic, decisive, plan.principals, plan.resources,
                                   detectors_of_scenario(family)))
     return attacks
@@ -281,7 +286,7 @@ def run_rate(folder: Path, rate: int, minutes: float, filler: int) -> dict:
         spec = demo_spec(client)
         start = datetime.now(UTC)
         organisation = LiveTraffic(client, spec, start, attack=None)
-        attacks = _attacks(client, spec, start, minutes)
+        attacks = _attacks(client, spec, start, minutes, live)
         schema = arrow_schema("access_log")
         say(f"  {rate:,} events/s: {len(attacks)} attacks over {minutes} min, {filler} filler identities")
 
@@ -291,10 +296,13 @@ def run_rate(folder: Path, rate: int, minutes: float, filler: int) -> dict:
         serial = 0
 
         def resolve_contained() -> None:
-            """The analyst closes contained incidents, so a later draw of a family opens its own."""
+            """The analyst closes incidents a minute after they opened (their page and containment are
+            in by then), so a later draw of a family opens an incident of its own."""
             with jobs.lock:
-                for (incident_id,) in client.query("SELECT id FROM incidents FINAL WHERE status = 'contained'"
-                                                   ).result_rows:
+                for (incident_id,) in client.query(
+                        "SELECT id FROM incidents FINAL WHERE status NOT IN ('resolved', 'false_positive')"
+                        " AND created_at < now64(3) - INTERVAL 60 SECOND AND created_at > {t:DateTime64(3)}",
+                        parameters={"t": start}).result_rows:
                     try:
                         transition(client, int(incident_id), "resolve", "benchmark-analyst", reason="contained")
                     except IncidentError:
@@ -436,28 +444,31 @@ def main() -> None:
     parser.add_argument("--worker", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--store", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.worker is not None:  # one rate, in its own process
-        print(json.dumps(run_rate(args.store, args.worker, args.minutes, args.filler), default=str))
+    if args.worker is not None:  # one rate, in its own process, on a store of its own
+        organisation = prepare(args.store, args.principals, args.days, args.seed)
+        say(f"  {organisation}")
+        result = run_rate(args.store, args.worker, args.minutes, args.filler)
+        print(json.dumps({**result, "organisation": organisation}, default=str))
         return
 
     from blastwall.config import Settings
 
     rates = [int(r) for r in args.rates.split(",")]
     with tempfile.TemporaryDirectory(prefix="blastwall-latency-") as scratch:
-        template = Path(scratch) / "template"
-        say(f"preparing {args.principals} principals x {args.days} days and detecting their history ...")
-        organisation = prepare(template, args.principals, args.days, args.seed)
-        say(f"  {organisation}")
         results = []
         for rate in rates:
-            store = Path(scratch) / f"rate-{rate}"
-            shutil.copytree(template, store)
-            say(f"running the live loop at {rate:,} events/s for {args.minutes} min ...")
-            done = subprocess.run([sys.executable, __file__, "--worker", str(rate), "--store", str(store),
-                                   "--minutes", str(args.minutes), "--filler", str(args.filler)],
+            say(f"{rate:,} events/s: preparing {args.principals} principals x {args.days} days, detecting their "
+                f"history, then the live loop for {args.minutes} min ...")
+            done = subprocess.run([sys.executable, __file__, "--worker", str(rate),
+                                   "--store", str(Path(scratch) / f"rate-{rate}"), "--minutes", str(args.minutes),
+                                   "--filler", str(args.filler), "--principals", str(args.principals),
+                                   "--days", str(args.days), "--seed", str(args.seed)],
                                   stdout=subprocess.PIPE, text=True, check=True)
             results.append(json.loads(done.stdout.strip().splitlines()[-1]))
-            shutil.rmtree(store, ignore_errors=True)
+            shutil.rmtree(Path(scratch) / f"rate-{rate}", ignore_errors=True)
+    organisation = results[0].pop("organisation")
+    for result in results[1:]:
+        result.pop("organisation", None)
     live = Settings().live
     headline = next((r for r in results if r["rate_events_per_second"] == 10_000), results[-1])
     report = {

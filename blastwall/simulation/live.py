@@ -237,7 +237,8 @@ class LiveTraffic:
         instances can each inject one attack beside one benign writer, as the latency
         benchmark does).
     attack_variant : int
-        Another draw of the scenario (its actors and data); 0 is the demo's.
+        A later instance of the scenario (other actors and data: the fan-out's next dataset,
+        another training run); 0 is the demo's.
 
     Attributes
     ----------
@@ -478,9 +479,8 @@ class LiveTraffic:
         planner = _Planner(model)
         # Its own random stream, and the next instance of the family (another dataset for
         # the fan-out), so the live attack does not replay a seeded one.
-        repeat = 1 + (spec.days - spec.warmup_days) // 14 if spec.attacks else 0
-        planner.rng = np.random.default_rng([spec.seed, 0x11FE, repeat, *([self.attack_variant] if self.attack_variant
-                                                                          else [])])
+        repeat = (1 + (spec.days - spec.warmup_days) // 14 if spec.attacks else 0) + self.attack_variant
+        planner.rng = np.random.default_rng([spec.seed, 0x11FE, repeat])
         planner.first_ms, planner.end_ms = model.day_start_ms(0), model.day_start_ms(spec.days + 31)
         workdays = [d for d in range(spec.days) if not model.is_weekend(d)] or list(range(spec.days))
         n_resources = len(model.resources)
