@@ -26,9 +26,11 @@ its own (so peak RSS is per rate), from a copy of one prepared store:
      traffic, so its noise does not page;
    - the injected attacks: every simulated family but ``low_and_slow`` (it spans days),
      several draws each (other actors and data), each written by an attack-only
-     ``LiveTraffic`` that honours containment. Certain families start every 40 s until a
-     minute before the end; statistical ones in the first minutes, so their steps are
-     processed within the run.
+     ``LiveTraffic`` that honours containment. Certain families start every 100 s until a
+     minute before the end (not a grant the history already holds: it exposes nobody);
+     statistical ones in the first minutes, so their steps are processed within the run.
+     The benchmark's analyst closes incidents a minute after they open, and the IAM system
+     logs each revoke blastwall asked for, so a later grant of the same data is new again.
 4. **Measured per attack**, in wall-clock seconds after its decisive event (a grant family's
    grant, the first ``train`` event, else the attack's first event): when its incident was
    opened or updated (instrumented at ``record_alert``), when the first page naming the
@@ -128,6 +130,9 @@ class Attack:
     principals: tuple[str, ...]
     resources: tuple[str, ...]
     detectors: tuple[str, ...]
+    #: What its incident must name: the granted resource or the training run (certain
+    #: families), else nothing more than the actors and data (statistical ones).
+    targets: tuple[str, ...] = ()
 
 
 @dataclass
@@ -177,8 +182,17 @@ def _filler_table(schema: pa.Schema, names: list[str], resources: list[str], cou
     return table.cast(pa.schema([schema.field(name) for name in table.column_names]))
 
 
+def _in_force(client, target: str) -> bool:
+    """Whether the log says the grant ``"RESOURCE -> GRANTEE"`` is in force (granting it again exposes nobody)."""
+    resource, grantee = target.rsplit(" -> ", 1)
+    rows = client.query("SELECT argMax(action, event_time) FROM access_log WHERE resource = {r:String}"
+                        " AND grantee = {g:String} AND action IN ('grant', 'revoke') AND status = 'ok'",
+                        parameters={"r": resource, "g": grantee}).result_rows
+    return bool(rows) and rows[0][0] == "grant"
+
+
 def _attacks(client, spec, start: datetime, minutes: float, cadence) -> list[Attack]:
-    """The attack-only writers: certain families every 40 s, statistical ones early in the run."""
+    """The attack-only writers: certain families every 100 s, statistical ones early in the run."""
     from blastwall.simulation.attacks import SCENARIOS, detectors_of_scenario
     from blastwall.simulation.live import LiveTraffic
 
@@ -189,7 +203,9 @@ def _attacks(client, spec, start: datetime, minutes: float, cadence) -> list[Att
         # Certain ones need seconds (up to a minute before the end); statistical ones a step, its
         # lateness and a detect run (they start in the first minutes).
         slowest = (cadence.step + cadence.lateness + cadence.detect_every).total_seconds() + 60
-        offsets = (list(range(20 + index, int(minutes * 60) - 60, 40)) if certain
+        # 100 s apart: a family's later instances rotate over a few datasets, and one granted
+        # again within its step would be that step's same alert.
+        offsets = (list(range(20 + index, int(minutes * 60) - 60, 100)) if certain
                    else [o for o in (45 + index, 95 + index, 145 + index) if o + slowest < minutes * 60])
         for variant, offset in enumerate(offsets, start=1):
             traffic = LiveTraffic(client, spec, start, attack_after=timedelta(seconds=offset), attack=family,
@@ -204,8 +220,13 @@ def _attacks(client, spec, start: datetime, minutes: float, cadence) -> list[Att
                     decisive = rows.column("event_time")[0].as_py()
             if certain and decisive > start + timedelta(minutes=minutes) - timedelta(seconds=45):
                 continue  # its decisive event would come too late in the run to be checked
+            if any(_in_force(client, target) for target in plan.grants):
+                continue  # the history already granted it (a seeded attack): nobody newly exposed
+            targets = ({t.rsplit(" -> ", 1)[0] for t in plan.grants} if plan.grants
+                       else {r for r in plan.resources if r.startswith("run.")} if family == "unsanitised_training"
+                       else set())
             attacks.append(Attack(family, variant, certain, traffic, decisive, plan.principals, plan.resources,
-                                  detectors_of_scenario(family)))
+                                  detectors_of_scenario(family), tuple(sorted(targets))))
     return attacks
 
 
@@ -295,10 +316,24 @@ def run_rate(folder: Path, rate: int, minutes: float, filler: int) -> dict:
         last_ms = int(start.timestamp() * 1000)
         serial = 0
 
+        logged_revokes: set[tuple[int, str]] = set()
+
         def resolve_contained() -> None:
             """The analyst closes incidents a minute after they opened (their page and containment are
             in by then), so a later draw of a family opens an incident of its own."""
             with jobs.lock:
+                # Your IAM system carried out each revoke blastwall asked for: it logs it, as it would.
+                revoked = [(incident_id, target, at) for incident_id, target, at in client.query(
+                    "SELECT incident_id, target, min(at) FROM control_log WHERE kind = 'grant' AND in_force = 1"
+                    " GROUP BY incident_id, target").result_rows if (incident_id, target) not in logged_revokes]
+                if revoked:
+                    client.insert("access_log", [
+                        [at, f"bench-revoke-{incident_id}", "iam-system", "service", "revoke",
+                         target.rsplit(" -> ", 1)[0], target.rsplit(" -> ", 1)[1], "ok"]
+                        for incident_id, target, at in revoked],
+                        column_names=["event_time", "event_id", "principal", "principal_type", "action",
+                                      "resource", "grantee", "status"])
+                    logged_revokes.update((incident_id, target) for incident_id, target, _ in revoked)
                 for (incident_id,) in client.query(
                         "SELECT id FROM incidents FINAL WHERE status NOT IN ('resolved', 'false_positive')"
                         " AND created_at < now64(3) - INTERVAL 60 SECOND AND created_at > {t:DateTime64(3)}",
@@ -370,7 +405,8 @@ def run_rate(folder: Path, rate: int, minutes: float, filler: int) -> dict:
     for attack in attacks:
         event = attack.decisive.timestamp()
         found = [r for r in recorded if r.at >= event and r.detector in attack.detectors
-                 and (set(r.principals) & set(attack.principals) or set(r.resources) & set(attack.resources))]
+                 and (set(r.resources) >= set(attack.targets) if attack.targets
+                      else set(r.principals) & set(attack.principals) or set(r.resources) & set(attack.resources))]
         sample = {"family": attack.family, "variant": attack.variant, "certain": attack.certain,
                   "event_time": attack.decisive.isoformat()}
         if found:

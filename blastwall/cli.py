@@ -242,8 +242,9 @@ def _certain_detections(ctx: click.Context, client: Client, since) -> None:  # s
         from detector.incidents import incident_refs
 
         refs = incident_refs(client, [o.incident_id for o in result.outcomes if o.outcome == "opened"])
+        named = sorted(refs.values(), key=lambda ref: int(ref.split("-")[-1]))
         click.echo(f"certain detections: {result.opened} incident{'s' if result.opened != 1 else ''} opened "
-                   f"({', '.join(refs.values())}), paged and handed to the playbooks")
+                   f"({', '.join(named)}), paged and handed to the playbooks")
 
 
 @cli.command()

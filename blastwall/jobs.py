@@ -39,6 +39,9 @@ from features.times import bound_ms
 from playbooks.engine import Responder
 
 log = logging.getLogger("blastwall.jobs")
+#: The detect job runs this long after each whole multiple of its interval (writes of the
+#: step's last second have landed).
+DETECT_OFFSET = timedelta(seconds=3)
 
 
 @dataclass
@@ -202,8 +205,11 @@ def schedule(scheduler: BaseScheduler, jobs: DetectionJobs,
     from the analysts for long.
     """
     common = {"coalesce": True, "max_instances": 1, "misfire_grace_time": 120, "replace_existing": True}
+    # Runs on whole multiples of detect_every (plus a few seconds), from the next one on, so a
+    # step whose lateness ends on a minute is processed seconds after it is due, not up to a
+    # minute later.
     scheduler.add_job(jobs.detect, "interval", seconds=detect_every.total_seconds(), id="detect",
-                      next_run_time=datetime.now(UTC), **common)
+                      start_date=align(datetime.now(UTC), detect_every) + DETECT_OFFSET, **common)
     scheduler.add_job(jobs.tick, "interval", seconds=jobs.settings.tick.total_seconds(), id="fast_path",
                       next_run_time=datetime.now(UTC), **common)
     scheduler.add_job(jobs.retention, "interval", hours=6, id="retention", **common)
