@@ -101,7 +101,7 @@ class LiveCadence(BaseModel):
     step length ``detect`` and the demo replay with, so their baselines fit the live loop's).
 
     The defaults come from ``benchmarks/latency.py`` (see the README's "Detection"): a
-    5-minute step costs 9 s at 10k events/s and 19 s at 50k (well under its length; shorter
+    5-minute step costs 6-9 s at 10k events/s and 12-21 s at 50k (well under its length; shorter
     steps would change the baselines, which are per step length, and the detection
     evaluation is measured at 5 minutes); events land within a second of their time when
     written live, and a pull of the query log leaves at most its settle plus its interval
