@@ -60,6 +60,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 # Run as a script, this file's folder comes first on sys.path, where `features.py` would
 # shadow the `features` package: read _common from it, then drop it.
@@ -137,12 +138,11 @@ class Attack:
 
 @dataclass
 class Recorded:
+    """When (wall clock) ``record_alert`` applied an alert, and to which incident."""
+
     at: float
-    detector: str
-    principals: tuple[str, ...]
-    resources: tuple[str, ...]
+    alert: Any  # detector.incidents.Alert
     incident_id: int
-    outcome: str
 
 
 @dataclass
@@ -254,8 +254,7 @@ def run_rate(folder: Path, rate: int, minutes: float, filler: int) -> dict:
     def timed_record_alert(client, alert, *args, **kwargs):  # noqa: ANN001, ANN202 - instrumentation only
         outcome = record_alert(client, alert, *args, **kwargs)
         if outcome.outcome in ("opened", "updated") or (outcome.outcome == "duplicate" and alert.provisional):
-            recorded.append(Recorded(time.time(), alert.detector, tuple(alert.principals), tuple(alert.resources),
-                                     outcome.incident_id, outcome.outcome))
+            recorded.append(Recorded(time.time(), alert, outcome.incident_id))
         return outcome
 
     detect_module.record_alert = timed_record_alert  # the real function, timed
@@ -404,9 +403,10 @@ def run_rate(folder: Path, rate: int, minutes: float, filler: int) -> dict:
     samples: list[dict] = []
     for attack in attacks:
         event = attack.decisive.timestamp()
-        found = [r for r in recorded if r.at >= event and r.detector in attack.detectors
-                 and (set(r.resources) >= set(attack.targets) if attack.targets
-                      else set(r.principals) & set(attack.principals) or set(r.resources) & set(attack.resources))]
+        found = [r for r in recorded if r.at >= event and r.alert.detector in attack.detectors
+                 and (set(r.alert.resources) >= set(attack.targets) if attack.targets
+                      else set(r.alert.principals) & set(attack.principals)
+                      or set(r.alert.resources) & set(attack.resources))]
         sample = {"family": attack.family, "variant": attack.variant, "certain": attack.certain,
                   "event_time": attack.decisive.isoformat()}
         if found:

@@ -226,13 +226,12 @@ def _certain_detections(ctx: click.Context, client: Client, since) -> None:  # s
     """The fast path over what was just loaded (recent events only), then paging and containment
     of the incidents it opened."""
     from blastwall.jobs import DetectionJobs
-    from detector.fastpath import FastPath
 
     settings = _settings(ctx)
     jobs = DetectionJobs(client, settings.live.live_settings(config=_detect_config(ctx),
                                                              respond_max_age=settings.respond_max_age),
                          responder=_responder(ctx, client))
-    jobs.fast = FastPath(jobs.settings.step, jobs.settings.config, jobs.settings.fast, since=since)
+    jobs.fast.cursor = since  # only what this command loaded
     result = jobs.tick()
     if result is None:  # the events are in; the step loop still judges them
         click.echo(f"blastwall: warning: the certain detections over the new events failed ({jobs.fast_error}); "

@@ -40,7 +40,7 @@ from clickhouse_connect.driver.client import Client
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from blastwall.environment import environment
-from features.durations import parse_duration
+from features.durations import Duration
 from features.settings_file import SettingsFileError, load_model
 from playbooks.actions import Integrations
 from playbooks.engine import Responder
@@ -57,16 +57,11 @@ class QueryLogPull(BaseModel):
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
     from_dsn: str | None = Field(default=None, alias="from")
-    every: timedelta = timedelta(seconds=30)
-    settle: timedelta = timedelta(seconds=10)
-    backfill: timedelta = timedelta(days=1)
+    every: Duration = timedelta(seconds=30)
+    settle: Duration = timedelta(seconds=10)
+    backfill: Duration = timedelta(days=1)
     human_pattern: str | None = None
     agent_pattern: str | None = None
-
-    @field_validator("every", "settle", "backfill", mode="before")
-    @classmethod
-    def _duration(cls, value: Any) -> timedelta:
-        return parse_duration(value)
 
     @field_validator("from_dsn")
     @classmethod
@@ -109,15 +104,10 @@ class LiveCadence(BaseModel):
     """
 
     model_config = ConfigDict(extra="forbid")
-    step: timedelta = timedelta(minutes=5)
-    lateness: timedelta = timedelta(minutes=1)
-    tick: timedelta = timedelta(seconds=5)
-    detect_every: timedelta = timedelta(minutes=1)
-
-    @field_validator("step", "lateness", "tick", "detect_every", mode="before")
-    @classmethod
-    def _duration(cls, value: Any) -> timedelta:
-        return parse_duration(value)
+    step: Duration = timedelta(minutes=5)
+    lateness: Duration = timedelta(minutes=1)
+    tick: Duration = timedelta(seconds=5)
+    detect_every: Duration = timedelta(minutes=1)
 
     @field_validator("step")
     @classmethod
@@ -151,14 +141,9 @@ class Settings(BaseModel):
     integrations: Integrations = Field(default_factory=Integrations)
     playbooks: list[Path] = Field(default_factory=list)
     rules: list[Path] = Field(default_factory=list)
-    respond_max_age: timedelta = timedelta(hours=6)
+    respond_max_age: Duration = timedelta(hours=6)
     sources: SourcesSettings = Field(default_factory=SourcesSettings)
     live: LiveCadence = Field(default_factory=LiveCadence)
-
-    @field_validator("respond_max_age", mode="before")
-    @classmethod
-    def _duration(cls, value: Any) -> timedelta:
-        return parse_duration(value)
 
     @property
     def unsigned_webhooks(self) -> str:

@@ -108,7 +108,6 @@ class FastPath:
         self.config = config or DetectConfig()
         self.settings = settings or FastPathSettings()
         self.cursor = since
-        self.people: int | None = None
 
     @property
     def realtime_rules(self) -> list[Rule]:
@@ -136,15 +135,14 @@ class FastPath:
         steps = client.query(_NEW_EVENTS, parameters={
             "step_ms": step_ms, "offset": offset, "lo": to_epoch_ms(lo),
             "hi": to_epoch_ms(max(now, checked_at) + self.step), "since": to_epoch_ms(since)}).result_rows
-        if steps:  # as the step loop, which reads it for every run
-            self.people = organisation_size(client)
+        people = organisation_size(client) if steps else 0  # read every run, as the step loop does
         for step_lo, first_ms, last_ms, grants, trains, events in steps:
             result.events += int(events)
             start = from_epoch_ms(int(step_lo))
             end = start + self.step
             seen_until = min(end, from_epoch_ms(int(last_ms) + 1))  # the step so far
             result.alerts += self._step_alerts(client, start, end, seen_until, int(first_ms), int(grants),
-                                               int(trains), since, result)
+                                               int(trains), since, people, result)
         for alert in sorted(result.alerts, key=lambda a: (a.first_seen, a.alert_id)):
             result.outcomes.append(record_alert(client, replace(alert, detected_at=now, provisional=True),
                                                 self.config.dedup_window))
@@ -153,7 +151,8 @@ class FastPath:
         return result
 
     def _step_alerts(self, client: Client, start: datetime, end: datetime, seen_until: datetime, first_ms: int,
-                     grants: int, trains: int, since: datetime, result: FastPathResult) -> list[Alert]:
+                     grants: int, trains: int, since: datetime, people: int, result: FastPathResult
+                     ) -> list[Alert]:
         """The certain alerts of one step's new events, with the step's ids."""
         step_params = {"lo": to_epoch_ms(start), "hi": to_epoch_ms(seen_until)}
         frames = {"grant": grant_features(client, {"lo": first_ms, "hi": step_params["hi"]},
@@ -161,7 +160,7 @@ class FastPath:
                   "training_run": training_run_features(client, step_params) if trains else None}
         alerts: list[Alert] = []
         features = FeatureSet(start, end, {k: v for k, v in frames.items() if v is not None})
-        step = Step(client, None, features, step_params, self.config, self.people or 0,
+        step = Step(client, None, features, step_params, self.config, people,
                     Batch(step_params["lo"], to_epoch_ms(end), to_epoch_ms(end) - step_params["lo"]))
         for entity, frame in frames.items():
             if frame is None or frame.empty:

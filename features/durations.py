@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import BeforeValidator
 
 UNITS: dict[str, int] = {
     "s": 1, "sec": 1, "secs": 1, "second": 1, "seconds": 1,
@@ -48,3 +50,7 @@ def parse_duration(value: Any) -> timedelta:
     if not seconds > 0:
         raise ValueError(f"{value!r} is not a positive duration ({EXAMPLES})")
     return timedelta(seconds=seconds)
+
+
+#: A settings field written as a duration (``5m``): pydantic parses it with :func:`parse_duration`.
+Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
